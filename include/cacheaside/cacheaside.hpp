@@ -1,0 +1,15 @@
+// cacheaside: the cache-aside pattern over memcached in one object.
+// Umbrella header of the core; standard library only. MemcachedStore is in
+// <cacheaside/libmemcached.hpp>, JSON/CBOR serializers in
+// <cacheaside/json.hpp>.
+#pragma once
+
+#include "cache_aside.hpp"
+#include "envelope.hpp"
+#include "error.hpp"
+#include "key.hpp"
+#include "options.hpp"
+#include "serializer.hpp"
+#include "stats.hpp"
+#include "store.hpp"
+#include "version.hpp"
