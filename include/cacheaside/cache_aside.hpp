@@ -568,14 +568,16 @@ private:
       auto ttl = detail::jittered(opt_.ttl, opt_.ttl_jitter);
       envelope::encode(bytes, now + ttl.count(), load_us, payload);
       flags = envelope::value_flags(Serializer::codec);
-      exp = detail::to_exptime(ttl + opt_.max_stale);
+      // memcached's clock ticks in whole seconds, so an item can vanish up to 1 s early:
+      // the slack keeps it until its logical expiry, which is what decides freshness.
+      exp = detail::to_exptime(ttl + opt_.max_stale + std::chrono::seconds(1));
     } else {
       if (negative_ttl_.count() <= 0)
         return false;
       auto ttl = detail::jittered(negative_ttl_, opt_.ttl_jitter);
       envelope::encode(bytes, now + ttl.count(), load_us, {});
       flags = envelope::negative_flags(Serializer::codec);
-      exp = detail::to_exptime(ttl);
+      exp = detail::to_exptime(ttl + std::chrono::seconds(1));
     }
     if (bytes.size() + mkey.size() > opt_.max_value_bytes) {
       stats_.bump(stats_.oversize);

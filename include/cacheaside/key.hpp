@@ -62,8 +62,12 @@ inline void encode_key_to(std::string_view text, std::string &out,
     plain = plain && ok;
     escaped_size += ok ? 1 : 3;
   }
-  if (plain) {
+  if (plain && !text.empty()) {
     out.append(text);
+    return;
+  }
+  if (text.empty()) {  // memcached has no empty key; "%Z" is never produced otherwise
+    out.append("%Z");
     return;
   }
   static constexpr char hex[] = "0123456789ABCDEF";

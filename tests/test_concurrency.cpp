@@ -1,0 +1,313 @@
+// Stampedes and stale sets, in one process and across processes.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <map>
+#include <cstdio>
+#include <thread>
+
+#include "support/common.hpp"
+#include "support/fault_store.hpp"
+
+using namespace cacheaside;
+using namespace cacheaside_test;
+
+namespace {
+// Runs commands concurrently; returns their stdout.
+std::vector<std::string> run_all(const std::vector<std::string>& cmds) {
+  std::vector<FILE*> pipes;
+  for (const auto& c : cmds) pipes.push_back(::popen(c.c_str(), "r"));
+  std::vector<std::string> out;
+  for (FILE* p : pipes) {
+    REQUIRE(p);
+    std::string s;
+    char buf[256];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) s.append(buf, n);
+    CHECK(::pclose(p) == 0);
+    out.push_back(s);
+  }
+  return out;
+}
+
+class Latch {
+ public:
+  void open() {
+    std::lock_guard<std::mutex> l(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return open_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+}  // namespace
+
+TEST_CASE("single-flight: 64 threads on a cold key share one load", "[concurrency]") {
+  Server srv;
+  std::atomic<int> loads{0};
+  StringCache c(srv.store, [&](const std::string& k) -> std::optional<std::string> {
+    ++loads;
+    std::this_thread::sleep_for(100ms);
+    return "v" + k;
+  });
+  std::vector<std::thread> ts;
+  std::atomic<int> wrong{0};
+  for (int i = 0; i < 64; ++i)
+    ts.emplace_back([&] {
+      if (c.get("hot") != "vhot") ++wrong;
+    });
+  for (auto& t : ts) t.join();
+  CHECK(loads == 1);
+  CHECK(wrong == 0);
+  CHECK(c.stats().coalesced + c.stats().hits + 1 == 64);
+}
+
+TEST_CASE("single-flight off: the stampede is visible", "[concurrency]") {
+  Server srv;
+  std::atomic<int> loads{0};
+  Options o;
+  o.single_flight = false;
+  o.leases = false;
+  StringCache c(srv.store, [&](const std::string& k) -> std::optional<std::string> {
+    ++loads;
+    std::this_thread::sleep_for(100ms);
+    return "v" + k;
+  }, o);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 16; ++i) ts.emplace_back([&] { c.get("hot"); });
+  for (auto& t : ts) t.join();
+  CHECK(loads > 1);
+}
+
+TEST_CASE("single-flight shares the loader's exception", "[concurrency]") {
+  auto store = std::make_shared<InMemoryStore>();
+  std::atomic<int> loads{0};
+  StringCache c(store, [&](const std::string&) -> std::optional<std::string> {
+    ++loads;
+    std::this_thread::sleep_for(100ms);
+    throw std::runtime_error("db down");
+  });
+  std::atomic<int> thrown{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 16; ++i)
+    ts.emplace_back([&] {
+      try {
+        c.get("k");
+      } catch (const std::runtime_error& e) {
+        if (std::string(e.what()) == "db down") ++thrown;
+      }
+    });
+  for (auto& t : ts) t.join();
+  CHECK(loads == 1);
+  CHECK(thrown == 16);
+  // the lease marker was released: the next caller loads at once
+  auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS(c.get("k"));
+  CHECK(ms_since(start) < 500);
+}
+
+TEST_CASE("single-flight applies to get_many per key", "[concurrency]") {
+  Server srv;
+  std::atomic<int> single{0};
+  std::mutex mu;
+  std::map<int, int> loaded;
+  Options o;
+  o.key_prefix = "m_";
+  CacheAside<int, std::string, StringSerializer> c(
+      srv.store, [&](const int& k) -> std::optional<std::string> { ++single; return std::to_string(k); }, o);
+  c.set_bulk_loader([&](const std::vector<int>& ks) {
+    std::this_thread::sleep_for(100ms);
+    std::vector<std::optional<std::string>> out;
+    std::lock_guard<std::mutex> l(mu);
+    for (int k : ks) {
+      ++loaded[k];
+      out.push_back(std::to_string(k));
+    }
+    return out;
+  });
+  std::vector<std::thread> ts;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 8; ++t)
+    ts.emplace_back([&, t] {
+      std::vector<int> ks = {1, 2, 3, t + 10};
+      auto v = c.get_many(ks);
+      for (size_t i = 0; i < ks.size(); ++i)
+        if (v[i] != std::to_string(ks[i])) ++wrong;
+    });
+  for (auto& t : ts) t.join();
+  CHECK(wrong == 0);
+  CHECK(single == 0);
+  for (auto& kv : loaded) CHECK(kv.second == 1);
+}
+
+TEST_CASE("leases: 4 processes x 16 threads on a cold key load once", "[concurrency][processes]") {
+  Server srv;
+  auto start = detail::unix_ms() + 1500;  // all workers are up by then
+  std::vector<std::string> cmds;
+  for (int p = 0; p < 4; ++p)
+    cmds.push_back(std::string(CACHEASIDE_TEST_WORKER) + " stampede '" + srv.process.config() +
+                   "' 7 16 " + std::to_string(start) + " 100");
+  auto outs = run_all(cmds);
+  int total = 0, wrong = 0;
+  for (const auto& o : outs) {
+    int l = 0, w = 0;
+    REQUIRE(std::sscanf(o.c_str(), "%d %d", &l, &w) == 2);
+    total += l;
+    wrong += w;
+  }
+  INFO("loader calls across 4 processes: " << total);
+  CHECK(total == 1);
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("a crashed lease holder blocks nobody past the lease TTL", "[concurrency]") {
+  Server srv;
+  // A lease marker nobody will ever replace, as a crashed holder leaves it.
+  Options o;
+  o.lease_wait = std::chrono::milliseconds(300);
+  std::atomic<int> loads{0};
+  StringCache c(srv.store, [&](const std::string&) -> std::optional<std::string> { ++loads; return "v"; }, o);
+  REQUIRE(srv.store->add("orphan", "dead-holder", envelope::lease_flags(), 3) == StoreStatus::ok);
+  auto start = std::chrono::steady_clock::now();
+  CHECK(c.get("orphan") == "v");
+  CHECK(ms_since(start) < 1000);
+  CHECK(c.stats().lease_timeouts == 1);
+  std::this_thread::sleep_for(3100ms);  // the marker's TTL
+  CHECK(c.get("orphan") == "v");
+  CHECK(c.get("orphan") == "v");
+  CHECK(c.stats().hits == 1);
+}
+
+namespace {
+// A load that reads v1, then waits while another "process" writes v2 and invalidates.
+// Returns what the cache holds afterwards.
+std::optional<std::string> stale_set_scenario(bool leases) {
+  Server srv;
+  // Two stores = two processes' connection pools; separate CacheAside instances, so
+  // in-process single-flight cannot help.
+  auto store_b = std::make_shared<MemcachedStore>(srv.process.config());
+  std::atomic<int> version{1};
+  Latch loaded_old, invalidated;
+  Options o;
+  o.leases = leases;
+  o.ttl = std::chrono::seconds(60);
+  StringCache a(srv.store, [&](const std::string&) -> std::optional<std::string> {
+    std::string v = "v" + std::to_string(version.load());
+    loaded_old.open();
+    invalidated.wait();
+    return v;
+  }, o);
+  StringCache b(store_b, [&](const std::string&) -> std::optional<std::string> {
+    return "v" + std::to_string(version.load());
+  }, o);
+  std::thread reader([&] { CHECK(a.get("k") == "v1"); });
+  loaded_old.wait();
+  version = 2;  // update the source of truth, then invalidate
+  b.invalidate("k");
+  invalidated.open();
+  reader.join();
+  return b.peek("k");
+}
+}  // namespace
+
+TEST_CASE("no stale set: a load older than an invalidate is not stored", "[concurrency]") {
+  auto cached = stale_set_scenario(true);
+  CHECK(cached != "v1");
+}
+
+TEST_CASE("with leases off the same interleaving stores the stale value", "[concurrency]") {
+  // Shows that the test above can fail: without leases the old value lands after the
+  // invalidation and stays for the whole TTL.
+  auto cached = stale_set_scenario(false);
+  CHECK(cached == "v1");
+}
+
+namespace {
+struct CheckerResult {
+  int ops = 0, loads = 0, stale = 0, keys = 0;
+};
+
+CheckerResult run_checker(bool leases, int processes, int threads, int ops_per_thread) {
+  Server srv;
+  const int keys = 40;
+  char path[] = "/tmp/cacheaside_versionsXXXXXX";
+  int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  std::vector<std::uint64_t> zero(keys, 0);
+  REQUIRE(::write(fd, zero.data(), zero.size() * sizeof(std::uint64_t)) ==
+          static_cast<ssize_t>(zero.size() * sizeof(std::uint64_t)));
+  std::vector<std::string> cmds;
+  for (int p = 0; p < processes; ++p)
+    cmds.push_back(std::string(CACHEASIDE_TEST_WORKER) + " checker '" + srv.process.config() +
+                   "' " + path + " " + std::to_string(keys) + " " + std::to_string(threads) + " " +
+                   std::to_string(ops_per_thread) + " " + (leases ? "1" : "0") + " " +
+                   std::to_string(p + 1));
+  auto outs = run_all(cmds);
+  CheckerResult r;
+  r.keys = keys;
+  for (const auto& o : outs) {
+    int ops = 0, loads = 0;
+    REQUIRE(std::sscanf(o.c_str(), "%d %d", &ops, &loads) == 2);
+    r.ops += ops;
+    r.loads += loads;
+  }
+  // Quiescent now: every cached value must equal the source.
+  std::vector<std::uint64_t> versions(keys);
+  REQUIRE(::pread(fd, versions.data(), keys * sizeof(std::uint64_t), 0) ==
+          static_cast<ssize_t>(keys * sizeof(std::uint64_t)));
+  ::close(fd);
+  ::unlink(path);
+  Options o;
+  o.key_prefix = "chk_";
+  CacheAside<int, std::string, StringSerializer> view(
+      srv.store, [](const int&) -> std::optional<std::string> { return std::nullopt; }, o);
+  for (int k = 0; k < keys; ++k) {
+    auto cached = view.peek(k);
+    if (cached && *cached != std::to_string(versions[k])) ++r.stale;
+  }
+  return r;
+}
+}  // namespace
+
+TEST_CASE("randomized checker: no stale value survives, across processes", "[concurrency][processes]") {
+  auto on = run_checker(true, 4, 4, 1250);
+  std::printf("checker leases=on : %d ops, 4 processes x 4 threads, %d loads, %d/%d keys stale\n",
+              on.ops, on.loads, on.stale, on.keys);
+  CHECK(on.ops >= 20000);
+  CHECK(on.stale == 0);
+  auto off = run_checker(false, 4, 4, 1250);
+  std::printf("checker leases=off: %d ops, 4 processes x 4 threads, %d loads, %d/%d keys stale\n",
+              off.ops, off.loads, off.stale, off.keys);
+  std::fflush(stdout);
+}
+
+TEST_CASE("miss path round trips are as documented", "[concurrency]") {
+  auto faults = std::make_shared<FaultStore>(std::make_shared<InMemoryStore>());
+  StringCache c(faults, [](const std::string& k) { return std::optional<std::string>(k); });
+  c.get("k");
+  // get, add (lease), gets (lease CAS id), cas
+  CHECK(faults->gets == 2);
+  CHECK(faults->adds == 1);
+  CHECK(faults->cases == 1);
+  CHECK(faults->round_trips() == 4);
+  faults->reset_counts();
+  c.get("k");
+  CHECK(faults->round_trips() == 1);  // a hit is one round trip
+
+  Options plain;
+  plain.leases = false;
+  StringCache p(faults, [](const std::string& k) { return std::optional<std::string>(k); }, plain);
+  faults->reset_counts();
+  p.get("p");
+  CHECK(faults->round_trips() == 2);  // get + set
+}
