@@ -190,3 +190,28 @@ TEST_CASE("store failures never reach the caller; loader errors do", "[failure]"
   CHECK_THROWS_WITH(c.get("z"), "db down");
   CHECK(c.stats().load_errors == 1);
 }
+
+TEST_CASE("two servers: keys spread, one dies, callers see no error", "[failure][slow]") {
+  MemcachedProcess a, b;
+  auto store = std::make_shared<MemcachedStore>(a.config() + " " + b.config());
+  CHECK(store->config().find("--DISTRIBUTION=consistent") != std::string::npos);
+  std::atomic<int> loads{0};
+  StringCache c(store, counting_loader(loads));
+  for (int i = 0; i < 40; ++i) c.get("k" + std::to_string(i));
+  for (int i = 0; i < 40; ++i) c.get("k" + std::to_string(i));
+  CHECK(loads == 40);
+  CHECK(c.stats().hits == 40);
+  RawClient ra(a.port()), rb(b.port());
+  auto items_a = std::stoi(ra.stats()["curr_items"]), items_b = std::stoi(rb.stats()["curr_items"]);
+  CHECK(items_a > 5);
+  CHECK(items_b > 5);
+  b.stop();
+  auto start = std::chrono::steady_clock::now();
+  for (int round = 0; round < 3; ++round)
+    for (int i = 0; i < 40; ++i) REQUIRE(c.get("k" + std::to_string(i)) == "fresh:k" + std::to_string(i));
+  CHECK(ms_since(start) < 5000);
+  // the failed server is taken out: its keys now live on the other one and hit again
+  auto hits = c.stats().hits;
+  for (int i = 0; i < 40; ++i) c.get("k" + std::to_string(i));
+  CHECK(c.stats().hits - hits >= static_cast<std::uint64_t>(items_a));
+}
