@@ -712,6 +712,20 @@ private:
     return classify(mkey, st, item);
   }
 
+  // Takes the refresh lease of a present item: on success the ticket may cas against
+  // the CAS id that was read.
+  StoreStatus take_side_lease(const std::string& mkey, std::uint64_t cas, Ticket& t) {
+    std::string side = side_key(mkey);
+    StoreStatus st = store_->add(side, detail::lease_token(), envelope::lease_flags(),
+                                 static_cast<Exptime>(opt_.lease_ttl.count()));
+    if (st == StoreStatus::ok) {
+      t.mode = Ticket::store_cas;
+      t.cas = cas;
+      t.side_key = std::move(side);
+    }
+    return st;
+  }
+
   // Decides, over the wire, what this caller may do with a load of mkey: store
   // it (holding a lease), load without storing, or use a value that appeared
   // meanwhile.
@@ -744,18 +758,10 @@ private:
       case State::expired: {
         // Present item: refresh under a side lease, then cas against what we
         // read, so an invalidation or put in between wins.
-        std::string side = side_key(mkey);
-        StoreStatus st =
-            store_->add(side, detail::lease_token(), envelope::lease_flags(),
-                        static_cast<Exptime>(opt_.lease_ttl.count()));
-        if (st == StoreStatus::ok) {
-          t.mode = Ticket::store_cas;
-          t.cas = r.cas;
-          t.side_key = std::move(side);
-          return t;
-        }
+        StoreStatus st = take_side_lease(mkey, r.cas, t);
+        if (st == StoreStatus::ok) return t;
         if (st != StoreStatus::not_stored) {
-          cache_error(side, st, "add lease");
+          cache_error(mkey, st, "add lease");
           t.mode = Ticket::no_store;
           return t;
         }
@@ -962,15 +968,7 @@ private:
     std::optional<Value> result = current;
     Ticket t;
     if (leases_on()) {
-      std::string side = side_key(mkey);
-      StoreStatus st =
-          store_->add(side, detail::lease_token(), envelope::lease_flags(),
-                      static_cast<Exptime>(opt_.lease_ttl.count()));
-      if (st == StoreStatus::ok) {
-        t.mode = Ticket::store_cas;
-        t.cas = r.cas;
-        t.side_key = std::move(side);
-      }
+      take_side_lease(mkey, r.cas, t);
     } else {
       t.mode = Ticket::store_set;
     }
