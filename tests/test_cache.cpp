@@ -1,6 +1,5 @@
-#include <catch2/catch.hpp>
-
 #include <cacheaside/json.hpp>
+#include <catch2/catch.hpp>
 #include <thread>
 
 #include "support/common.hpp"
@@ -20,7 +19,9 @@ struct User {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(User, id, name, email)
 
-User make_user(int id) { return {id, "user" + std::to_string(id), "user" + std::to_string(id) + "@example.com"}; }
+User make_user(int id) {
+  return {id, "user" + std::to_string(id), "user" + std::to_string(id) + "@example.com"};
+}
 
 // Runs a check against a real memcached and against InMemoryStore.
 template <class Fn>
@@ -40,7 +41,12 @@ TEST_CASE("miss loads and stores, then hits", "[cache]") {
     o.key_prefix = "user_";
     o.ttl = std::chrono::seconds(120);
     CacheAside<int, User, JsonSerializer<User>> users(
-        store, [&](const int& id) -> std::optional<User> { ++loads; return make_user(id); }, o);
+        store,
+        [&](const int& id) -> std::optional<User> {
+          ++loads;
+          return make_user(id);
+        },
+        o);
     CHECK(users.get(42) == make_user(42));
     CHECK(users.get(42) == make_user(42));
     CHECK(loads == 1);
@@ -61,7 +67,13 @@ TEST_CASE("ttl expiry reloads", "[cache][slow]") {
     o.ttl = std::chrono::seconds(1);
     o.ttl_jitter = 0;
     o.early_refresh_beta = 0;
-    StringCache c(store, [&](const std::string& k) -> std::optional<std::string> { ++loads; return k + std::to_string(loads.load()); }, o);
+    StringCache c(
+        store,
+        [&](const std::string& k) -> std::optional<std::string> {
+          ++loads;
+          return k + std::to_string(loads.load());
+        },
+        o);
     CHECK(c.get("k") == "k1");
     CHECK(c.get("k") == "k1");
     std::this_thread::sleep_for(2100ms);
@@ -73,7 +85,10 @@ TEST_CASE("ttl expiry reloads", "[cache][slow]") {
 TEST_CASE("absence is cached for negative_ttl", "[cache]") {
   on_both_stores([](std::shared_ptr<Store> store) {
     std::atomic<int> loads{0};
-    auto loader = [&](const int&) -> std::optional<std::string> { ++loads; return std::nullopt; };
+    auto loader = [&](const int&) -> std::optional<std::string> {
+      ++loads;
+      return std::nullopt;
+    };
     Options o;
     o.key_prefix = "u_";
     CacheAside<int, std::string, StringSerializer> c(store, loader, o);
@@ -100,7 +115,8 @@ TEST_CASE("negative_ttl defaults to a tenth of ttl, at least 1 s", "[cache][slow
   Options o;
   o.ttl = std::chrono::seconds(60);
   o.ttl_jitter = 0;
-  StringCache c(srv.store, [](const std::string&) { return std::optional<std::string>(); }, o);
+  StringCache c(
+      srv.store, [](const std::string&) { return std::optional<std::string>(); }, o);
   c.get("absent");
   RawClient raw(srv.process.port());
   raw.send("mg absent t\r\n");
@@ -112,7 +128,10 @@ TEST_CASE("invalidate and put", "[cache]") {
   on_both_stores([](std::shared_ptr<Store> store) {
     std::string source = "v1";
     std::atomic<int> loads{0};
-    StringCache c(store, [&](const std::string&) -> std::optional<std::string> { ++loads; return source; });
+    StringCache c(store, [&](const std::string&) -> std::optional<std::string> {
+      ++loads;
+      return source;
+    });
     CHECK(c.get("k") == "v1");
     source = "v2";
     CHECK(c.get("k") == "v1");
@@ -136,13 +155,20 @@ TEST_CASE("get_many: order, duplicates, partial hits, bulk loader gets exactly t
     Options o;
     o.key_prefix = "user_";
     CacheAside<int, User, JsonSerializer<User>> users(
-        faults, [&](const int& id) -> std::optional<User> { ++single; if (id > 1000) return std::nullopt; return make_user(id); }, o);
+        faults,
+        [&](const int& id) -> std::optional<User> {
+          ++single;
+          if (id > 1000) return std::nullopt;
+          return make_user(id);
+        },
+        o);
     users.get(2);
     users.get(4);
     users.set_bulk_loader([&](const std::vector<int>& ids) {
       bulk_calls.push_back(ids);
       std::vector<std::optional<User>> out;
-      for (int id : ids) out.push_back(id > 1000 ? std::nullopt : std::optional<User>(make_user(id)));
+      for (int id : ids)
+        out.push_back(id > 1000 ? std::nullopt : std::optional<User>(make_user(id)));
       return out;
     });
     faults->reset_counts();
@@ -174,7 +200,10 @@ TEST_CASE("get_many: order, duplicates, partial hits, bulk loader gets exactly t
 TEST_CASE("get_many without a bulk loader uses the single loader", "[cache]") {
   auto store = std::make_shared<InMemoryStore>();
   std::atomic<int> loads{0};
-  StringCache c(store, [&](const std::string& k) -> std::optional<std::string> { ++loads; return "v" + k; });
+  StringCache c(store, [&](const std::string& k) -> std::optional<std::string> {
+    ++loads;
+    return "v" + k;
+  });
   auto v = c.get_many({"a", "b", "a"});
   CHECK(v == std::vector<std::optional<std::string>>{"va", "vb", "va"});
   CHECK(loads == 2);
@@ -187,7 +216,13 @@ TEST_CASE("8 threads share one instance", "[cache][threads]") {
   Options o;
   o.key_prefix = "user_";
   CacheAside<int, User, JsonSerializer<User>> users(
-      srv.store, [&](const int& id) -> std::optional<User> { ++loads; if (id % 10 == 0) return std::nullopt; return make_user(id); }, o);
+      srv.store,
+      [&](const int& id) -> std::optional<User> {
+        ++loads;
+        if (id % 10 == 0) return std::nullopt;
+        return make_user(id);
+      },
+      o);
   std::atomic<int> wrong{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {

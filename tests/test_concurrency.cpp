@@ -1,12 +1,11 @@
 // Stampedes and stale sets, in one process and across processes.
-#include <catch2/catch.hpp>
-
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <condition_variable>
-#include <map>
 #include <cstdio>
+#include <map>
 #include <thread>
 
 #include "support/common.hpp"
@@ -78,11 +77,14 @@ TEST_CASE("single-flight off: the stampede is visible", "[concurrency]") {
   Options o;
   o.single_flight = false;
   o.leases = false;
-  StringCache c(srv.store, [&](const std::string& k) -> std::optional<std::string> {
-    ++loads;
-    std::this_thread::sleep_for(100ms);
-    return "v" + k;
-  }, o);
+  StringCache c(
+      srv.store,
+      [&](const std::string& k) -> std::optional<std::string> {
+        ++loads;
+        std::this_thread::sleep_for(100ms);
+        return "v" + k;
+      },
+      o);
   std::vector<std::thread> ts;
   for (int i = 0; i < 16; ++i) ts.emplace_back([&] { c.get("hot"); });
   for (auto& t : ts) t.join();
@@ -124,7 +126,12 @@ TEST_CASE("single-flight applies to get_many per key", "[concurrency]") {
   Options o;
   o.key_prefix = "m_";
   CacheAside<int, std::string, StringSerializer> c(
-      srv.store, [&](const int& k) -> std::optional<std::string> { ++single; return std::to_string(k); }, o);
+      srv.store,
+      [&](const int& k) -> std::optional<std::string> {
+        ++single;
+        return std::to_string(k);
+      },
+      o);
   c.set_bulk_loader([&](const std::vector<int>& ks) {
     std::this_thread::sleep_for(100ms);
     std::vector<std::optional<std::string>> out;
@@ -176,7 +183,13 @@ TEST_CASE("a crashed lease holder blocks nobody past the lease TTL", "[concurren
   Options o;
   o.lease_wait = std::chrono::milliseconds(300);
   std::atomic<int> loads{0};
-  StringCache c(srv.store, [&](const std::string&) -> std::optional<std::string> { ++loads; return "v"; }, o);
+  StringCache c(
+      srv.store,
+      [&](const std::string&) -> std::optional<std::string> {
+        ++loads;
+        return "v";
+      },
+      o);
   REQUIRE(srv.store->add("orphan", "dead-holder", envelope::lease_flags(), 3) == StoreStatus::ok);
   auto start = std::chrono::steady_clock::now();
   CHECK(c.get("orphan") == "v");
@@ -201,15 +214,21 @@ std::optional<std::string> stale_set_scenario(bool leases) {
   Options o;
   o.leases = leases;
   o.ttl = std::chrono::seconds(60);
-  StringCache a(srv.store, [&](const std::string&) -> std::optional<std::string> {
-    std::string v = "v" + std::to_string(version.load());
-    loaded_old.open();
-    invalidated.wait();
-    return v;
-  }, o);
-  StringCache b(store_b, [&](const std::string&) -> std::optional<std::string> {
-    return "v" + std::to_string(version.load());
-  }, o);
+  StringCache a(
+      srv.store,
+      [&](const std::string&) -> std::optional<std::string> {
+        std::string v = "v" + std::to_string(version.load());
+        loaded_old.open();
+        invalidated.wait();
+        return v;
+      },
+      o);
+  StringCache b(
+      store_b,
+      [&](const std::string&) -> std::optional<std::string> {
+        return "v" + std::to_string(version.load());
+      },
+      o);
   std::thread reader([&] { CHECK(a.get("k") == "v1"); });
   loaded_old.wait();
   version = 2;  // update the source of truth, then invalidate
@@ -234,7 +253,7 @@ TEST_CASE("with leases off the same interleaving stores the stale value", "[conc
 
 namespace {
 struct CheckerResult {
-  int ops = 0, loads = 0, stale = 0, keys = 0;
+  int ops = 0, loads = 0, stale = 0, stale_reads = 0, keys = 0;
 };
 
 CheckerResult run_checker(bool leases, int processes, int threads, int ops_per_thread) {
@@ -243,7 +262,7 @@ CheckerResult run_checker(bool leases, int processes, int threads, int ops_per_t
   char path[] = "/tmp/cacheaside_versionsXXXXXX";
   int fd = ::mkstemp(path);
   REQUIRE(fd >= 0);
-  std::vector<std::uint64_t> zero(keys, 0);
+  std::vector<std::uint64_t> zero(2 * keys, 0);
   REQUIRE(::write(fd, zero.data(), zero.size() * sizeof(std::uint64_t)) ==
           static_cast<ssize_t>(zero.size() * sizeof(std::uint64_t)));
   std::vector<std::string> cmds;
@@ -256,10 +275,11 @@ CheckerResult run_checker(bool leases, int processes, int threads, int ops_per_t
   CheckerResult r;
   r.keys = keys;
   for (const auto& o : outs) {
-    int ops = 0, loads = 0;
-    REQUIRE(std::sscanf(o.c_str(), "%d %d", &ops, &loads) == 2);
+    int ops = 0, loads = 0, stale_reads = 0;
+    REQUIRE(std::sscanf(o.c_str(), "%d %d %d", &ops, &loads, &stale_reads) == 3);
     r.ops += ops;
     r.loads += loads;
+    r.stale_reads += stale_reads;
   }
   // Quiescent now: every cached value must equal the source.
   std::vector<std::uint64_t> versions(keys);
@@ -279,15 +299,21 @@ CheckerResult run_checker(bool leases, int processes, int threads, int ops_per_t
 }
 }  // namespace
 
-TEST_CASE("randomized checker: no stale value survives, across processes", "[concurrency][processes]") {
+TEST_CASE("randomized checker: no stale value survives, across processes",
+          "[concurrency][processes]") {
   auto on = run_checker(true, 4, 4, 1250);
-  std::printf("checker leases=on : %d ops, 4 processes x 4 threads, %d loads, %d/%d keys stale\n",
-              on.ops, on.loads, on.stale, on.keys);
+  std::printf(
+      "checker leases=on : %d ops, 4 processes x 4 threads, %d loads, "
+      "%d stale reads, %d/%d keys stale at the end\n",
+      on.ops, on.loads, on.stale_reads, on.stale, on.keys);
   CHECK(on.ops >= 20000);
   CHECK(on.stale == 0);
+  CHECK(on.stale_reads == 0);
   auto off = run_checker(false, 4, 4, 1250);
-  std::printf("checker leases=off: %d ops, 4 processes x 4 threads, %d loads, %d/%d keys stale\n",
-              off.ops, off.loads, off.stale, off.keys);
+  std::printf(
+      "checker leases=off: %d ops, 4 processes x 4 threads, %d loads, "
+      "%d stale reads, %d/%d keys stale at the end\n",
+      off.ops, off.loads, off.stale_reads, off.stale, off.keys);
   std::fflush(stdout);
 }
 
@@ -306,7 +332,8 @@ TEST_CASE("miss path round trips are as documented", "[concurrency]") {
 
   Options plain;
   plain.leases = false;
-  StringCache p(faults, [](const std::string& k) { return std::optional<std::string>(k); }, plain);
+  StringCache p(
+      faults, [](const std::string& k) { return std::optional<std::string>(k); }, plain);
   faults->reset_counts();
   p.get("p");
   CHECK(faults->round_trips() == 2);  // get + set

@@ -1,7 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include <cacheaside/envelope.hpp>
 #include <cacheaside/serializer.hpp>
+#include <catch2/catch.hpp>
 
 using namespace cacheaside;
 
@@ -18,8 +17,8 @@ TEST_CASE("envelope round trip", "[envelope]") {
 
 TEST_CASE("version 1 bytes written down in docs/wire-format.md decode", "[envelope]") {
   // A JSON value: flags 0xCA000102, expiry 2023-11-14T22:13:20.123Z, load 4567 us.
-  const unsigned char v1[] = {0xCA, 0x01, 0x00, 0x00, 0x7B, 0x68, 0xE5, 0xCF, 0x8B, 0x01,
-                              0x00, 0x00, 0xD7, 0x11, 0x00, 0x00, '4', '2'};
+  const unsigned char v1[] = {0xCA, 0x01, 0x00, 0x00, 0x7B, 0x68, 0xE5, 0xCF, 0x8B,
+                              0x01, 0x00, 0x00, 0xD7, 0x11, 0x00, 0x00, '4',  '2'};
   std::string bytes(reinterpret_cast<const char*>(v1), sizeof v1);
   CHECK(envelope::value_flags(codec_id::json) == 0xCA000102u);
   CHECK(envelope::negative_flags(codec_id::json) == 0xCA002102u);
@@ -36,10 +35,10 @@ TEST_CASE("version 1 bytes written down in docs/wire-format.md decode", "[envelo
 TEST_CASE("bytes we don't understand are unknown, not a crash", "[envelope]") {
   std::string ok;
   envelope::encode(ok, 1, 1, "x");
-  CHECK(envelope::decode(ok, 1).kind == envelope::Kind::unknown);             // foreign flags
-  CHECK(envelope::decode(ok, 0xCA000202u).kind == envelope::Kind::unknown);   // version 2
-  CHECK(envelope::decode(ok, 0xCA001102u).kind == envelope::Kind::unknown);   // compressed
-  CHECK(envelope::decode(ok, 0xCA800102u).kind == envelope::Kind::unknown);   // reserved bit
+  CHECK(envelope::decode(ok, 1).kind == envelope::Kind::unknown);            // foreign flags
+  CHECK(envelope::decode(ok, 0xCA000202u).kind == envelope::Kind::unknown);  // version 2
+  CHECK(envelope::decode(ok, 0xCA001102u).kind == envelope::Kind::unknown);  // compressed
+  CHECK(envelope::decode(ok, 0xCA800102u).kind == envelope::Kind::unknown);  // reserved bit
   CHECK(envelope::decode(ok.substr(0, 10), 0xCA000102u).kind == envelope::Kind::unknown);
   std::string bad = ok;
   bad[0] = 'X';

@@ -1,5 +1,4 @@
 #include <catch2/catch.hpp>
-
 #include <thread>
 
 #include "support/common.hpp"
@@ -19,7 +18,8 @@ StringCache::Loader counting_loader(std::atomic<int>& loads) {
 }  // namespace
 
 TEST_CASE("nobody listening: every get returns the loader's value quickly", "[failure]") {
-  auto store = std::make_shared<MemcachedStore>("--SERVER=127.0.0.1:" + std::to_string(free_port()));
+  auto store =
+      std::make_shared<MemcachedStore>("--SERVER=127.0.0.1:" + std::to_string(free_port()));
   std::atomic<int> loads{0};
   StringCache c(store, counting_loader(loads));
   auto start = std::chrono::steady_clock::now();
@@ -129,8 +129,8 @@ TEST_CASE("a serializer that throws is a miss / an uncached value", "[failure]")
   std::string value = "poison";
   CacheAside<std::string, std::string, PickySerializer> c(
       srv.store, [&](const std::string&) -> std::optional<std::string> { return value; });
-  CHECK(c.get("k") == "poison");   // stored fine
-  CHECK(c.get("k") == "poison");   // decode throws: miss, reload
+  CHECK(c.get("k") == "poison");  // stored fine
+  CHECK(c.get("k") == "poison");  // decode throws: miss, reload
   CHECK(c.stats().decode_errors == 1);
   value = "unserializable";
   c.invalidate("k");
@@ -158,9 +158,12 @@ TEST_CASE("oversize values are returned, not cached, and the connection stays he
   // Past our own limit check: the server refuses, we count, the connection still works.
   Options lax;
   lax.max_value_bytes = 64 * 1024 * 1024;
-  StringCache d(srv.store, [&](const std::string& k) -> std::optional<std::string> {
-    return k == "big" ? big : "small";
-  }, lax);
+  StringCache d(
+      srv.store,
+      [&](const std::string& k) -> std::optional<std::string> {
+        return k == "big" ? big : "small";
+      },
+      lax);
   CHECK(d.get("big") == big);
   CHECK(d.stats().oversize == 1);
   CHECK(d.stats().cache_errors == 0);
@@ -208,7 +211,8 @@ TEST_CASE("two servers: keys spread, one dies, callers see no error", "[failure]
   b.stop();
   auto start = std::chrono::steady_clock::now();
   for (int round = 0; round < 3; ++round)
-    for (int i = 0; i < 40; ++i) REQUIRE(c.get("k" + std::to_string(i)) == "fresh:k" + std::to_string(i));
+    for (int i = 0; i < 40; ++i)
+      REQUIRE(c.get("k" + std::to_string(i)) == "fresh:k" + std::to_string(i));
   CHECK(ms_since(start) < 5000);
   // the failed server is taken out: its keys now live on the other one and hit again
   auto hits = c.stats().hits;

@@ -1,8 +1,7 @@
 // Format::raw against another client: pymemcache with serde=None, as the original Python
 // service uses it (values are plain JSON bytes, flags 0).
-#include <catch2/catch.hpp>
-
 #include <cacheaside/json.hpp>
+#include <catch2/catch.hpp>
 #include <cstdio>
 
 #include "support/common.hpp"

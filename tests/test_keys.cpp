@@ -1,5 +1,4 @@
 #include <catch2/catch.hpp>
-
 #include <set>
 
 #include "support/common.hpp"
@@ -80,7 +79,8 @@ TEST_CASE("prefix and key together are limited to 250 bytes", "[keys]") {
   auto store = std::make_shared<InMemoryStore>();
   Options o;
   o.key_prefix = std::string(200, 'p');
-  StringCache cache(store, [](const std::string& k) { return std::optional<std::string>(k); }, o);
+  StringCache cache(
+      store, [](const std::string& k) { return std::optional<std::string>(k); }, o);
   std::string a = cache.cache_key(std::string(60, 'x'));
   std::string b = cache.cache_key(std::string(60, 'x') + "y");
   CHECK(a.size() <= 250);

@@ -1,6 +1,5 @@
 // Fail-safe, loader timeouts, early refresh, group invalidation, events.
 #include <catch2/catch.hpp>
-
 #include <set>
 #include <thread>
 
@@ -51,11 +50,14 @@ TEST_CASE("fail-safe serves the stale copy when the loader fails, throttled", "[
   o.max_stale = std::chrono::seconds(30);
   o.fail_safe_throttle = std::chrono::milliseconds(2000);
   o.early_refresh_beta = 0;
-  StringCache c(srv.store, [&](const std::string&) -> std::optional<std::string> {
-    ++loads;
-    if (db_down) throw std::runtime_error("db down");
-    return "v" + std::to_string(loads.load());
-  }, o);
+  StringCache c(
+      srv.store,
+      [&](const std::string&) -> std::optional<std::string> {
+        ++loads;
+        if (db_down) throw std::runtime_error("db down");
+        return "v" + std::to_string(loads.load());
+      },
+      o);
   CHECK(c.get("k") == "v1");
   std::this_thread::sleep_for(1100ms);
   db_down = true;
@@ -85,10 +87,13 @@ TEST_CASE("without max_stale a failing loader is the caller's error", "[failsafe
   o.ttl = std::chrono::seconds(1);
   o.ttl_jitter = 0;
   o.early_refresh_beta = 0;
-  StringCache c(srv.store, [&](const std::string&) -> std::optional<std::string> {
-    if (db_down) throw std::runtime_error("db down");
-    return "v";
-  }, o);
+  StringCache c(
+      srv.store,
+      [&](const std::string&) -> std::optional<std::string> {
+        if (db_down) throw std::runtime_error("db down");
+        return "v";
+      },
+      o);
   c.get("k");
   std::this_thread::sleep_for(1100ms);
   db_down = true;
@@ -105,11 +110,14 @@ TEST_CASE("soft timeout returns stale and refreshes in the background", "[timeou
   o.max_stale = std::chrono::seconds(30);
   o.soft_timeout = std::chrono::milliseconds(50);
   o.early_refresh_beta = 0;
-  StringCache c(srv.store, [&](const std::string&) -> std::optional<std::string> {
-    int n = ++loads;
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
-    return "v" + std::to_string(n);
-  }, o);
+  StringCache c(
+      srv.store,
+      [&](const std::string&) -> std::optional<std::string> {
+        int n = ++loads;
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
+        return "v" + std::to_string(n);
+      },
+      o);
   CHECK(c.get("k") == "v1");
   std::this_thread::sleep_for(1100ms);
   delay_ms = 1500;
@@ -125,10 +133,13 @@ TEST_CASE("hard timeout throws TimeoutError when there is no stale copy", "[time
   Server srv;
   Options o;
   o.hard_timeout = std::chrono::milliseconds(100);
-  StringCache c(srv.store, [&](const std::string&) -> std::optional<std::string> {
-    std::this_thread::sleep_for(1500ms);
-    return "slow";
-  }, o);
+  StringCache c(
+      srv.store,
+      [&](const std::string&) -> std::optional<std::string> {
+        std::this_thread::sleep_for(1500ms);
+        return "slow";
+      },
+      o);
   auto start = std::chrono::steady_clock::now();
   CHECK_THROWS_AS(c.get("k"), TimeoutError);
   CHECK(ms_since(start) < 1000);
@@ -157,11 +168,14 @@ HotKeyRun hot_key(double beta) {
       run.refresh_margins_ms.push_back(expiry.load() - detail::unix_ms());
     }
   };
-  StringCache c(srv.store, [&](const std::string&) -> std::optional<std::string> {
-    std::this_thread::sleep_for(50ms);
-    expiry = detail::unix_ms() + 2000;
-    return "v";
-  }, o);
+  StringCache c(
+      srv.store,
+      [&](const std::string&) -> std::optional<std::string> {
+        std::this_thread::sleep_for(50ms);
+        expiry = detail::unix_ms() + 2000;
+        return "v";
+      },
+      o);
   c.get("hot");  // cold start: the only miss there should be
   auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> ts;
@@ -194,8 +208,7 @@ TEST_CASE("early refresh: hot keys refresh before expiry, no miss burst", "[earl
   CHECK(off.stats.misses >= 3);  // a miss (and a wait) at every expiry
 }
 
-TEST_CASE("group invalidation bumps a generation; costs one round trip unless cached",
-          "[group]") {
+TEST_CASE("group invalidation bumps a generation; costs one round trip unless cached", "[group]") {
   Server srv;
   auto faults = std::make_shared<FaultStore>(srv.store);
   std::atomic<int> loads{0};
@@ -203,7 +216,12 @@ TEST_CASE("group invalidation bumps a generation; costs one round trip unless ca
   o.key_prefix = "user_";
   o.group = "users";
   CacheAside<int, std::string, StringSerializer> c(
-      faults, [&](const int& id) -> std::optional<std::string> { ++loads; return std::to_string(id); }, o);
+      faults,
+      [&](const int& id) -> std::optional<std::string> {
+        ++loads;
+        return std::to_string(id);
+      },
+      o);
   for (int i = 0; i < 5; ++i) c.get(i);
   faults->reset_counts();
   for (int i = 0; i < 5; ++i) c.get(i);
@@ -215,7 +233,8 @@ TEST_CASE("group invalidation bumps a generation; costs one round trip unless ca
   // another process's instance invalidates the whole group
   auto other_store = std::make_shared<MemcachedStore>(srv.process.config());
   CacheAside<int, std::string, StringSerializer> other(
-      other_store, [](const int& id) -> std::optional<std::string> { return std::to_string(id); }, o);
+      other_store, [](const int& id) -> std::optional<std::string> { return std::to_string(id); },
+      o);
   CHECK(other.invalidate_all());
   for (int i = 0; i < 5; ++i) c.get(i);
   CHECK(loads == 10);
@@ -224,7 +243,8 @@ TEST_CASE("group invalidation bumps a generation; costs one round trip unless ca
   Options cached = o;
   cached.group_cache = std::chrono::seconds(10);
   CacheAside<int, std::string, StringSerializer> fast(
-      faults, [](const int& id) -> std::optional<std::string> { return std::to_string(id); }, cached);
+      faults, [](const int& id) -> std::optional<std::string> { return std::to_string(id); },
+      cached);
   fast.get(1);
   faults->reset_counts();
   fast.get(1);
@@ -244,11 +264,14 @@ TEST_CASE("events and stats for every outcome", "[events]") {
     reasons.emplace_back(e.reason);
   };
   auto faults = std::make_shared<FaultStore>(srv.store);
-  StringCache c(faults, [](const std::string& k) -> std::optional<std::string> {
-    if (k == "boom") throw std::runtime_error("exploded");
-    std::this_thread::sleep_for(2ms);
-    return "v";
-  }, o);
+  StringCache c(
+      faults,
+      [](const std::string& k) -> std::optional<std::string> {
+        if (k == "boom") throw std::runtime_error("exploded");
+        std::this_thread::sleep_for(2ms);
+        return "v";
+      },
+      o);
   c.get("a");
   c.get("a");
   CHECK_THROWS(c.get("boom"));

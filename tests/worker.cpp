@@ -3,7 +3,7 @@
 //       prints the number of loader calls made in this process
 //   worker checker <config> <versions_file> <keys> <threads> <ops> <leases 0|1> <seed>
 //       random reads / updates / invalidations against versions kept in a shared file;
-//       prints "<ops> <loads>"
+//       prints "<ops> <loads> <stale reads>"
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -30,11 +30,14 @@ static int stampede(char** argv) {
   std::atomic<int> loads{0};
   Options o;
   o.key_prefix = "stampede_";
-  Cache c(store, [&](const int& k) -> std::optional<std::string> {
-    ++loads;
-    std::this_thread::sleep_for(std::chrono::milliseconds(loader_ms));
-    return "value" + std::to_string(k);
-  }, o);
+  Cache c(
+      store,
+      [&](const int& k) -> std::optional<std::string> {
+        ++loads;
+        std::this_thread::sleep_for(std::chrono::milliseconds(loader_ms));
+        return "value" + std::to_string(k);
+      },
+      o);
   while (detail::unix_ms() < start_ms) std::this_thread::sleep_for(std::chrono::microseconds(200));
   std::vector<std::thread> ts;
   std::atomic<int> wrong{0};
@@ -52,8 +55,11 @@ static int checker(char** argv) {
   int fd = ::open(argv[3], O_RDWR);
   if (fd < 0) return 2;
   int keys = std::stoi(argv[4]);
+  // versions[k]: the source of truth; invalidated[k]: highest version whose invalidation
+  // has completed. A get that starts after that must not return anything older.
   auto* versions = static_cast<std::atomic<std::uint64_t>*>(
-      ::mmap(nullptr, sizeof(std::uint64_t) * keys, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+      ::mmap(nullptr, 2 * sizeof(std::uint64_t) * keys, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  auto* invalidated = versions + keys;
   int threads = std::stoi(argv[5]);
   int ops = std::stoi(argv[6]);
   bool leases = std::stoi(argv[7]) != 0;
@@ -64,13 +70,17 @@ static int checker(char** argv) {
   o.ttl = std::chrono::seconds(300);
   o.leases = leases;
   o.lease_wait = std::chrono::milliseconds(200);
-  Cache c(store, [&](const int& k) -> std::optional<std::string> {
-    ++loads;
-    std::string v = std::to_string(versions[k].load());
-    // Database latency: gives writers a window to race the load.
-    std::this_thread::sleep_for(std::chrono::microseconds(200 + (k * 37) % 300));
-    return v;
-  }, o);
+  Cache c(
+      store,
+      [&](const int& k) -> std::optional<std::string> {
+        ++loads;
+        std::string v = std::to_string(versions[k].load());
+        // Database latency: gives writers a window to race the load.
+        std::this_thread::sleep_for(std::chrono::microseconds(200 + (k * 37) % 300));
+        return v;
+      },
+      o);
+  std::atomic<int> stale_reads{0};
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t)
     ts.emplace_back([&, t] {
@@ -79,17 +89,22 @@ static int checker(char** argv) {
         int k = static_cast<int>(rng() % static_cast<unsigned>(keys));
         unsigned op = rng() % 10;
         if (op < 7) {
-          c.get(k);
+          std::uint64_t floor = invalidated[k].load();
+          auto v = c.get(k);
+          if (!v || std::stoull(*v) < floor) ++stale_reads;
         } else if (op < 9) {
-          versions[k].fetch_add(1);  // write the source of truth, then invalidate
+          std::uint64_t v = versions[k].fetch_add(1) + 1;  // write the source, then invalidate
           c.invalidate(k);
+          std::uint64_t cur = invalidated[k].load();
+          while (cur < v && !invalidated[k].compare_exchange_weak(cur, v)) {
+          }
         } else {
           c.invalidate(k);
         }
       }
     });
   for (auto& t : ts) t.join();
-  std::printf("%d %d\n", threads * ops, loads.load());
+  std::printf("%d %d %d\n", threads * ops, loads.load(), stale_reads.load());
   return 0;
 }
 

@@ -54,13 +54,11 @@ inline std::uint32_t value_flags(std::uint8_t codec) {
 inline std::uint32_t negative_flags(std::uint8_t codec) {
   return value_flags(codec) | negative_bit;
 }
-inline std::uint32_t lease_flags() {
-  return magic_flags | (version << version_shift) | lease_bit;
-}
+inline std::uint32_t lease_flags() { return magic_flags | (version << version_shift) | lease_bit; }
 
 /// Writes header + payload into out (replacing its content).
-inline void encode(std::string &out, std::int64_t expiry_ms,
-                   std::uint32_t load_us, std::string_view payload) {
+inline void encode(std::string &out, std::int64_t expiry_ms, std::uint32_t load_us,
+                   std::string_view payload) {
   out.resize(header_size + payload.size());
   auto *p = reinterpret_cast<unsigned char *>(out.data());
   p[0] = header_magic;
@@ -68,12 +66,9 @@ inline void encode(std::string &out, std::int64_t expiry_ms,
   p[2] = 0;
   p[3] = 0;
   auto e = static_cast<std::uint64_t>(expiry_ms);
-  for (int i = 0; i < 8; ++i)
-    p[4 + i] = static_cast<unsigned char>(e >> (8 * i));
-  for (int i = 0; i < 4; ++i)
-    p[12 + i] = static_cast<unsigned char>(load_us >> (8 * i));
-  if (!payload.empty())
-    out.replace(header_size, payload.size(), payload.data(), payload.size());
+  for (int i = 0; i < 8; ++i) p[4 + i] = static_cast<unsigned char>(e >> (8 * i));
+  for (int i = 0; i < 4; ++i) p[12 + i] = static_cast<unsigned char>(load_us >> (8 * i));
+  if (!payload.empty()) out.replace(header_size, payload.size(), payload.data(), payload.size());
 }
 
 /// Reads an item. Anything not understood (foreign flags, newer version,
@@ -87,8 +82,7 @@ inline Entry decode(std::string_view bytes, std::uint32_t flags) {
     return e;
   }
   if ((flags & magic_mask) != magic_flags || (flags & reserved_mask) != 0 ||
-      ((flags & version_mask) >> version_shift) != version ||
-      (flags & compressed_bit) != 0) {
+      ((flags & version_mask) >> version_shift) != version || (flags & compressed_bit) != 0) {
     return e;
   }
   if (flags & lease_bit) {
@@ -96,17 +90,13 @@ inline Entry decode(std::string_view bytes, std::uint32_t flags) {
     e.payload = bytes;
     return e;
   }
-  if (bytes.size() < header_size)
-    return e;
+  if (bytes.size() < header_size) return e;
   auto *p = reinterpret_cast<const unsigned char *>(bytes.data());
-  if (p[0] != header_magic || p[1] != 1)
-    return e;
+  if (p[0] != header_magic || p[1] != 1) return e;
   std::uint64_t exp = 0;
-  for (int i = 0; i < 8; ++i)
-    exp |= std::uint64_t{p[4 + i]} << (8 * i);
+  for (int i = 0; i < 8; ++i) exp |= std::uint64_t{p[4 + i]} << (8 * i);
   std::uint32_t load = 0;
-  for (int i = 0; i < 4; ++i)
-    load |= std::uint32_t{p[12 + i]} << (8 * i);
+  for (int i = 0; i < 4; ++i) load |= std::uint32_t{p[12 + i]} << (8 * i);
   e.codec = static_cast<std::uint8_t>(flags & 0xFF);
   e.expiry_ms = static_cast<std::int64_t>(exp);
   e.load_us = load;
@@ -115,5 +105,5 @@ inline Entry decode(std::string_view bytes, std::uint32_t flags) {
   return e;
 }
 
-} // namespace envelope
-} // namespace cacheaside
+}  // namespace envelope
+}  // namespace cacheaside

@@ -10,7 +10,7 @@ namespace cacheaside {
 /// Base of every exception cacheaside throws itself (bad configuration, bad
 /// arguments).
 class Error : public std::runtime_error {
-public:
+ public:
   explicit Error(const std::string &what) : std::runtime_error(what) {}
 };
 
@@ -18,8 +18,8 @@ public:
 /// stale copy could be served. The load keeps running in the background and
 /// still fills the cache.
 class TimeoutError : public Error {
-public:
+ public:
   explicit TimeoutError(const std::string &what) : Error(what) {}
 };
 
-} // namespace cacheaside
+}  // namespace cacheaside

@@ -3,11 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "serializer.hpp"
 
@@ -16,11 +15,10 @@ namespace cacheaside {
 /// Stores T as JSON text through nlohmann's to_json/from_json (found by ADL, or
 /// an adl_serializer specialization). Strings must be valid UTF-8: a value
 /// whose dump throws is returned to the caller but not cached.
-template <class T> struct JsonSerializer {
+template <class T>
+struct JsonSerializer {
   static constexpr std::uint8_t codec = codec_id::json;
-  std::string serialize(const T &value) const {
-    return nlohmann::json(value).dump();
-  }
+  std::string serialize(const T &value) const { return nlohmann::json(value).dump(); }
   T deserialize(std::string_view bytes) const {
     return nlohmann::json::parse(bytes.begin(), bytes.end()).template get<T>();
   }
@@ -28,7 +26,8 @@ template <class T> struct JsonSerializer {
 
 /// Stores T as CBOR (RFC 8949) through nlohmann: smaller and faster to parse
 /// than JSON, not human-readable.
-template <class T> struct CborSerializer {
+template <class T>
+struct CborSerializer {
   static constexpr std::uint8_t codec = codec_id::cbor;
   std::string serialize(const T &value) const {
     std::string out;
@@ -36,9 +35,8 @@ template <class T> struct CborSerializer {
     return out;
   }
   T deserialize(std::string_view bytes) const {
-    return nlohmann::json::from_cbor(bytes.begin(), bytes.end())
-        .template get<T>();
+    return nlohmann::json::from_cbor(bytes.begin(), bytes.end()).template get<T>();
   }
 };
 
-} // namespace cacheaside
+}  // namespace cacheaside

@@ -20,19 +20,21 @@ namespace cacheaside {
 ///
 /// Distinct keys must give distinct text; any bytes are allowed (they are
 /// encoded).
-template <class Key, class Enable = void> struct key_traits;
+template <class Key, class Enable = void>
+struct key_traits;
 
 template <class Key>
-struct key_traits<Key, std::enable_if_t<std::is_integral_v<Key> &&
-                                        !std::is_same_v<Key, bool>>> {
+struct key_traits<Key, std::enable_if_t<std::is_integral_v<Key> && !std::is_same_v<Key, bool>>> {
   static std::string to_string(Key k) { return std::to_string(k); }
 };
 
-template <> struct key_traits<std::string> {
+template <>
+struct key_traits<std::string> {
   static const std::string &to_string(const std::string &k) { return k; }
 };
 
-template <> struct key_traits<std::string_view> {
+template <>
+struct key_traits<std::string_view> {
   static std::string to_string(std::string_view k) { return std::string(k); }
 };
 
@@ -44,10 +46,8 @@ inline constexpr std::size_t max_key_length = 250;
 inline constexpr char key_escape_char = '%';
 
 namespace detail {
-inline bool plain_key_byte(unsigned char c) {
-  return c > 0x20 && c < 0x7f && c != '%';
-}
-} // namespace detail
+inline bool plain_key_byte(unsigned char c) { return c > 0x20 && c < 0x7f && c != '%'; }
+}  // namespace detail
 
 /// Appends the safe memcached key for `text` to `out`, using at most `limit`
 /// bytes. Printable ASCII without spaces or '%' within the limit is kept as it
@@ -71,15 +71,13 @@ inline void encode_key_to(std::string_view text, std::string &out,
     return;
   }
   static constexpr char hex[] = "0123456789ABCDEF";
-  constexpr std::size_t digest_len = 2 + 64; // "%H" + hex digest
+  constexpr std::size_t digest_len = 2 + 64;  // "%H" + hex digest
   bool shorten = escaped_size > limit;
-  std::size_t budget =
-      shorten ? (limit > digest_len ? limit - digest_len : 0) : limit;
+  std::size_t budget = shorten ? (limit > digest_len ? limit - digest_len : 0) : limit;
   std::size_t start = out.size();
   for (unsigned char c : text) {
     std::size_t need = detail::plain_key_byte(c) ? 1 : 3;
-    if (out.size() - start + need > budget)
-      break;
+    if (out.size() - start + need > budget) break;
     if (need == 1) {
       out.push_back(static_cast<char>(c));
     } else {
@@ -95,11 +93,10 @@ inline void encode_key_to(std::string_view text, std::string &out,
 }
 
 /// The safe memcached key for `text` (see encode_key_to).
-inline std::string encode_key(std::string_view text,
-                              std::size_t limit = max_key_length) {
+inline std::string encode_key(std::string_view text, std::size_t limit = max_key_length) {
   std::string out;
   encode_key_to(text, out, limit);
   return out;
 }
 
-} // namespace cacheaside
+}  // namespace cacheaside

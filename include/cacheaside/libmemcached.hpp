@@ -37,39 +37,35 @@ namespace cacheaside {
 /// Never throws for I/O: every failure is a StoreStatus. The constructor throws
 /// `cacheaside::Error` for a configuration string libmemcached rejects.
 class MemcachedStore : public Store {
-public:
+ public:
   /// Seconds before a server marked dead is tried again.
   static constexpr std::uint64_t dead_retry_seconds = 2;
 
   explicit MemcachedStore(const std::string &config) {
     std::string user = trim(config);
-    if (user.empty())
-      throw Error("cacheaside: empty libmemcached configuration");
-    if (user.find("--") == std::string::npos)
-      user = "--SERVER=" + user; // "host:port"
+    if (user.empty()) throw Error("cacheaside: empty libmemcached configuration");
+    if (user.find("--") == std::string::npos) user = "--SERVER=" + user;  // "host:port"
     char err[512] = {};
-    if (libmemcached_check_configuration(user.data(), user.size(), err,
-                                         sizeof err) != MEMCACHED_SUCCESS) {
-      throw Error("cacheaside: bad libmemcached configuration '" + user +
-                  "': " + err);
+    if (libmemcached_check_configuration(user.data(), user.size(), err, sizeof err) !=
+        MEMCACHED_SUCCESS) {
+      throw Error("cacheaside: bad libmemcached configuration '" + user + "': " + err);
     }
     std::uint32_t servers = 0;
     if (memcached_st *probe = memcached(user.data(), user.size())) {
       servers = memcached_server_count(probe);
       memcached_free(probe);
     }
-    if (servers == 0)
-      throw Error("cacheaside: no server in configuration '" + user + "'");
+    if (servers == 0) throw Error("cacheaside: no server in configuration '" + user + "'");
     if (has_option(user, "--BINARY-PROTOCOL"))
-      throw Error("cacheaside: the binary protocol is not supported "
-                  "(deprecated by memcached)");
+      throw Error(
+          "cacheaside: the binary protocol is not supported "
+          "(deprecated by memcached)");
 
     // Our defaults first: libmemcached applies options in order, so the user's
     // win.
     std::string full;
     auto def = [&](const char *name, const std::string &value) {
-      if (!has_option(user, name))
-        full.append(name).append(value).append(" ");
+      if (!has_option(user, name)) full.append(name).append(value).append(" ");
     };
     def("--CONNECT-TIMEOUT", "=200");
     def("--POLL-TIMEOUT", "=100");
@@ -84,22 +80,18 @@ public:
     full += user;
     config_ = full;
     pool_ = memcached_pool(full.data(), full.size());
-    if (!pool_)
-      throw Error("cacheaside: could not create a pool from '" + full + "'");
+    if (!pool_) throw Error("cacheaside: could not create a pool from '" + full + "'");
     memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
     // Not expressible in the configuration string.
-    memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT,
-                                2);
-    memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_DEAD_TIMEOUT,
-                                dead_retry_seconds);
+    memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 2);
+    memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_DEAD_TIMEOUT, dead_retry_seconds);
   }
 
   MemcachedStore(const MemcachedStore &) = delete;
   MemcachedStore &operator=(const MemcachedStore &) = delete;
 
   ~MemcachedStore() override {
-    if (pool_)
-      memcached_pool_destroy(pool_);
+    if (pool_) memcached_pool_destroy(pool_);
   }
 
   /// The configuration string in effect (defaults + yours).
@@ -107,159 +99,142 @@ public:
 
   StoreStatus get(std::string_view key, StoreItem &item) override {
     Conn c(pool_);
-    if (!c)
-      return c.status();
+    if (!c) return c.status();
     const char *keys[1] = {key.data()};
     size_t lens[1] = {key.size()};
     memcached_return_t rc = memcached_mget(c.mc, keys, lens, 1);
-    if (rc != MEMCACHED_SUCCESS)
-      return map(c.mc, rc);
+    if (rc != MEMCACHED_SUCCESS) return map(c.mc, rc);
     memcached_result_st result;
     memcached_result_create(c.mc, &result);
     StoreStatus st = StoreStatus::not_found;
     while (true) {
       memcached_result_st *r = memcached_fetch_result(c.mc, &result, &rc);
-      if (!r)
-        break;
+      if (!r) break;
       if (st == StoreStatus::not_found) {
-        item.value.assign(memcached_result_value(r),
-                          memcached_result_length(r));
+        item.value.assign(memcached_result_value(r), memcached_result_length(r));
         item.flags = memcached_result_flags(r);
         item.cas = memcached_result_cas(r);
         st = StoreStatus::ok;
       }
     }
     memcached_result_free(&result);
-    if (st == StoreStatus::ok)
-      return st;
-    if (rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND ||
-        rc == MEMCACHED_SUCCESS)
+    if (st == StoreStatus::ok) return st;
+    if (rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND || rc == MEMCACHED_SUCCESS)
       return StoreStatus::not_found;
     return map(c.mc, rc);
   }
 
-  StoreStatus get_multi(const std::vector<std::string> &keys,
-                        std::vector<StoreItem> &items,
+  StoreStatus get_multi(const std::vector<std::string> &keys, std::vector<StoreItem> &items,
                         std::vector<char> &found) override {
     items.resize(keys.size());
     found.assign(keys.size(), 0);
-    if (keys.empty())
-      return StoreStatus::ok;
+    if (keys.empty()) return StoreStatus::ok;
     Conn c(pool_);
-    if (!c)
-      return c.status();
+    if (!c) return c.status();
     std::vector<const char *> kp(keys.size());
     std::vector<size_t> kl(keys.size());
-    // Sorted view of the keys, to find each answer's index without hashing.
-    std::vector<std::size_t> order(keys.size());
     for (std::size_t i = 0; i < keys.size(); ++i) {
       kp[i] = keys[i].data();
       kl[i] = keys[i].size();
-      order[i] = i;
     }
-    std::sort(order.begin(), order.end(),
-              [&](std::size_t a, std::size_t b) { return keys[a] < keys[b]; });
-    memcached_return_t rc =
-        memcached_mget(c.mc, kp.data(), kl.data(), keys.size());
-    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_SOME_ERRORS)
-      return map(c.mc, rc);
+    memcached_return_t rc = memcached_mget(c.mc, kp.data(), kl.data(), keys.size());
+    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_SOME_ERRORS) return map(c.mc, rc);
     memcached_result_st result;
     memcached_result_create(c.mc, &result);
-    while (memcached_result_st *r =
-               memcached_fetch_result(c.mc, &result, &rc)) {
-      std::string_view k(memcached_result_key_value(r),
-                         memcached_result_key_length(r));
-      auto it = std::lower_bound(
-          order.begin(), order.end(), k,
-          [&](std::size_t i, std::string_view v) { return keys[i] < v; });
-      for (; it != order.end() && keys[*it] == k; ++it) {
-        StoreItem &item = items[*it];
-        item.value.assign(memcached_result_value(r),
-                          memcached_result_length(r));
-        item.flags = memcached_result_flags(r);
-        item.cas = memcached_result_cas(r);
-        found[*it] = 1;
+    // A server answers in request order (skipping misses), so the next answer is almost
+    // always at or just after the cursor; a sorted index covers several servers.
+    std::size_t cursor = 0;
+    std::vector<std::size_t> order;
+    while (memcached_result_st *r = memcached_fetch_result(c.mc, &result, &rc)) {
+      std::string_view k(memcached_result_key_value(r), memcached_result_key_length(r));
+      std::size_t idx = keys.size();
+      for (std::size_t j = cursor; order.empty() && j < keys.size(); ++j) {
+        if (keys[j] == k) {
+          idx = j;
+          cursor = j + 1;
+          break;
+        }
       }
+      if (idx == keys.size()) {
+        if (order.empty()) {
+          order.resize(keys.size());
+          for (std::size_t i = 0; i < keys.size(); ++i) order[i] = i;
+          std::sort(order.begin(), order.end(),
+                    [&](std::size_t a, std::size_t b) { return keys[a] < keys[b]; });
+        }
+        auto it = std::lower_bound(order.begin(), order.end(), k,
+                                   [&](std::size_t i, std::string_view v) { return keys[i] < v; });
+        if (it == order.end() || keys[*it] != k) continue;
+        idx = *it;
+      }
+      StoreItem &item = items[idx];
+      item.value.assign(memcached_result_value(r), memcached_result_length(r));
+      item.flags = memcached_result_flags(r);
+      item.cas = memcached_result_cas(r);
+      found[idx] = 1;
     }
     memcached_result_free(&result);
-    if (rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND ||
-        rc == MEMCACHED_SUCCESS)
+    if (rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND || rc == MEMCACHED_SUCCESS)
       return StoreStatus::ok;
     // Partial answers (one server of several down) are still used.
     StoreStatus st = map(c.mc, rc);
-    return std::any_of(found.begin(), found.end(),
-                       [](char f) { return f != 0; })
-               ? StoreStatus::ok
-               : st;
+    return std::any_of(found.begin(), found.end(), [](char f) { return f != 0; }) ? StoreStatus::ok
+                                                                                  : st;
   }
 
-  StoreStatus set(std::string_view key, std::string_view value,
-                  std::uint32_t flags, Exptime exptime) override {
+  StoreStatus set(std::string_view key, std::string_view value, std::uint32_t flags,
+                  Exptime exptime) override {
     Conn c(pool_);
-    if (!c)
-      return c.status();
-    return map(c.mc, memcached_set(c.mc, key.data(), key.size(), value.data(),
-                                   value.size(), static_cast<time_t>(exptime),
-                                   flags));
+    if (!c) return c.status();
+    return map(c.mc, memcached_set(c.mc, key.data(), key.size(), value.data(), value.size(),
+                                   static_cast<time_t>(exptime), flags));
   }
 
-  StoreStatus add(std::string_view key, std::string_view value,
-                  std::uint32_t flags, Exptime exptime) override {
+  StoreStatus add(std::string_view key, std::string_view value, std::uint32_t flags,
+                  Exptime exptime) override {
     Conn c(pool_);
-    if (!c)
-      return c.status();
-    return map(c.mc, memcached_add(c.mc, key.data(), key.size(), value.data(),
-                                   value.size(), static_cast<time_t>(exptime),
-                                   flags));
+    if (!c) return c.status();
+    return map(c.mc, memcached_add(c.mc, key.data(), key.size(), value.data(), value.size(),
+                                   static_cast<time_t>(exptime), flags));
   }
 
-  StoreStatus cas(std::string_view key, std::string_view value,
-                  std::uint32_t flags, Exptime exptime,
-                  std::uint64_t cas_id) override {
+  StoreStatus cas(std::string_view key, std::string_view value, std::uint32_t flags,
+                  Exptime exptime, std::uint64_t cas_id) override {
     Conn c(pool_);
-    if (!c)
-      return c.status();
-    return map(c.mc, memcached_cas(c.mc, key.data(), key.size(), value.data(),
-                                   value.size(), static_cast<time_t>(exptime),
-                                   flags, cas_id));
+    if (!c) return c.status();
+    return map(c.mc, memcached_cas(c.mc, key.data(), key.size(), value.data(), value.size(),
+                                   static_cast<time_t>(exptime), flags, cas_id));
   }
 
   StoreStatus remove(std::string_view key) override {
     Conn c(pool_);
-    if (!c)
-      return c.status();
+    if (!c) return c.status();
     return map(c.mc, memcached_delete(c.mc, key.data(), key.size(), 0));
   }
 
-  StoreStatus incr(std::string_view key, std::uint64_t delta,
-                   std::uint64_t initial, Exptime exptime,
-                   std::uint64_t &value) override {
+  StoreStatus incr(std::string_view key, std::uint64_t delta, std::uint64_t initial,
+                   Exptime exptime, std::uint64_t &value) override {
     Conn c(pool_);
-    if (!c)
-      return c.status();
+    if (!c) return c.status();
     // The ASCII protocol has no incr-with-initial: incr, else add, else incr
     // again.
     for (int attempt = 0; attempt < 3; ++attempt) {
-      StoreStatus st = map(
-          c.mc, memcached_increment(c.mc, key.data(), key.size(),
-                                    static_cast<std::uint32_t>(delta), &value));
-      if (st != StoreStatus::not_found)
-        return st;
+      StoreStatus st = map(c.mc, memcached_increment(c.mc, key.data(), key.size(),
+                                                     static_cast<std::uint32_t>(delta), &value));
+      if (st != StoreStatus::not_found) return st;
       std::string init = std::to_string(initial);
-      st = map(c.mc,
-               memcached_add(c.mc, key.data(), key.size(), init.data(),
-                             init.size(), static_cast<time_t>(exptime), 0));
+      st = map(c.mc, memcached_add(c.mc, key.data(), key.size(), init.data(), init.size(),
+                                   static_cast<time_t>(exptime), 0));
       if (st == StoreStatus::ok) {
         value = initial;
         return st;
       }
-      if (st != StoreStatus::not_stored)
-        return st;
+      if (st != StoreStatus::not_stored) return st;
     }
     return StoreStatus::error;
   }
 
-private:
+ private:
   // A connection borrowed from the pool for one operation.
   struct Conn {
     explicit Conn(memcached_pool_st *p) : pool(p) {
@@ -269,13 +244,11 @@ private:
       mc = memcached_pool_fetch(pool, &wait, &rc);
     }
     ~Conn() {
-      if (mc)
-        memcached_pool_release(pool, mc);
+      if (mc) memcached_pool_release(pool, mc);
     }
     explicit operator bool() const { return mc != nullptr; }
     StoreStatus status() const {
-      return rc == MEMCACHED_TIMEOUT ? StoreStatus::unavailable
-                                     : StoreStatus::unavailable;
+      return rc == MEMCACHED_TIMEOUT ? StoreStatus::unavailable : StoreStatus::unavailable;
     }
     memcached_pool_st *pool;
     memcached_st *mc = nullptr;
@@ -284,56 +257,53 @@ private:
 
   static StoreStatus map(memcached_st *mc, memcached_return_t rc) {
     switch (rc) {
-    case MEMCACHED_SUCCESS:
-    case MEMCACHED_STORED:
-    case MEMCACHED_DELETED:
-    case MEMCACHED_END:
-      return StoreStatus::ok;
-    case MEMCACHED_NOTFOUND:
-      return StoreStatus::not_found;
-    case MEMCACHED_DATA_EXISTS:
-      return StoreStatus::exists;
-    case MEMCACHED_NOTSTORED:
-      return StoreStatus::not_stored;
-    case MEMCACHED_E2BIG:
-      return StoreStatus::too_large;
-    case MEMCACHED_TIMEOUT:
-      return StoreStatus::timeout;
-    case MEMCACHED_CONNECTION_FAILURE:
-    case MEMCACHED_CONNECTION_SOCKET_CREATE_FAILURE:
-    case MEMCACHED_SERVER_MARKED_DEAD:
-    case MEMCACHED_SERVER_TEMPORARILY_DISABLED:
-    case MEMCACHED_NO_SERVERS:
-    case MEMCACHED_HOST_LOOKUP_FAILURE:
-    case MEMCACHED_ERRNO:
-    case MEMCACHED_WRITE_FAILURE:
-    case MEMCACHED_READ_FAILURE:
-    case MEMCACHED_UNKNOWN_READ_FAILURE:
-      return StoreStatus::unavailable;
-    case MEMCACHED_SERVER_ERROR: {
-      // "SERVER_ERROR object too large for cache"
-      const char *msg = memcached_last_error_message(mc);
-      if (msg && std::strstr(msg, "too large"))
+      case MEMCACHED_SUCCESS:
+      case MEMCACHED_STORED:
+      case MEMCACHED_DELETED:
+      case MEMCACHED_END:
+        return StoreStatus::ok;
+      case MEMCACHED_NOTFOUND:
+        return StoreStatus::not_found;
+      case MEMCACHED_DATA_EXISTS:
+        return StoreStatus::exists;
+      case MEMCACHED_NOTSTORED:
+        return StoreStatus::not_stored;
+      case MEMCACHED_E2BIG:
         return StoreStatus::too_large;
-      return StoreStatus::error;
-    }
-    default:
-      return StoreStatus::error;
+      case MEMCACHED_TIMEOUT:
+        return StoreStatus::timeout;
+      case MEMCACHED_CONNECTION_FAILURE:
+      case MEMCACHED_CONNECTION_SOCKET_CREATE_FAILURE:
+      case MEMCACHED_SERVER_MARKED_DEAD:
+      case MEMCACHED_SERVER_TEMPORARILY_DISABLED:
+      case MEMCACHED_NO_SERVERS:
+      case MEMCACHED_HOST_LOOKUP_FAILURE:
+      case MEMCACHED_ERRNO:
+      case MEMCACHED_WRITE_FAILURE:
+      case MEMCACHED_READ_FAILURE:
+      case MEMCACHED_UNKNOWN_READ_FAILURE:
+        return StoreStatus::unavailable;
+      case MEMCACHED_SERVER_ERROR: {
+        // "SERVER_ERROR object too large for cache"
+        const char *msg = memcached_last_error_message(mc);
+        if (msg && std::strstr(msg, "too large")) return StoreStatus::too_large;
+        return StoreStatus::error;
+      }
+      default:
+        return StoreStatus::error;
     }
   }
 
   static std::string trim(const std::string &s) {
     auto b = s.find_first_not_of(" \t\r\n");
-    if (b == std::string::npos)
-      return {};
+    if (b == std::string::npos) return {};
     auto e = s.find_last_not_of(" \t\r\n");
     return s.substr(b, e - b + 1);
   }
 
   static bool has_option(const std::string &config, const char *name) {
     std::string upper(config);
-    for (auto &ch : upper)
-      ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    for (auto &ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     return upper.find(name) != std::string::npos;
   }
 
@@ -341,4 +311,4 @@ private:
   std::string config_;
 };
 
-} // namespace cacheaside
+}  // namespace cacheaside

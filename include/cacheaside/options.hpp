@@ -87,4 +87,4 @@ struct Options {
   std::function<void(const Event &)> on_event;
 };
 
-} // namespace cacheaside
+}  // namespace cacheaside

@@ -23,15 +23,13 @@ namespace codec_id {
 inline constexpr std::uint8_t string = 1;
 inline constexpr std::uint8_t json = 2;
 inline constexpr std::uint8_t cbor = 3;
-} // namespace codec_id
+}  // namespace codec_id
 
 /// Stores `std::string` values byte for byte.
 struct StringSerializer {
   static constexpr std::uint8_t codec = codec_id::string;
   std::string serialize(const std::string &value) const { return value; }
-  std::string deserialize(std::string_view bytes) const {
-    return std::string(bytes);
-  }
+  std::string deserialize(std::string_view bytes) const { return std::string(bytes); }
 };
 
-} // namespace cacheaside
+}  // namespace cacheaside

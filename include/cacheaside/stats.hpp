@@ -10,30 +10,23 @@ namespace cacheaside {
 
 /// A snapshot of one cache's counters. Every counter only grows.
 struct Stats {
-  std::uint64_t hits = 0; ///< fresh value served from the cache
-  std::uint64_t negative_hits =
-      0;                    ///< cached absence served (counted in hits too)
-  std::uint64_t misses = 0; ///< nothing usable in the cache
-  std::uint64_t loads =
-      0; ///< loader calls (a bulk loader call counts once per key)
-  std::uint64_t load_errors = 0;  ///< loader threw
-  std::uint64_t cache_errors = 0; ///< store failed: down, timeout, refused, ...
-  std::uint64_t decode_errors =
-      0; ///< unreadable cached bytes (deleted, then loaded)
-  std::uint64_t oversize =
-      0; ///< value too large to cache (returned, not stored)
-  std::uint64_t stale_served =
-      0;                         ///< expired copy served (fail-safe or timeout)
-  std::uint64_t coalesced = 0;   ///< callers that shared another caller's load
-  std::uint64_t lease_waits = 0; ///< waits on another process's lease
-  std::uint64_t lease_timeouts =
-      0; ///< waits that gave up and loaded without storing
-  std::uint64_t stale_sets_prevented =
-      0; ///< loaded values not stored: key changed meanwhile
-  std::uint64_t early_refreshes = 0; ///< refreshes started before expiry
-  std::uint64_t load_timeouts = 0;   ///< loads past soft/hard timeout
-  std::uint64_t puts = 0;            ///< put() calls
-  std::uint64_t invalidations = 0;   ///< keys invalidated
+  std::uint64_t hits = 0;            ///< fresh value served from the cache
+  std::uint64_t negative_hits = 0;   ///< cached absence served (counted in hits too)
+  std::uint64_t misses = 0;          ///< nothing usable in the cache
+  std::uint64_t loads = 0;           ///< loader calls (a bulk loader call counts once per key)
+  std::uint64_t load_errors = 0;     ///< loader threw
+  std::uint64_t cache_errors = 0;    ///< store failed: down, timeout, refused, ...
+  std::uint64_t decode_errors = 0;   ///< unreadable cached bytes (deleted, then loaded)
+  std::uint64_t oversize = 0;        ///< value too large to cache (returned, not stored)
+  std::uint64_t stale_served = 0;    ///< expired copy served (fail-safe or timeout)
+  std::uint64_t coalesced = 0;       ///< callers that shared another caller's load
+  std::uint64_t lease_waits = 0;     ///< waits on another process's lease
+  std::uint64_t lease_timeouts = 0;  ///< waits that gave up and loaded without storing
+  std::uint64_t stale_sets_prevented = 0;  ///< loaded values not stored: key changed meanwhile
+  std::uint64_t early_refreshes = 0;       ///< refreshes started before expiry
+  std::uint64_t load_timeouts = 0;         ///< loads past soft/hard timeout
+  std::uint64_t puts = 0;                  ///< put() calls
+  std::uint64_t invalidations = 0;         ///< keys invalidated
 };
 
 /// What happened, for `Options::on_event`.
@@ -42,12 +35,12 @@ enum class EventType {
   negative_hit,
   miss,
   load_start,
-  load_end,     ///< duration = loader time
-  load_error,   ///< reason = exception text
-  stale_served, ///< reason = why (load_error, soft_timeout, hard_timeout,
-                ///< lease_busy, throttled)
-  lease_wait,   ///< duration = time waited for another holder
-  cache_error,  ///< reason = store status / operation
+  load_end,      ///< duration = loader time
+  load_error,    ///< reason = exception text
+  stale_served,  ///< reason = why (load_error, soft_timeout, hard_timeout,
+                 ///< lease_busy, throttled)
+  lease_wait,    ///< duration = time waited for another holder
+  cache_error,   ///< reason = store status / operation
   decode_error,
   oversize,
   stale_set_prevented,
@@ -59,36 +52,36 @@ enum class EventType {
 /// Name of an event type, e.g. "hit".
 inline const char *to_string(EventType t) {
   switch (t) {
-  case EventType::hit:
-    return "hit";
-  case EventType::negative_hit:
-    return "negative_hit";
-  case EventType::miss:
-    return "miss";
-  case EventType::load_start:
-    return "load_start";
-  case EventType::load_end:
-    return "load_end";
-  case EventType::load_error:
-    return "load_error";
-  case EventType::stale_served:
-    return "stale_served";
-  case EventType::lease_wait:
-    return "lease_wait";
-  case EventType::cache_error:
-    return "cache_error";
-  case EventType::decode_error:
-    return "decode_error";
-  case EventType::oversize:
-    return "oversize";
-  case EventType::stale_set_prevented:
-    return "stale_set_prevented";
-  case EventType::early_refresh:
-    return "early_refresh";
-  case EventType::invalidate:
-    return "invalidate";
-  case EventType::put:
-    return "put";
+    case EventType::hit:
+      return "hit";
+    case EventType::negative_hit:
+      return "negative_hit";
+    case EventType::miss:
+      return "miss";
+    case EventType::load_start:
+      return "load_start";
+    case EventType::load_end:
+      return "load_end";
+    case EventType::load_error:
+      return "load_error";
+    case EventType::stale_served:
+      return "stale_served";
+    case EventType::lease_wait:
+      return "lease_wait";
+    case EventType::cache_error:
+      return "cache_error";
+    case EventType::decode_error:
+      return "decode_error";
+    case EventType::oversize:
+      return "oversize";
+    case EventType::stale_set_prevented:
+      return "stale_set_prevented";
+    case EventType::early_refresh:
+      return "early_refresh";
+    case EventType::invalidate:
+      return "invalidate";
+    case EventType::put:
+      return "put";
   }
   return "unknown";
 }
@@ -96,8 +89,8 @@ inline const char *to_string(EventType t) {
 /// One event. The views are valid only during the callback.
 struct Event {
   EventType type;
-  std::string_view cache; ///< Options::name
-  std::string_view key;   ///< the memcached key
+  std::string_view cache;  ///< Options::name
+  std::string_view key;    ///< the memcached key
   std::chrono::nanoseconds duration{0};
   std::string_view reason;
 };
@@ -106,10 +99,9 @@ namespace detail {
 
 // Relaxed atomics: counters are statistics, not synchronization.
 struct AtomicStats {
-  std::atomic<std::uint64_t> hits{0}, negative_hits{0}, misses{0}, loads{0},
-      load_errors{0}, cache_errors{0}, decode_errors{0}, oversize{0},
-      stale_served{0}, coalesced{0}, lease_waits{0}, lease_timeouts{0},
-      stale_sets_prevented{0}, early_refreshes{0}, load_timeouts{0}, puts{0},
+  std::atomic<std::uint64_t> hits{0}, negative_hits{0}, misses{0}, loads{0}, load_errors{0},
+      cache_errors{0}, decode_errors{0}, oversize{0}, stale_served{0}, coalesced{0}, lease_waits{0},
+      lease_timeouts{0}, stale_sets_prevented{0}, early_refreshes{0}, load_timeouts{0}, puts{0},
       invalidations{0};
 
   static void bump(std::atomic<std::uint64_t> &c, std::uint64_t n = 1) {
@@ -117,9 +109,7 @@ struct AtomicStats {
   }
 
   Stats snapshot() const {
-    auto r = [](const std::atomic<std::uint64_t> &c) {
-      return c.load(std::memory_order_relaxed);
-    };
+    auto r = [](const std::atomic<std::uint64_t> &c) { return c.load(std::memory_order_relaxed); };
     Stats s;
     s.hits = r(hits);
     s.negative_hits = r(negative_hits);
@@ -142,5 +132,5 @@ struct AtomicStats {
   }
 };
 
-} // namespace detail
-} // namespace cacheaside
+}  // namespace detail
+}  // namespace cacheaside

@@ -15,35 +15,35 @@ namespace cacheaside {
 /// failures.
 enum class StoreStatus {
   ok,
-  not_found,   ///< no such key (get, remove, cas on a deleted key)
-  exists,      ///< cas: the item changed since it was read
-  not_stored,  ///< add: the key already exists
-  too_large,   ///< the value exceeds the server's item size limit
-  timeout,     ///< the server did not answer in time
-  unavailable, ///< connection refused, server marked dead, no connection free
-               ///< in the pool
-  error,       ///< any other failure (protocol, bad key, ...)
+  not_found,    ///< no such key (get, remove, cas on a deleted key)
+  exists,       ///< cas: the item changed since it was read
+  not_stored,   ///< add: the key already exists
+  too_large,    ///< the value exceeds the server's item size limit
+  timeout,      ///< the server did not answer in time
+  unavailable,  ///< connection refused, server marked dead, no connection free
+                ///< in the pool
+  error,        ///< any other failure (protocol, bad key, ...)
 };
 
 /// Name of a status, e.g. "timeout".
 inline const char *to_string(StoreStatus s) {
   switch (s) {
-  case StoreStatus::ok:
-    return "ok";
-  case StoreStatus::not_found:
-    return "not_found";
-  case StoreStatus::exists:
-    return "exists";
-  case StoreStatus::not_stored:
-    return "not_stored";
-  case StoreStatus::too_large:
-    return "too_large";
-  case StoreStatus::timeout:
-    return "timeout";
-  case StoreStatus::unavailable:
-    return "unavailable";
-  case StoreStatus::error:
-    return "error";
+    case StoreStatus::ok:
+      return "ok";
+    case StoreStatus::not_found:
+      return "not_found";
+    case StoreStatus::exists:
+      return "exists";
+    case StoreStatus::not_stored:
+      return "not_stored";
+    case StoreStatus::too_large:
+      return "too_large";
+    case StoreStatus::timeout:
+      return "timeout";
+    case StoreStatus::unavailable:
+      return "unavailable";
+    case StoreStatus::error:
+      return "error";
   }
   return "unknown";
 }
@@ -51,15 +51,14 @@ inline const char *to_string(StoreStatus s) {
 /// True for statuses that mean the store failed (as opposed to an answer about
 /// the key).
 inline bool is_failure(StoreStatus s) {
-  return s == StoreStatus::timeout || s == StoreStatus::unavailable ||
-         s == StoreStatus::error;
+  return s == StoreStatus::timeout || s == StoreStatus::unavailable || s == StoreStatus::error;
 }
 
 /// A stored item as read back.
 struct StoreItem {
   std::string value;
   std::uint32_t flags = 0;
-  std::uint64_t cas = 0; ///< CAS id (0 if the store has none)
+  std::uint64_t cas = 0;  ///< CAS id (0 if the store has none)
 };
 
 /// Expiry as memcached takes it: seconds from now, or an absolute unix time
@@ -70,40 +69,37 @@ using Exptime = std::uint32_t;
 /// given to them are already safe memcached keys (printable, no spaces, <= 250
 /// bytes).
 class Store {
-public:
+ public:
   virtual ~Store() = default;
   /// Reads one key: ok (item filled, with its CAS id), not_found, or a failure.
   virtual StoreStatus get(std::string_view key, StoreItem &item) = 0;
   /// Reads several distinct keys in one round trip. Resizes `items` and `found`
   /// to keys.size(); found[i] != 0 when keys[i] was there. A failure leaves
   /// found all 0.
-  virtual StoreStatus get_multi(const std::vector<std::string> &keys,
-                                std::vector<StoreItem> &items,
+  virtual StoreStatus get_multi(const std::vector<std::string> &keys, std::vector<StoreItem> &items,
                                 std::vector<char> &found) = 0;
   /// Stores unconditionally.
-  virtual StoreStatus set(std::string_view key, std::string_view value,
-                          std::uint32_t flags, Exptime exptime) = 0;
+  virtual StoreStatus set(std::string_view key, std::string_view value, std::uint32_t flags,
+                          Exptime exptime) = 0;
   /// Stores only if absent; not_stored otherwise.
-  virtual StoreStatus add(std::string_view key, std::string_view value,
-                          std::uint32_t flags, Exptime exptime) = 0;
+  virtual StoreStatus add(std::string_view key, std::string_view value, std::uint32_t flags,
+                          Exptime exptime) = 0;
   /// Stores only if the item's CAS id is still `cas`; exists / not_found
   /// otherwise.
-  virtual StoreStatus cas(std::string_view key, std::string_view value,
-                          std::uint32_t flags, Exptime exptime,
-                          std::uint64_t cas) = 0;
+  virtual StoreStatus cas(std::string_view key, std::string_view value, std::uint32_t flags,
+                          Exptime exptime, std::uint64_t cas) = 0;
   /// Deletes: ok or not_found.
   virtual StoreStatus remove(std::string_view key) = 0;
   /// Adds `delta` to a decimal counter, creating it as `initial` when absent;
   /// `value` gets the new value.
-  virtual StoreStatus incr(std::string_view key, std::uint64_t delta,
-                           std::uint64_t initial, Exptime exptime,
-                           std::uint64_t &value) = 0;
+  virtual StoreStatus incr(std::string_view key, std::uint64_t delta, std::uint64_t initial,
+                           Exptime exptime, std::uint64_t &value) = 0;
 };
 
 /// A Store in process memory with memcached's semantics (CAS ids, expiry, 1 MiB
 /// items). For unit tests and for running without a server. Thread-safe.
 class InMemoryStore : public Store {
-public:
+ public:
   /// `max_item_bytes`: values larger than this are refused with too_large.
   explicit InMemoryStore(std::size_t max_item_bytes = 1024 * 1024)
       : max_item_bytes_(max_item_bytes) {}
@@ -111,16 +107,14 @@ public:
   StoreStatus get(std::string_view key, StoreItem &item) override {
     std::lock_guard<std::mutex> lock(mu_);
     auto *e = find_live(key);
-    if (!e)
-      return StoreStatus::not_found;
+    if (!e) return StoreStatus::not_found;
     item.value.assign(e->value);
     item.flags = e->flags;
     item.cas = e->cas;
     return StoreStatus::ok;
   }
 
-  StoreStatus get_multi(const std::vector<std::string> &keys,
-                        std::vector<StoreItem> &items,
+  StoreStatus get_multi(const std::vector<std::string> &keys, std::vector<StoreItem> &items,
                         std::vector<char> &found) override {
     items.resize(keys.size());
     found.assign(keys.size(), 0);
@@ -129,52 +123,43 @@ public:
     return StoreStatus::ok;
   }
 
-  StoreStatus set(std::string_view key, std::string_view value,
-                  std::uint32_t flags, Exptime exptime) override {
-    if (value.size() > max_item_bytes_)
-      return StoreStatus::too_large;
+  StoreStatus set(std::string_view key, std::string_view value, std::uint32_t flags,
+                  Exptime exptime) override {
+    if (value.size() > max_item_bytes_) return StoreStatus::too_large;
     std::lock_guard<std::mutex> lock(mu_);
     put_locked(key, value, flags, exptime);
     return StoreStatus::ok;
   }
 
-  StoreStatus add(std::string_view key, std::string_view value,
-                  std::uint32_t flags, Exptime exptime) override {
-    if (value.size() > max_item_bytes_)
-      return StoreStatus::too_large;
+  StoreStatus add(std::string_view key, std::string_view value, std::uint32_t flags,
+                  Exptime exptime) override {
+    if (value.size() > max_item_bytes_) return StoreStatus::too_large;
     std::lock_guard<std::mutex> lock(mu_);
-    if (find_live(key))
-      return StoreStatus::not_stored;
+    if (find_live(key)) return StoreStatus::not_stored;
     put_locked(key, value, flags, exptime);
     return StoreStatus::ok;
   }
 
-  StoreStatus cas(std::string_view key, std::string_view value,
-                  std::uint32_t flags, Exptime exptime,
-                  std::uint64_t cas_id) override {
-    if (value.size() > max_item_bytes_)
-      return StoreStatus::too_large;
+  StoreStatus cas(std::string_view key, std::string_view value, std::uint32_t flags,
+                  Exptime exptime, std::uint64_t cas_id) override {
+    if (value.size() > max_item_bytes_) return StoreStatus::too_large;
     std::lock_guard<std::mutex> lock(mu_);
     auto *e = find_live(key);
-    if (!e)
-      return StoreStatus::not_found;
-    if (e->cas != cas_id)
-      return StoreStatus::exists;
+    if (!e) return StoreStatus::not_found;
+    if (e->cas != cas_id) return StoreStatus::exists;
     put_locked(key, value, flags, exptime);
     return StoreStatus::ok;
   }
 
   StoreStatus remove(std::string_view key) override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!find_live(key))
-      return StoreStatus::not_found;
+    if (!find_live(key)) return StoreStatus::not_found;
     items_.erase(std::string(key));
     return StoreStatus::ok;
   }
 
-  StoreStatus incr(std::string_view key, std::uint64_t delta,
-                   std::uint64_t initial, Exptime exptime,
-                   std::uint64_t &value) override {
+  StoreStatus incr(std::string_view key, std::uint64_t delta, std::uint64_t initial,
+                   Exptime exptime, std::uint64_t &value) override {
     std::lock_guard<std::mutex> lock(mu_);
     auto *e = find_live(key);
     if (!e) {
@@ -184,8 +169,7 @@ public:
     }
     std::uint64_t cur = 0;
     for (char c : e->value) {
-      if (c < '0' || c > '9')
-        return StoreStatus::error;
+      if (c < '0' || c > '9') return StoreStatus::error;
       cur = cur * 10 + static_cast<std::uint64_t>(c - '0');
     }
     value = cur + delta;
@@ -205,18 +189,17 @@ public:
     std::lock_guard<std::mutex> lock(mu_);
     std::size_t n = 0;
     for (auto &kv : items_)
-      if (!expired(kv.second))
-        ++n;
+      if (!expired(kv.second)) ++n;
     return n;
   }
 
-private:
+ private:
   using Clock = std::chrono::system_clock;
   struct Entry {
     std::string value;
     std::uint32_t flags = 0;
     std::uint64_t cas = 0;
-    Clock::time_point expires{}; // epoch = never
+    Clock::time_point expires{};  // epoch = never
   };
 
   static bool expired(const Entry &e) {
@@ -225,8 +208,7 @@ private:
 
   Entry *find_live(std::string_view key) {
     auto it = items_.find(std::string(key));
-    if (it == items_.end())
-      return nullptr;
+    if (it == items_.end()) return nullptr;
     if (expired(it->second)) {
       items_.erase(it);
       return nullptr;
@@ -234,8 +216,8 @@ private:
     return &it->second;
   }
 
-  void put_locked(std::string_view key, std::string_view value,
-                  std::uint32_t flags, Exptime exptime) {
+  void put_locked(std::string_view key, std::string_view value, std::uint32_t flags,
+                  Exptime exptime) {
     Entry &e = items_[std::string(key)];
     e.value.assign(value.data(), value.size());
     e.flags = flags;
@@ -256,4 +238,4 @@ private:
   std::size_t max_item_bytes_;
 };
 
-} // namespace cacheaside
+}  // namespace cacheaside

@@ -2,12 +2,11 @@
 #pragma once
 
 #include <atomic>
+#include <cacheaside/cacheaside.hpp>
+#include <cacheaside/libmemcached.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
-
-#include <cacheaside/cacheaside.hpp>
-#include <cacheaside/libmemcached.hpp>
 
 #include "support/memcached_process.hpp"
 

@@ -2,11 +2,10 @@
 #pragma once
 
 #include <atomic>
+#include <cacheaside/store.hpp>
 #include <chrono>
 #include <memory>
 #include <thread>
-
-#include <cacheaside/store.hpp>
 
 namespace cacheaside_test {
 
@@ -14,8 +13,8 @@ class FaultStore : public cacheaside::Store {
  public:
   explicit FaultStore(std::shared_ptr<cacheaside::Store> inner) : inner_(std::move(inner)) {}
 
-  std::atomic<bool> fail{false};          // every operation answers `failure`
-  std::atomic<bool> fail_writes{false};   // set/add/cas answer `failure`
+  std::atomic<bool> fail{false};         // every operation answers `failure`
+  std::atomic<bool> fail_writes{false};  // set/add/cas answer `failure`
   cacheaside::StoreStatus failure = cacheaside::StoreStatus::unavailable;
   std::atomic<int> gets{0}, multi_gets{0}, sets{0}, adds{0}, cases{0}, removes{0}, incrs{0};
 

@@ -25,8 +25,7 @@ namespace cacheaside_test {
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 inline int free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    throw std::runtime_error("socket() failed");
+  if (fd < 0) throw std::runtime_error("socket() failed");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -44,28 +43,25 @@ inline int free_port() {
 /// True when something accepts TCP connections on 127.0.0.1:port.
 inline bool port_open(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    return false;
+  if (fd < 0) return false;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(static_cast<uint16_t>(port));
-  bool ok =
-      ::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0;
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0;
   ::close(fd);
   return ok;
 }
 
 /// Path of the memcached binary: $MEMCACHED_BIN, else /usr/bin/memcached.
 inline std::string memcached_binary() {
-  if (const char *env = std::getenv("MEMCACHED_BIN"))
-    return env;
+  if (const char *env = std::getenv("MEMCACHED_BIN")) return env;
   return "/usr/bin/memcached";
 }
 
 /// One memcached process on 127.0.0.1:<free port>.
 class MemcachedProcess {
-public:
+ public:
   /// Starts memcached; extra_args are appended (e.g. {"-I", "2m"}).
   explicit MemcachedProcess(std::vector<std::string> extra_args = {})
       : extra_args_(std::move(extra_args)) {
@@ -80,36 +76,23 @@ public:
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
   /// libmemcached configuration string for this server.
-  std::string config() const {
-    return "--SERVER=127.0.0.1:" + std::to_string(port_);
-  }
+  std::string config() const { return "--SERVER=127.0.0.1:" + std::to_string(port_); }
 
   /// Starts (or restarts) the server on the same port.
   void start() {
-    if (pid_ > 0)
-      return;
-    std::vector<std::string> args = {memcached_binary(),
-                                     "-l",
-                                     "127.0.0.1",
-                                     "-p",
-                                     std::to_string(port_),
-                                     "-U",
-                                     "0",
-                                     "-t",
-                                     "2"};
+    if (pid_ > 0) return;
+    std::vector<std::string> args = {
+        memcached_binary(), "-l", "127.0.0.1", "-p", std::to_string(port_), "-U", "0", "-t", "2"};
     if (::geteuid() == 0) {
       args.push_back("-u");
       args.push_back("nobody");
     }
-    for (auto &a : extra_args_)
-      args.push_back(a);
+    for (auto &a : extra_args_) args.push_back(a);
     pid_ = ::fork();
-    if (pid_ < 0)
-      throw std::runtime_error("fork() failed");
+    if (pid_ < 0) throw std::runtime_error("fork() failed");
     if (pid_ == 0) {
       std::vector<char *> argv;
-      for (auto &a : args)
-        argv.push_back(const_cast<char *>(a.c_str()));
+      for (auto &a : args) argv.push_back(const_cast<char *>(a.c_str()));
       argv.push_back(nullptr);
       ::execv(argv[0], argv.data());
       ::_exit(127);
@@ -119,8 +102,8 @@ public:
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
-        throw std::runtime_error("memcached exited at start (is " +
-                                 memcached_binary() + " installed?)");
+        throw std::runtime_error("memcached exited at start (is " + memcached_binary() +
+                                 " installed?)");
       }
       if (std::chrono::steady_clock::now() > deadline) {
         stop();
@@ -132,8 +115,7 @@ public:
 
   /// Kills the server (SIGKILL) and reaps it.
   void stop() {
-    if (pid_ <= 0)
-      return;
+    if (pid_ <= 0) return;
     ::kill(pid_, SIGCONT);
     ::kill(pid_, SIGKILL);
     int status = 0;
@@ -143,19 +125,17 @@ public:
 
   /// Freezes the server (SIGSTOP): connections stay open but nothing answers.
   void pause() {
-    if (pid_ > 0)
-      ::kill(pid_, SIGSTOP);
+    if (pid_ > 0) ::kill(pid_, SIGSTOP);
   }
   /// Thaws a paused server.
   void resume() {
-    if (pid_ > 0)
-      ::kill(pid_, SIGCONT);
+    if (pid_ > 0) ::kill(pid_, SIGCONT);
   }
 
-private:
+ private:
   std::vector<std::string> extra_args_;
   int port_ = 0;
   pid_t pid_ = -1;
 };
 
-} // namespace cacheaside_test
+}  // namespace cacheaside_test

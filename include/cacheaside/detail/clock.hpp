@@ -35,33 +35,25 @@ inline std::mt19937_64 &rng() {
 
 /// Uniform in (0, 1]: safe to take the logarithm of.
 inline double uniform_open0() {
-  return (static_cast<double>(rng()() >> 11) + 1.0) *
-         (1.0 / 9007199254740992.0);
+  return (static_cast<double>(rng()() >> 11) + 1.0) * (1.0 / 9007199254740992.0);
 }
 
 /// ttl scaled by a random factor in [1 - jitter, 1 + jitter].
-inline std::chrono::milliseconds jittered(std::chrono::milliseconds ttl,
-                                          double jitter) {
-  if (jitter <= 0 || ttl.count() <= 0)
-    return ttl;
-  if (jitter > 1)
-    jitter = 1;
+inline std::chrono::milliseconds jittered(std::chrono::milliseconds ttl, double jitter) {
+  if (jitter <= 0 || ttl.count() <= 0) return ttl;
+  if (jitter > 1) jitter = 1;
   double f = 1.0 + jitter * (2.0 * uniform_open0() - 1.0);
-  return std::chrono::milliseconds(
-      static_cast<std::int64_t>(std::llround(ttl.count() * f)));
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(ttl.count() * f)));
 }
 
 /// memcached expiry for a duration: whole seconds rounded up (at least 1); over
 /// 30 days it must be an absolute unix time.
 inline Exptime to_exptime(std::chrono::milliseconds d) {
   std::int64_t secs = (d.count() + 999) / 1000;
-  if (secs < 1)
-    secs = 1;
+  if (secs < 1) secs = 1;
   constexpr std::int64_t thirty_days = 60 * 60 * 24 * 30;
-  if (secs > thirty_days)
-    secs += unix_ms() / 1000;
-  if (secs > 0xFFFFFFFFll)
-    secs = 0xFFFFFFFFll;
+  if (secs > thirty_days) secs += unix_ms() / 1000;
+  if (secs > 0xFFFFFFFFll) secs = 0xFFFFFFFFll;
   return static_cast<Exptime>(secs);
 }
 
@@ -77,4 +69,4 @@ inline std::string lease_token() {
   return t;
 }
 
-} // namespace cacheaside::detail
+}  // namespace cacheaside::detail
