@@ -106,7 +106,7 @@ TEST_CASE("unreadable cached bytes are a miss: deleted, loaded, counted", "[fail
     REQUIRE(item);
     CHECK(item->flags == good->flags);
   }
-  CHECK(c.stats().decode_errors == n);
+  CHECK(c.stats().decode_errors == static_cast<std::uint64_t>(n));
   CHECK(loads == n + 1);
 }
 
@@ -172,7 +172,7 @@ TEST_CASE("oversize values are returned, not cached, and the connection stays he
   CHECK(d.stats().hits == 1);
 }
 
-TEST_CASE("store failures never reach the caller; loader errors do", "[failure]") {
+TEST_CASE("store failures never reach the caller, loader errors do", "[failure]") {
   auto faults = std::make_shared<FaultStore>(std::make_shared<InMemoryStore>());
   bool throw_now = false;
   StringCache c(faults, [&](const std::string& k) -> std::optional<std::string> {

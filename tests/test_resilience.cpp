@@ -30,14 +30,14 @@ TEST_CASE("memcached TTL is the TTL by default, TTL + max_stale with fail-safe",
   plain.get("plain");
   int t = remaining_ttl(srv.process.port(), "plain");
   CHECK(t >= 107);  // 120 s +- 10 %
-  CHECK(t <= 132);
+  CHECK(t <= 133);  // + 1 s slack for memcached's clock
   o.max_stale = std::chrono::seconds(600);
   o.key_prefix = "fs_";
   StringCache safe(srv.store, loader, o);
   safe.get("x");
   t = remaining_ttl(srv.process.port(), "fs_x");
   CHECK(t >= 707);
-  CHECK(t <= 732);
+  CHECK(t <= 733);
 }
 
 TEST_CASE("fail-safe serves the stale copy when the loader fails, throttled", "[failsafe][slow]") {
@@ -208,7 +208,7 @@ TEST_CASE("early refresh: hot keys refresh before expiry, no miss burst", "[earl
   CHECK(off.stats.misses >= 3);  // a miss (and a wait) at every expiry
 }
 
-TEST_CASE("group invalidation bumps a generation; costs one round trip unless cached", "[group]") {
+TEST_CASE("group invalidation bumps a generation, costs one round trip unless cached", "[group]") {
   Server srv;
   auto faults = std::make_shared<FaultStore>(srv.store);
   std::atomic<int> loads{0};

@@ -47,9 +47,9 @@ template <class Key, class Value, class Serializer>
 class CacheAside {
  public:
   /// Loads one value from the source of truth; nullopt means "does not exist".
-  using Loader = std::function<std::optional<Value>(const Key &)>;
+  using Loader = std::function<std::optional<Value>(const Key&)>;
   /// Loads several values at once; the result is aligned with the input keys.
-  using BulkLoader = std::function<std::vector<std::optional<Value>>(const std::vector<Key> &)>;
+  using BulkLoader = std::function<std::vector<std::optional<Value>>(const std::vector<Key>&)>;
 
   /// Throws `Error` when store or loader is missing or the options make no
   /// sense.
@@ -77,8 +77,8 @@ class CacheAside {
     if (!opt_.group.empty()) group_key_ = encode_key(opt_.group, max_key_length - 2) + "%G";
   }
 
-  CacheAside(const CacheAside &) = delete;
-  CacheAside &operator=(const CacheAside &) = delete;
+  CacheAside(const CacheAside&) = delete;
+  CacheAside& operator=(const CacheAside&) = delete;
 
   ~CacheAside() {
     std::unique_lock<std::mutex> lock(bg_mu_);
@@ -88,7 +88,7 @@ class CacheAside {
   /// The value for key: from the cache, or from the loader (then cached).
   /// nullopt when the loader says the key does not exist (cached for
   /// negative_ttl).
-  std::optional<Value> get(const Key &key) {
+  std::optional<Value> get(const Key& key) {
     std::string mkey;
     if (!cache_key_to(key, mkey)) return load_uncached(key, mkey);
     thread_local StoreItem scratch;
@@ -113,7 +113,7 @@ class CacheAside {
   /// trip for all hits; misses go to the bulk loader (one call with exactly the
   /// missing keys) if one is set, else to the loader one by one, and are
   /// stored.
-  std::vector<std::optional<Value>> get_many(const std::vector<Key> &keys) {
+  std::vector<std::optional<Value>> get_many(const std::vector<Key>& keys) {
     const std::size_t n = keys.size();
     std::vector<std::optional<Value>> out(n);
     if (n == 0) return out;
@@ -207,7 +207,7 @@ class CacheAside {
 
   /// The cached value, without ever calling the loader. nullopt when absent,
   /// expired, negative or unreadable.
-  std::optional<Value> peek(const Key &key) {
+  std::optional<Value> peek(const Key& key) {
     std::string mkey;
     if (!cache_key_to(key, mkey)) return std::nullopt;
     StoreItem item;
@@ -220,7 +220,7 @@ class CacheAside {
   /// Writes value through to the cache (after you wrote the source of truth).
   /// Overrides any load in flight. False when the cache failed or refused the
   /// value (counted).
-  bool put(const Key &key, const Value &value) {
+  bool put(const Key& key, const Value& value) {
     stats_.bump(stats_.puts);
     std::string mkey;
     if (!cache_key_to(key, mkey)) return false;
@@ -241,16 +241,16 @@ class CacheAside {
   /// Deletes the cached entry (value, stale copy, negative entry or lease). A
   /// load in flight for this key will not store its result. False only on a
   /// cache error (counted).
-  bool invalidate(const Key &key) {
+  bool invalidate(const Key& key) {
     std::string mkey;
     if (!cache_key_to(key, mkey)) return false;
     return invalidate_mkey(mkey);
   }
 
   /// invalidate() for each key; false if any failed.
-  bool invalidate_many(const std::vector<Key> &keys) {
+  bool invalidate_many(const std::vector<Key>& keys) {
     bool ok = true;
-    for (const Key &k : keys) ok = invalidate(k) && ok;
+    for (const Key& k : keys) ok = invalidate(k) && ok;
     return ok;
   }
 
@@ -280,13 +280,13 @@ class CacheAside {
   Stats stats() const { return stats_.snapshot(); }
 
   /// The memcached key used for key (including the group generation, if any).
-  std::string cache_key(const Key &key) {
+  std::string cache_key(const Key& key) {
     std::string mkey;
     cache_key_to(key, mkey);
     return mkey;
   }
 
-  const Options &options() const { return opt_; }
+  const Options& options() const { return opt_; }
 
  private:
   enum class State {
@@ -330,8 +330,8 @@ class CacheAside {
 
   // Builds the memcached key; false when the group generation could not be
   // read.
-  bool cache_key_to(const Key &key, std::string &out) {
-    const auto &text = key_traits<Key>::to_string(key);
+  bool cache_key_to(const Key& key, std::string& out) {
+    const auto& text = key_traits<Key>::to_string(key);
     out.clear();
     if (group_key_.empty()) {
       if (opt_.key_prefix.empty()) {
@@ -385,7 +385,7 @@ class CacheAside {
     return gen;
   }
 
-  static bool parse_u64(std::string_view s, std::uint64_t &v) {
+  static bool parse_u64(std::string_view s, std::uint64_t& v) {
     if (s.empty() || s.size() > 20) return false;
     v = 0;
     for (char c : s) {
@@ -396,7 +396,7 @@ class CacheAside {
     return true;
   }
 
-  static std::string side_key(const std::string &mkey) {
+  static std::string side_key(const std::string& mkey) {
     // "%L" never ends an encoded key, and never starts one.
     if (mkey.size() + 2 <= max_key_length) return mkey + "%L";
     return "%L" + detail::sha256_hex(mkey);
@@ -415,23 +415,23 @@ class CacheAside {
     }
   }
 
-  void on_hit(const std::string &mkey, bool negative) {
+  void on_hit(const std::string& mkey, bool negative) {
     stats_.bump(stats_.hits);
     if (negative) stats_.bump(stats_.negative_hits);
     emit(negative ? EventType::negative_hit : EventType::hit, mkey);
   }
-  void on_miss(const std::string &mkey) {
+  void on_miss(const std::string& mkey) {
     stats_.bump(stats_.misses);
     emit(EventType::miss, mkey);
   }
-  void cache_error(std::string_view mkey, StoreStatus st, const char *op) {
+  void cache_error(std::string_view mkey, StoreStatus st, const char* op) {
     stats_.bump(stats_.cache_errors);
     if (opt_.on_event) {
       std::string reason = std::string(op) + ": " + to_string(st);
       emit(EventType::cache_error, mkey, {}, reason);
     }
   }
-  void served_stale(const std::string &mkey, std::string_view why) {
+  void served_stale(const std::string& mkey, std::string_view why) {
     stats_.bump(stats_.stale_served);
     emit(EventType::stale_served, mkey, {}, why);
   }
@@ -439,7 +439,7 @@ class CacheAside {
   // ---- decoding
   // ---------------------------------------------------------------------
 
-  Read classify(const std::string &mkey, StoreStatus st, const StoreItem &item,
+  Read classify(const std::string& mkey, StoreStatus st, const StoreItem& item,
                 std::int64_t now = detail::unix_ms()) {
     Read r;
     if (st == StoreStatus::not_found) return r;
@@ -490,11 +490,11 @@ class CacheAside {
     return r;
   }
 
-  bool deserialize(const std::string &mkey, std::string_view bytes, std::optional<Value> &out) {
+  bool deserialize(const std::string& mkey, std::string_view bytes, std::optional<Value>& out) {
     try {
       out.emplace(serializer_.deserialize(bytes));
       return true;
-    } catch (const std::exception &ex) {
+    } catch (const std::exception& ex) {
       emit(EventType::decode_error, mkey, {}, ex.what());
     } catch (...) {
       emit(EventType::decode_error, mkey, {}, "deserialize threw");
@@ -504,7 +504,7 @@ class CacheAside {
 
   // Bytes we can't read are a miss: count, delete (they would fail every
   // reader), load.
-  Read undecodable(const std::string &mkey, const char *why) {
+  Read undecodable(const std::string& mkey, const char* why) {
     stats_.bump(stats_.decode_errors);
     if (why) emit(EventType::decode_error, mkey, {}, why);
     StoreStatus st = store_->remove(mkey);
@@ -522,13 +522,13 @@ class CacheAside {
   // Serializes value (or an absence when value is null) into
   // bytes/flags/exptime. False when it must not be stored (disabled, too large,
   // serializer threw).
-  bool encode_value(const std::string &mkey, const std::optional<Value> &value,
-                    std::uint32_t load_us, std::string &bytes, std::uint32_t &flags, Exptime &exp) {
+  bool encode_value(const std::string& mkey, const std::optional<Value>& value,
+                    std::uint32_t load_us, std::string& bytes, std::uint32_t& flags, Exptime& exp) {
     std::string payload;
     if (value) {
       try {
         payload = serializer_.serialize(*value);
-      } catch (const std::exception &ex) {
+      } catch (const std::exception& ex) {
         emit(EventType::cache_error, mkey, {}, ex.what());
         stats_.bump(stats_.cache_errors);
         return false;
@@ -562,7 +562,7 @@ class CacheAside {
     return true;
   }
 
-  bool check_write(const std::string &mkey, StoreStatus st, const char *op) {
+  bool check_write(const std::string& mkey, StoreStatus st, const char* op) {
     if (st == StoreStatus::ok) return true;
     if (st == StoreStatus::too_large) {
       stats_.bump(stats_.oversize);
@@ -577,7 +577,7 @@ class CacheAside {
     return false;
   }
 
-  bool invalidate_mkey(const std::string &mkey) {
+  bool invalidate_mkey(const std::string& mkey) {
     stats_.bump(stats_.invalidations);
     flights_.forget(mkey);  // loads already running must not serve later callers
     emit(EventType::invalidate, mkey);
@@ -594,7 +594,7 @@ class CacheAside {
   // Stores a loaded result according to the ticket; releases lease markers.
   // Returns true when the store refused the value because the key was written (deleted,
   // put) after the load began: the value is older than the cache's state.
-  bool commit(const std::string &mkey, Ticket &t, const std::optional<Value> &value,
+  bool commit(const std::string& mkey, Ticket& t, const std::optional<Value>& value,
               std::uint32_t load_us) {
     bool overtaken = false;
     if (t.mode == Ticket::store_set || t.mode == Ticket::store_cas) {
@@ -614,7 +614,7 @@ class CacheAside {
   }
 
   // Drops lease markers this ticket still owns, so nobody waits for them.
-  void release(const std::string &mkey, Ticket &t) {
+  void release(const std::string& mkey, Ticket& t) {
     if (t.marker) {
       // Only a marker can be there unless someone wrote meanwhile; a delete is
       // always safe.
@@ -635,14 +635,14 @@ class CacheAside {
     std::uint32_t load_us = 0;
   };
 
-  Loaded call_loader(const Key &key, const std::string &mkey) {
+  Loaded call_loader(const Key& key, const std::string& mkey) {
     stats_.bump(stats_.loads);
     emit(EventType::load_start, mkey);
     auto t0 = detail::SteadyClock::now();
     Loaded l;
     try {
       l.value = loader_(key);
-    } catch (const std::exception &ex) {
+    } catch (const std::exception& ex) {
       stats_.bump(stats_.load_errors);
       emit(EventType::load_error, mkey, detail::SteadyClock::now() - t0, ex.what());
       throw;
@@ -658,11 +658,11 @@ class CacheAside {
     return l;
   }
 
-  std::optional<Value> load_uncached(const Key &key, const std::string &mkey) {
+  std::optional<Value> load_uncached(const Key& key, const std::string& mkey) {
     return call_loader(key, mkey).value;
   }
 
-  bool throttled(const std::string &mkey) {
+  bool throttled(const std::string& mkey) {
     std::lock_guard<std::mutex> lock(throttle_mu_);
     auto it = throttled_.find(mkey);
     if (it == throttled_.end()) return false;
@@ -670,14 +670,14 @@ class CacheAside {
     throttled_.erase(it);
     return false;
   }
-  void throttle(const std::string &mkey) {
+  void throttle(const std::string& mkey) {
     if (opt_.fail_safe_throttle.count() <= 0) return;
     std::lock_guard<std::mutex> lock(throttle_mu_);
     if (throttled_.size() > 100000) throttled_.clear();  // bound memory under key churn
     throttled_[mkey] = detail::SteadyClock::now() + opt_.fail_safe_throttle;
   }
 
-  Read reread(const std::string &mkey) {
+  Read reread(const std::string& mkey) {
     StoreItem item;
     StoreStatus st = store_->get(mkey, item);
     return classify(mkey, st, item);
@@ -685,7 +685,7 @@ class CacheAside {
 
   // Takes the refresh lease of a present item: on success the ticket may cas against
   // the CAS id that was read.
-  StoreStatus take_side_lease(const std::string &mkey, std::uint64_t cas, Ticket &t) {
+  StoreStatus take_side_lease(const std::string& mkey, std::uint64_t cas, Ticket& t) {
     std::string side = side_key(mkey);
     StoreStatus st = store_->add(side, detail::lease_token(), envelope::lease_flags(),
                                  static_cast<Exptime>(opt_.lease_ttl.count()));
@@ -700,7 +700,7 @@ class CacheAside {
   // Decides, over the wire, what this caller may do with a load of mkey: store
   // it (holding a lease), load without storing, or use a value that appeared
   // meanwhile.
-  Ticket acquire(const std::string &mkey, Read &r, detail::SteadyClock::time_point deadline) {
+  Ticket acquire(const std::string& mkey, Read& r, detail::SteadyClock::time_point deadline) {
     Ticket t;
     if (r.state == State::error) return t;  // store failing: load, don't store
     if (!leases_on()) {
@@ -794,7 +794,7 @@ class CacheAside {
   }
 
   // The whole miss path for one key, in the calling thread.
-  Outcome fill(const Key &key, const std::string &mkey, Read r) {
+  Outcome fill(const Key& key, const std::string& mkey, Read r) {
     if (r.state == State::stale && throttled(mkey)) {
       served_stale(mkey, "throttled");
       return {std::move(r.value), true};
@@ -823,8 +823,8 @@ class CacheAside {
   }
 
   // Runs fill as the leader of a flight, publishing its result.
-  void lead(const Key &key, const std::string &mkey, Read r,
-            const std::shared_ptr<detail::Flight<Value>> &f, bool registered) {
+  void lead(const Key& key, const std::string& mkey, Read r,
+            const std::shared_ptr<detail::Flight<Value>>& f, bool registered) {
     try {
       Outcome o = fill(key, mkey, std::move(r));
       if (registered) flights_.leave(mkey, f);
@@ -836,7 +836,7 @@ class CacheAside {
   }
 
   // Miss path with single-flight and loader timeouts.
-  std::optional<Value> load_path(const Key &key, const std::string &mkey, Read r,
+  std::optional<Value> load_path(const Key& key, const std::string& mkey, Read r,
                                  bool may_retry = true) {
     std::shared_ptr<detail::Flight<Value>> f;
     bool leader = true;
@@ -866,22 +866,22 @@ class CacheAside {
     return v;
   }
 
-  static bool overtaken(detail::Flight<Value> &f) {
+  static bool overtaken(detail::Flight<Value>& f) {
     std::lock_guard<std::mutex> lock(f.mu);
     return f.done && f.overtaken;
   }
 
   // A shared load turned out older than a write to the key (this caller may have joined
   // after that write): look again instead of returning it.
-  std::optional<Value> retry(const Key &key, const std::string &mkey) {
+  std::optional<Value> retry(const Key& key, const std::string& mkey) {
     Read again = reread(mkey);
     if (again.state == State::fresh) return std::move(again.value);
     if (again.state == State::negative) return std::nullopt;
     return load_path(key, mkey, std::move(again), false);
   }
 
-  std::optional<Value> await(const std::string &mkey, detail::Flight<Value> &f,
-                             std::optional<Value> &stale, detail::SteadyClock::time_point start) {
+  std::optional<Value> await(const std::string& mkey, detail::Flight<Value>& f,
+                             std::optional<Value>& stale, detail::SteadyClock::time_point start) {
     if (opt_.soft_timeout.count() > 0 && stale) {
       if (!f.wait_until(start + opt_.soft_timeout)) {
         stats_.bump(stats_.load_timeouts);
@@ -906,7 +906,7 @@ class CacheAside {
   }
 
   template <class Fn>
-  void start_background(Fn &&fn) {
+  void start_background(Fn&& fn) {
     {
       std::lock_guard<std::mutex> lock(bg_mu_);
       ++bg_count_;
@@ -921,7 +921,7 @@ class CacheAside {
 
   // A hit that XFetch picked to refresh early: one caller reloads (others keep
   // hitting); if anything goes wrong the still-fresh value is returned.
-  std::optional<Value> refresh_early(const Key &key, const std::string &mkey, Read r) {
+  std::optional<Value> refresh_early(const Key& key, const std::string& mkey, Read r) {
     std::shared_ptr<detail::Flight<Value>> f;
     if (opt_.single_flight) {
       auto j = flights_.join(mkey);
@@ -955,9 +955,9 @@ class CacheAside {
   }
 
   // get_many's misses through the bulk loader: leases per key, one loader call.
-  void load_bulk(const std::vector<Key> &keys, const std::vector<std::size_t> &first,
-                 const std::vector<std::string> &ukeys, const std::vector<std::size_t> &pending,
-                 std::vector<Read> &reads, std::vector<std::optional<Value>> &uvals) {
+  void load_bulk(const std::vector<Key>& keys, const std::vector<std::size_t>& first,
+                 const std::vector<std::string>& ukeys, const std::vector<std::size_t>& pending,
+                 std::vector<Read>& reads, std::vector<std::optional<Value>>& uvals) {
     struct Job {
       std::size_t u;
       std::shared_ptr<detail::Flight<Value>> flight;
@@ -974,7 +974,7 @@ class CacheAside {
     for (std::size_t p = 0; p < pending.size(); ++p) {
       Job j;
       j.u = pending[p];
-      const std::string &mk = ukeys[j.u];
+      const std::string& mk = ukeys[j.u];
       if (opt_.single_flight) {
         auto jn = flights_.join(mk);
         j.flight = std::move(jn.first);
@@ -1028,8 +1028,8 @@ class CacheAside {
       auto load_us = static_cast<std::uint32_t>(std::min<std::int64_t>(
           std::chrono::duration_cast<std::chrono::microseconds>(d).count(), 0xFFFFFFFFll));
       for (std::size_t n = 0; n < load_jobs.size(); ++n) {
-        Job &j = jobs[load_jobs[n]];
-        const std::string &mk = ukeys[j.u];
+        Job& j = jobs[load_jobs[n]];
+        const std::string& mk = ukeys[j.u];
         if (error) {
           emit(EventType::load_error, mk, d, "bulk loader failed");
           release(mk, j.ticket);
@@ -1051,9 +1051,9 @@ class CacheAside {
       }
     }
     // Publish what we led, then wait for what others led.
-    for (Job &j : jobs) {
+    for (Job& j : jobs) {
       if (!j.leader) continue;
-      const std::string &mk = ukeys[j.u];
+      const std::string& mk = ukeys[j.u];
       if (opt_.single_flight) flights_.leave(mk, j.flight);
       if (j.ticket.mode == Ticket::resolved) {
         uvals[j.u] = j.ticket.value;
@@ -1062,7 +1062,7 @@ class CacheAside {
         j.flight->fail(error);
       }
     }
-    for (Job &j : jobs) {
+    for (Job& j : jobs) {
       if (j.leader) continue;
       uvals[j.u] = await(ukeys[j.u], *j.flight, j.stale, detail::SteadyClock::now());
       if (overtaken(*j.flight)) uvals[j.u] = retry(keys[first[j.u]], ukeys[j.u]);

@@ -57,10 +57,10 @@ inline std::uint32_t negative_flags(std::uint8_t codec) {
 inline std::uint32_t lease_flags() { return magic_flags | (version << version_shift) | lease_bit; }
 
 /// Writes header + payload into out (replacing its content).
-inline void encode(std::string &out, std::int64_t expiry_ms, std::uint32_t load_us,
+inline void encode(std::string& out, std::int64_t expiry_ms, std::uint32_t load_us,
                    std::string_view payload) {
   out.resize(header_size + payload.size());
-  auto *p = reinterpret_cast<unsigned char *>(out.data());
+  auto* p = reinterpret_cast<unsigned char*>(out.data());
   p[0] = header_magic;
   p[1] = 1;
   p[2] = 0;
@@ -91,7 +91,7 @@ inline Entry decode(std::string_view bytes, std::uint32_t flags) {
     return e;
   }
   if (bytes.size() < header_size) return e;
-  auto *p = reinterpret_cast<const unsigned char *>(bytes.data());
+  auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   if (p[0] != header_magic || p[1] != 1) return e;
   std::uint64_t exp = 0;
   for (int i = 0; i < 8; ++i) exp |= std::uint64_t{p[4 + i]} << (8 * i);

@@ -11,7 +11,7 @@ namespace cacheaside {
 /// arguments).
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string &what) : std::runtime_error(what) {}
+  explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
 /// Thrown by `get` when the loader ran past `Options::hard_timeout` and no
@@ -19,7 +19,7 @@ class Error : public std::runtime_error {
 /// still fills the cache.
 class TimeoutError : public Error {
  public:
-  explicit TimeoutError(const std::string &what) : Error(what) {}
+  explicit TimeoutError(const std::string& what) : Error(what) {}
 };
 
 }  // namespace cacheaside

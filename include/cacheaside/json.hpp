@@ -18,7 +18,7 @@ namespace cacheaside {
 template <class T>
 struct JsonSerializer {
   static constexpr std::uint8_t codec = codec_id::json;
-  std::string serialize(const T &value) const { return nlohmann::json(value).dump(); }
+  std::string serialize(const T& value) const { return nlohmann::json(value).dump(); }
   T deserialize(std::string_view bytes) const {
     return nlohmann::json::parse(bytes.begin(), bytes.end()).template get<T>();
   }
@@ -29,7 +29,7 @@ struct JsonSerializer {
 template <class T>
 struct CborSerializer {
   static constexpr std::uint8_t codec = codec_id::cbor;
-  std::string serialize(const T &value) const {
+  std::string serialize(const T& value) const {
     std::string out;
     nlohmann::json::to_cbor(nlohmann::json(value), out);
     return out;

@@ -30,7 +30,7 @@ struct key_traits<Key, std::enable_if_t<std::is_integral_v<Key> && !std::is_same
 
 template <>
 struct key_traits<std::string> {
-  static const std::string &to_string(const std::string &k) { return k; }
+  static const std::string& to_string(const std::string& k) { return k; }
 };
 
 template <>
@@ -53,7 +53,7 @@ inline bool plain_key_byte(unsigned char c) { return c > 0x20 && c < 0x7f && c !
 /// bytes. Printable ASCII without spaces or '%' within the limit is kept as it
 /// is; other bytes become %XX; a result over the limit keeps a readable head
 /// and ends in %H + SHA-256. Distinct texts always give distinct keys.
-inline void encode_key_to(std::string_view text, std::string &out,
+inline void encode_key_to(std::string_view text, std::string& out,
                           std::size_t limit = max_key_length) {
   bool plain = text.size() <= limit;
   std::size_t escaped_size = 0;

@@ -41,7 +41,7 @@ class MemcachedStore : public Store {
   /// Seconds before a server marked dead is tried again.
   static constexpr std::uint64_t dead_retry_seconds = 2;
 
-  explicit MemcachedStore(const std::string &config) {
+  explicit MemcachedStore(const std::string& config) {
     std::string user = trim(config);
     if (user.empty()) throw Error("cacheaside: empty libmemcached configuration");
     if (user.find("--") == std::string::npos) user = "--SERVER=" + user;  // "host:port"
@@ -51,7 +51,7 @@ class MemcachedStore : public Store {
       throw Error("cacheaside: bad libmemcached configuration '" + user + "': " + err);
     }
     std::uint32_t servers = 0;
-    if (memcached_st *probe = memcached(user.data(), user.size())) {
+    if (memcached_st* probe = memcached(user.data(), user.size())) {
       servers = memcached_server_count(probe);
       memcached_free(probe);
     }
@@ -64,7 +64,7 @@ class MemcachedStore : public Store {
     // Our defaults first: libmemcached applies options in order, so the user's
     // win.
     std::string full;
-    auto def = [&](const char *name, const std::string &value) {
+    auto def = [&](const char* name, const std::string& value) {
       if (!has_option(user, name)) full.append(name).append(value).append(" ");
     };
     def("--CONNECT-TIMEOUT", "=200");
@@ -87,20 +87,20 @@ class MemcachedStore : public Store {
     memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_DEAD_TIMEOUT, dead_retry_seconds);
   }
 
-  MemcachedStore(const MemcachedStore &) = delete;
-  MemcachedStore &operator=(const MemcachedStore &) = delete;
+  MemcachedStore(const MemcachedStore&) = delete;
+  MemcachedStore& operator=(const MemcachedStore&) = delete;
 
   ~MemcachedStore() override {
     if (pool_) memcached_pool_destroy(pool_);
   }
 
   /// The configuration string in effect (defaults + yours).
-  const std::string &config() const { return config_; }
+  const std::string& config() const { return config_; }
 
-  StoreStatus get(std::string_view key, StoreItem &item) override {
+  StoreStatus get(std::string_view key, StoreItem& item) override {
     Conn c(pool_);
     if (!c) return c.status();
-    const char *keys[1] = {key.data()};
+    const char* keys[1] = {key.data()};
     size_t lens[1] = {key.size()};
     memcached_return_t rc = memcached_mget(c.mc, keys, lens, 1);
     if (rc != MEMCACHED_SUCCESS) return map(c.mc, rc);
@@ -108,7 +108,7 @@ class MemcachedStore : public Store {
     memcached_result_create(c.mc, &result);
     StoreStatus st = StoreStatus::not_found;
     while (true) {
-      memcached_result_st *r = memcached_fetch_result(c.mc, &result, &rc);
+      memcached_result_st* r = memcached_fetch_result(c.mc, &result, &rc);
       if (!r) break;
       if (st == StoreStatus::not_found) {
         item.value.assign(memcached_result_value(r), memcached_result_length(r));
@@ -124,14 +124,14 @@ class MemcachedStore : public Store {
     return map(c.mc, rc);
   }
 
-  StoreStatus get_multi(const std::vector<std::string> &keys, std::vector<StoreItem> &items,
-                        std::vector<char> &found) override {
+  StoreStatus get_multi(const std::vector<std::string>& keys, std::vector<StoreItem>& items,
+                        std::vector<char>& found) override {
     items.resize(keys.size());
     found.assign(keys.size(), 0);
     if (keys.empty()) return StoreStatus::ok;
     Conn c(pool_);
     if (!c) return c.status();
-    std::vector<const char *> kp(keys.size());
+    std::vector<const char*> kp(keys.size());
     std::vector<size_t> kl(keys.size());
     for (std::size_t i = 0; i < keys.size(); ++i) {
       kp[i] = keys[i].data();
@@ -145,7 +145,7 @@ class MemcachedStore : public Store {
     // always at or just after the cursor; a sorted index covers several servers.
     std::size_t cursor = 0;
     std::vector<std::size_t> order;
-    while (memcached_result_st *r = memcached_fetch_result(c.mc, &result, &rc)) {
+    while (memcached_result_st* r = memcached_fetch_result(c.mc, &result, &rc)) {
       std::string_view k(memcached_result_key_value(r), memcached_result_key_length(r));
       std::size_t idx = keys.size();
       for (std::size_t j = cursor; order.empty() && j < keys.size(); ++j) {
@@ -167,7 +167,7 @@ class MemcachedStore : public Store {
         if (it == order.end() || keys[*it] != k) continue;
         idx = *it;
       }
-      StoreItem &item = items[idx];
+      StoreItem& item = items[idx];
       item.value.assign(memcached_result_value(r), memcached_result_length(r));
       item.flags = memcached_result_flags(r);
       item.cas = memcached_result_cas(r);
@@ -213,7 +213,7 @@ class MemcachedStore : public Store {
   }
 
   StoreStatus incr(std::string_view key, std::uint64_t delta, std::uint64_t initial,
-                   Exptime exptime, std::uint64_t &value) override {
+                   Exptime exptime, std::uint64_t& value) override {
     Conn c(pool_);
     if (!c) return c.status();
     // The ASCII protocol has no incr-with-initial: incr, else add, else incr
@@ -237,7 +237,7 @@ class MemcachedStore : public Store {
  private:
   // A connection borrowed from the pool for one operation.
   struct Conn {
-    explicit Conn(memcached_pool_st *p) : pool(p) {
+    explicit Conn(memcached_pool_st* p) : pool(p) {
       // Wait at most this long for a free connection (more threads than
       // --POOL-MAX).
       timespec wait{0, 500 * 1000 * 1000};
@@ -250,12 +250,12 @@ class MemcachedStore : public Store {
     StoreStatus status() const {
       return rc == MEMCACHED_TIMEOUT ? StoreStatus::unavailable : StoreStatus::unavailable;
     }
-    memcached_pool_st *pool;
-    memcached_st *mc = nullptr;
+    memcached_pool_st* pool;
+    memcached_st* mc = nullptr;
     memcached_return_t rc = MEMCACHED_SUCCESS;
   };
 
-  static StoreStatus map(memcached_st *mc, memcached_return_t rc) {
+  static StoreStatus map(memcached_st* mc, memcached_return_t rc) {
     switch (rc) {
       case MEMCACHED_SUCCESS:
       case MEMCACHED_STORED:
@@ -285,7 +285,7 @@ class MemcachedStore : public Store {
         return StoreStatus::unavailable;
       case MEMCACHED_SERVER_ERROR: {
         // "SERVER_ERROR object too large for cache"
-        const char *msg = memcached_last_error_message(mc);
+        const char* msg = memcached_last_error_message(mc);
         if (msg && std::strstr(msg, "too large")) return StoreStatus::too_large;
         return StoreStatus::error;
       }
@@ -294,20 +294,20 @@ class MemcachedStore : public Store {
     }
   }
 
-  static std::string trim(const std::string &s) {
+  static std::string trim(const std::string& s) {
     auto b = s.find_first_not_of(" \t\r\n");
     if (b == std::string::npos) return {};
     auto e = s.find_last_not_of(" \t\r\n");
     return s.substr(b, e - b + 1);
   }
 
-  static bool has_option(const std::string &config, const char *name) {
+  static bool has_option(const std::string& config, const char* name) {
     std::string upper(config);
-    for (auto &ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    for (auto& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     return upper.find(name) != std::string::npos;
   }
 
-  memcached_pool_st *pool_ = nullptr;
+  memcached_pool_st* pool_ = nullptr;
   std::string config_;
 };
 

@@ -84,7 +84,7 @@ struct Options {
   std::size_t max_value_bytes = 1024 * 1024 - 512;
 
   /// Called synchronously for every event; keep it cheap, it must not throw.
-  std::function<void(const Event &)> on_event;
+  std::function<void(const Event&)> on_event;
 };
 
 }  // namespace cacheaside

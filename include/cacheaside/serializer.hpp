@@ -28,7 +28,7 @@ inline constexpr std::uint8_t cbor = 3;
 /// Stores `std::string` values byte for byte.
 struct StringSerializer {
   static constexpr std::uint8_t codec = codec_id::string;
-  std::string serialize(const std::string &value) const { return value; }
+  std::string serialize(const std::string& value) const { return value; }
   std::string deserialize(std::string_view bytes) const { return std::string(bytes); }
 };
 

@@ -50,7 +50,7 @@ enum class EventType {
 };
 
 /// Name of an event type, e.g. "hit".
-inline const char *to_string(EventType t) {
+inline const char* to_string(EventType t) {
   switch (t) {
     case EventType::hit:
       return "hit";
@@ -104,12 +104,12 @@ struct AtomicStats {
       lease_timeouts{0}, stale_sets_prevented{0}, early_refreshes{0}, load_timeouts{0}, puts{0},
       invalidations{0};
 
-  static void bump(std::atomic<std::uint64_t> &c, std::uint64_t n = 1) {
+  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
     c.fetch_add(n, std::memory_order_relaxed);
   }
 
   Stats snapshot() const {
-    auto r = [](const std::atomic<std::uint64_t> &c) { return c.load(std::memory_order_relaxed); };
+    auto r = [](const std::atomic<std::uint64_t>& c) { return c.load(std::memory_order_relaxed); };
     Stats s;
     s.hits = r(hits);
     s.negative_hits = r(negative_hits);

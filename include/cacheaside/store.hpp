@@ -26,7 +26,7 @@ enum class StoreStatus {
 };
 
 /// Name of a status, e.g. "timeout".
-inline const char *to_string(StoreStatus s) {
+inline const char* to_string(StoreStatus s) {
   switch (s) {
     case StoreStatus::ok:
       return "ok";
@@ -72,12 +72,12 @@ class Store {
  public:
   virtual ~Store() = default;
   /// Reads one key: ok (item filled, with its CAS id), not_found, or a failure.
-  virtual StoreStatus get(std::string_view key, StoreItem &item) = 0;
+  virtual StoreStatus get(std::string_view key, StoreItem& item) = 0;
   /// Reads several distinct keys in one round trip. Resizes `items` and `found`
   /// to keys.size(); found[i] != 0 when keys[i] was there. A failure leaves
   /// found all 0.
-  virtual StoreStatus get_multi(const std::vector<std::string> &keys, std::vector<StoreItem> &items,
-                                std::vector<char> &found) = 0;
+  virtual StoreStatus get_multi(const std::vector<std::string>& keys, std::vector<StoreItem>& items,
+                                std::vector<char>& found) = 0;
   /// Stores unconditionally.
   virtual StoreStatus set(std::string_view key, std::string_view value, std::uint32_t flags,
                           Exptime exptime) = 0;
@@ -93,7 +93,7 @@ class Store {
   /// Adds `delta` to a decimal counter, creating it as `initial` when absent;
   /// `value` gets the new value.
   virtual StoreStatus incr(std::string_view key, std::uint64_t delta, std::uint64_t initial,
-                           Exptime exptime, std::uint64_t &value) = 0;
+                           Exptime exptime, std::uint64_t& value) = 0;
 };
 
 /// A Store in process memory with memcached's semantics (CAS ids, expiry, 1 MiB
@@ -104,9 +104,9 @@ class InMemoryStore : public Store {
   explicit InMemoryStore(std::size_t max_item_bytes = 1024 * 1024)
       : max_item_bytes_(max_item_bytes) {}
 
-  StoreStatus get(std::string_view key, StoreItem &item) override {
+  StoreStatus get(std::string_view key, StoreItem& item) override {
     std::lock_guard<std::mutex> lock(mu_);
-    auto *e = find_live(key);
+    auto* e = find_live(key);
     if (!e) return StoreStatus::not_found;
     item.value.assign(e->value);
     item.flags = e->flags;
@@ -114,8 +114,8 @@ class InMemoryStore : public Store {
     return StoreStatus::ok;
   }
 
-  StoreStatus get_multi(const std::vector<std::string> &keys, std::vector<StoreItem> &items,
-                        std::vector<char> &found) override {
+  StoreStatus get_multi(const std::vector<std::string>& keys, std::vector<StoreItem>& items,
+                        std::vector<char>& found) override {
     items.resize(keys.size());
     found.assign(keys.size(), 0);
     for (std::size_t i = 0; i < keys.size(); ++i)
@@ -144,7 +144,7 @@ class InMemoryStore : public Store {
                   Exptime exptime, std::uint64_t cas_id) override {
     if (value.size() > max_item_bytes_) return StoreStatus::too_large;
     std::lock_guard<std::mutex> lock(mu_);
-    auto *e = find_live(key);
+    auto* e = find_live(key);
     if (!e) return StoreStatus::not_found;
     if (e->cas != cas_id) return StoreStatus::exists;
     put_locked(key, value, flags, exptime);
@@ -159,9 +159,9 @@ class InMemoryStore : public Store {
   }
 
   StoreStatus incr(std::string_view key, std::uint64_t delta, std::uint64_t initial,
-                   Exptime exptime, std::uint64_t &value) override {
+                   Exptime exptime, std::uint64_t& value) override {
     std::lock_guard<std::mutex> lock(mu_);
-    auto *e = find_live(key);
+    auto* e = find_live(key);
     if (!e) {
       value = initial;
       put_locked(key, std::to_string(initial), 0, exptime);
@@ -188,7 +188,7 @@ class InMemoryStore : public Store {
   std::size_t size() {
     std::lock_guard<std::mutex> lock(mu_);
     std::size_t n = 0;
-    for (auto &kv : items_)
+    for (auto& kv : items_)
       if (!expired(kv.second)) ++n;
     return n;
   }
@@ -202,11 +202,11 @@ class InMemoryStore : public Store {
     Clock::time_point expires{};  // epoch = never
   };
 
-  static bool expired(const Entry &e) {
+  static bool expired(const Entry& e) {
     return e.expires != Clock::time_point{} && Clock::now() >= e.expires;
   }
 
-  Entry *find_live(std::string_view key) {
+  Entry* find_live(std::string_view key) {
     auto it = items_.find(std::string(key));
     if (it == items_.end()) return nullptr;
     if (expired(it->second)) {
@@ -218,7 +218,7 @@ class InMemoryStore : public Store {
 
   void put_locked(std::string_view key, std::string_view value, std::uint32_t flags,
                   Exptime exptime) {
-    Entry &e = items_[std::string(key)];
+    Entry& e = items_[std::string(key)];
     e.value.assign(value.data(), value.size());
     e.flags = flags;
     e.cas = ++next_cas_;

@@ -30,12 +30,12 @@ inline int free_port() {
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(fd);
     throw std::runtime_error("bind() failed");
   }
   socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
 }
@@ -48,14 +48,14 @@ inline bool port_open(int port) {
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(static_cast<uint16_t>(port));
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0;
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
   return ok;
 }
 
 /// Path of the memcached binary: $MEMCACHED_BIN, else /usr/bin/memcached.
 inline std::string memcached_binary() {
-  if (const char *env = std::getenv("MEMCACHED_BIN")) return env;
+  if (const char* env = std::getenv("MEMCACHED_BIN")) return env;
   return "/usr/bin/memcached";
 }
 
@@ -68,8 +68,8 @@ class MemcachedProcess {
     port_ = free_port();
     start();
   }
-  MemcachedProcess(const MemcachedProcess &) = delete;
-  MemcachedProcess &operator=(const MemcachedProcess &) = delete;
+  MemcachedProcess(const MemcachedProcess&) = delete;
+  MemcachedProcess& operator=(const MemcachedProcess&) = delete;
   ~MemcachedProcess() { stop(); }
 
   int port() const { return port_; }
@@ -87,12 +87,12 @@ class MemcachedProcess {
       args.push_back("-u");
       args.push_back("nobody");
     }
-    for (auto &a : extra_args_) args.push_back(a);
+    for (auto& a : extra_args_) args.push_back(a);
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork() failed");
     if (pid_ == 0) {
-      std::vector<char *> argv;
-      for (auto &a : args) argv.push_back(const_cast<char *>(a.c_str()));
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
       ::execv(argv[0], argv.data());
       ::_exit(127);

@@ -23,7 +23,7 @@ inline std::int64_t unix_ms() {
 }
 
 /// Per-thread generator, seeded from random_device and the thread id.
-inline std::mt19937_64 &rng() {
+inline std::mt19937_64& rng() {
   thread_local std::mt19937_64 gen([] {
     std::random_device rd;
     std::uint64_t seed = (std::uint64_t{rd()} << 32) ^ rd();

@@ -64,7 +64,7 @@ class FlightTable {
 
   /// Returns {flight, true} when the caller leads (must finish() it), else
   /// {existing, false}.
-  std::pair<Ptr, bool> join(const std::string &key) {
+  std::pair<Ptr, bool> join(const std::string& key) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = flights_.find(key);
     if (it != flights_.end()) return {it->second, false};
@@ -73,19 +73,19 @@ class FlightTable {
     return {f, true};
   }
   /// Detaches the flight for key, so callers from now on start a new load.
-  void forget(const std::string &key) {
+  void forget(const std::string& key) {
     std::lock_guard<std::mutex> lock(mu_);
     flights_.erase(key);
   }
   /// The flight for key, if one is running.
-  Ptr find(const std::string &key) {
+  Ptr find(const std::string& key) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = flights_.find(key);
     return it == flights_.end() ? nullptr : it->second;
   }
   /// Removes the leader's flight (before publishing, so late callers start a
   /// new load).
-  void leave(const std::string &key, const Ptr &f) {
+  void leave(const std::string& key, const Ptr& f) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = flights_.find(key);
     if (it != flights_.end() && it->second == f) flights_.erase(it);

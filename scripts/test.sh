@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The test command: installs missing Debian packages, then configures, builds and runs
+# every test under the dev, asan and tsan presets, stopping at the first failure.
+#   scripts/test.sh            all three presets
+#   scripts/test.sh dev        one preset (dev, asan, tsan or release)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+presets=("$@")
+((${#presets[@]})) || presets=(dev asan tsan)
+for p in "${presets[@]}"; do
+  case "$p" in
+    dev | asan | tsan | release) ;;
+    *) echo "test.sh: unknown preset '$p' (dev, asan, tsan, release)" >&2; exit 2 ;;
+  esac
+done
+
+scripts/deps.sh
+
+summary=()
+passed=0 failed=0 total=0
+
+# Prints one line per preset, then the totals in ctest's own summary format.
+report() {
+  echo
+  echo "==> summary"
+  local line
+  for line in "${summary[@]}"; do echo "  $line"; done
+  if ((total > 0)); then
+    awk -v p="$passed" -v f="$failed" -v t="$total" 'BEGIN {
+      pct = p * 100 / t; if (f > 0 && pct > 99) pct = 99
+      printf "%d%% tests passed, %d tests failed out of %d\n", int(pct + 0.5), f, t }'
+  fi
+}
+
+# Stops at the first failing step, with the summary so far.
+fail() {
+  summary+=("$1")
+  report
+  echo "FAILED: $1"
+  exit 1
+}
+
+for p in "${presets[@]}"; do
+  echo "==> [$p] configure"
+  cmake --preset "$p" || fail "$p: configure"
+  echo "==> [$p] build"
+  cmake --build --preset "$p" -j 2 || fail "$p: build"
+  echo "==> [$p] test"
+  log="build/$p/ctest.log"
+  rc=0
+  ctest --preset "$p" 2>&1 | tee "$log" || rc=$?
+  line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)
+  if [[ -n "$line" ]]; then
+    read -r p_failed p_total < <(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/' <<<"$line")
+    failed=$((failed + p_failed))
+    total=$((total + p_total))
+    passed=$((passed + p_total - p_failed))
+  fi
+  if ((rc != 0)); then
+    fail "$p: ctest ${line:-did not run} (log: $log)"
+  fi
+  summary+=("$p: $line")
+done
+
+report
