@@ -1,7 +1,8 @@
-// The README quick start: users cached by id for 120 s under "user_<id>", and the
-// whole list for 60 s under "users_all", in front of a small in-process "database".
+// The DESIGN contract as a runnable program: users cached by id for 120 s under
+// "user_<id>", and the whole list for 60 s under "users_all", in front of a small
+// in-process "database". It starts nothing itself:
 //
-//   quickstart '--SERVER=127.0.0.1:11211'
+//   quickstart --SERVER=127.0.0.1:11211
 //
 // Without a reachable memcached every get still answers, from the loader.
 #include <cacheaside/cacheaside.hpp>

@@ -1,0 +1,211 @@
+#include "repository.hpp"
+
+#include <stdexcept>
+
+namespace user_service {
+namespace {
+
+void check(int rc, sqlite3* db, const char* what) {
+  if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+    throw std::runtime_error(std::string(what) + ": " + (db ? sqlite3_errmsg(db) : "sqlite"));
+}
+
+void exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = err ? err : "sqlite error";
+    sqlite3_free(err);
+    throw std::runtime_error(std::string(sql) + ": " + msg);
+  }
+}
+
+// A prepared statement, finalized on scope exit.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    check(sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr), db, sql);
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt& bind(int i, long long v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Stmt& bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  bool step() {
+    int rc = sqlite3_step(stmt_);
+    check(rc, db_, "step");
+    return rc == SQLITE_ROW;
+  }
+  User user() const {
+    User u;
+    u.id = sqlite3_column_int64(stmt_, 0);
+    auto text = [&](int c) {
+      auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, c));
+      return std::string(p ? p : "", static_cast<std::size_t>(sqlite3_column_bytes(stmt_, c)));
+    };
+    u.name = text(1);
+    u.email = text(2);
+    return u;
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+}  // namespace
+
+class UserRepository::Lease {
+ public:
+  explicit Lease(UserRepository& r) : r_(r), db(r.acquire()) {}
+  ~Lease() { r_.release(db); }
+  UserRepository& r_;
+  sqlite3* db;
+};
+
+UserRepository::UserRepository(const std::string& path, int connections) {
+  for (int i = 0; i < connections; ++i) {
+    sqlite3* db = nullptr;
+    int rc =
+        sqlite3_open_v2(path.c_str(), &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+      sqlite3_close(db);
+      throw std::runtime_error("cannot open " + path + ": " + msg);
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (i == 0) {
+      exec(db, "PRAGMA journal_mode=WAL");
+      exec(db,
+           "CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+           "email TEXT NOT NULL)");
+    }
+    exec(db, "PRAGMA synchronous=NORMAL");
+    all_.push_back(db);
+    free_.push_back(db);
+  }
+}
+
+UserRepository::~UserRepository() {
+  for (sqlite3* db : all_) sqlite3_close(db);
+}
+
+sqlite3* UserRepository::acquire() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !free_.empty(); });
+  sqlite3* db = free_.back();
+  free_.pop_back();
+  return db;
+}
+
+void UserRepository::release(sqlite3* db) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(db);
+  }
+  cv_.notify_one();
+}
+
+void UserRepository::on_change(std::function<void(long long)> hook) {
+  std::lock_guard<std::mutex> lock(hooks_mu_);
+  hooks_.push_back(std::move(hook));
+}
+
+void UserRepository::changed(long long id) {
+  std::vector<std::function<void(long long)>> hooks;
+  {
+    std::lock_guard<std::mutex> lock(hooks_mu_);
+    hooks = hooks_;
+  }
+  for (auto& h : hooks) h(id);
+}
+
+int UserRepository::seed(int n) {
+  Lease l(*this);
+  Stmt count(l.db, "SELECT COUNT(*) FROM users");
+  count.step();
+  if (count.user().id > 0 || n <= 0) return 0;
+  exec(l.db, "BEGIN IMMEDIATE");
+  try {
+    for (int i = 1; i <= n; ++i) {
+      Stmt one(l.db, "INSERT INTO users (id, name, email) VALUES (?, ?, ?)");
+      one.bind(1, i)
+          .bind(2, "user" + std::to_string(i))
+          .bind(3, "user" + std::to_string(i) + "@example.com")
+          .step();
+    }
+    exec(l.db, "COMMIT");
+  } catch (...) {
+    exec(l.db, "ROLLBACK");
+    throw;
+  }
+  return n;
+}
+
+std::optional<User> UserRepository::find(long long id) {
+  Lease l(*this);
+  Stmt q(l.db, "SELECT id, name, email FROM users WHERE id = ?");
+  q.bind(1, id);
+  if (!q.step()) return std::nullopt;
+  return q.user();
+}
+
+std::vector<User> UserRepository::all() {
+  Lease l(*this);
+  Stmt q(l.db, "SELECT id, name, email FROM users ORDER BY id");
+  std::vector<User> out;
+  while (q.step()) out.push_back(q.user());
+  return out;
+}
+
+User UserRepository::create(const std::string& name, const std::string& email) {
+  User u;
+  {
+    Lease l(*this);
+    Stmt q(l.db, "INSERT INTO users (name, email) VALUES (?, ?)");
+    q.bind(1, name).bind(2, email).step();
+    u = User{sqlite3_last_insert_rowid(l.db), name, email};
+  }
+  changed(u.id);  // committed (autocommit): announce
+  return u;
+}
+
+std::optional<User> UserRepository::update(long long id, const std::string& name,
+                                           const std::string& email) {
+  {
+    Lease l(*this);
+    Stmt q(l.db, "UPDATE users SET name = ?, email = ? WHERE id = ?");
+    q.bind(1, name).bind(2, email).bind(3, id).step();
+    if (sqlite3_changes(l.db) == 0) return std::nullopt;
+  }
+  changed(id);
+  return User{id, name, email};
+}
+
+bool UserRepository::remove(long long id) {
+  {
+    Lease l(*this);
+    Stmt q(l.db, "DELETE FROM users WHERE id = ?");
+    q.bind(1, id).step();
+    if (sqlite3_changes(l.db) == 0) return false;
+  }
+  changed(id);
+  return true;
+}
+
+bool UserRepository::healthy() {
+  try {
+    Lease l(*this);
+    Stmt q(l.db, "SELECT 1");
+    return q.step();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+}  // namespace user_service

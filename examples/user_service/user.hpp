@@ -1,0 +1,48 @@
+// The user record and its JSON forms.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace user_service {
+
+struct User {
+  long long id = 0;
+  std::string name;
+  std::string email;
+  bool operator==(const User& o) const { return id == o.id && name == o.name && email == o.email; }
+};
+
+// What the cache stores (via cacheaside::JsonSerializer).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(User, id, name, email)
+
+/// The HTTP body, fields in the order the original service writes them:
+/// {"id":3,"name":"user3","email":"user3@example.com"}
+inline void append_json(std::string& out, const User& u) {
+  out += "{\"id\":";
+  out += std::to_string(u.id);
+  out += ",\"name\":";
+  out += nlohmann::json(u.name).dump();
+  out += ",\"email\":";
+  out += nlohmann::json(u.email).dump();
+  out += '}';
+}
+
+inline std::string to_json(const User& u) {
+  std::string out;
+  append_json(out, u);
+  return out;
+}
+
+inline std::string to_json(const std::vector<User>& users) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < users.size(); ++i) {
+    if (i) out += ',';
+    append_json(out, users[i]);
+  }
+  out += ']';
+  return out;
+}
+
+}  // namespace user_service
