@@ -129,6 +129,29 @@ TEST_CASE("soft timeout returns stale and refreshes in the background", "[timeou
   CHECK(c.stats().load_timeouts == 1);
 }
 
+TEST_CASE("without a soft timeout the caller waits for the slow loader", "[timeouts][slow]") {
+  Server srv;
+  std::atomic<int> delay_ms{0};
+  Options o;
+  o.ttl = std::chrono::seconds(1);
+  o.ttl_jitter = 0;
+  o.max_stale = std::chrono::seconds(30);
+  o.early_refresh_beta = 0;
+  StringCache c(
+      srv.store,
+      [&](const std::string&) -> std::optional<std::string> {
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
+        return "v";
+      },
+      o);
+  c.get("k");
+  std::this_thread::sleep_for(1100ms);
+  delay_ms = 1200;
+  auto start = std::chrono::steady_clock::now();
+  CHECK(c.get("k") == "v");
+  CHECK(ms_since(start) >= 1200);
+}
+
 TEST_CASE("hard timeout throws TimeoutError when there is no stale copy", "[timeouts]") {
   Server srv;
   Options o;

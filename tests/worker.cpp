@@ -1,5 +1,5 @@
 // Helper process for the cross-process tests: several of these share one memcached.
-//   worker stampede <config> <key> <threads> <start_unix_ms> <loader_ms>
+//   worker stampede <config> <key> <threads> <start_unix_ms> <loader_ms> [noleases]
 //       prints the number of loader calls made in this process
 //   worker checker <config> <versions_file> <keys> <threads> <ops> <leases 0|1> <seed>
 //       random reads / updates / invalidations against versions kept in a shared file;
@@ -30,6 +30,7 @@ static int stampede(char** argv) {
   std::atomic<int> loads{0};
   Options o;
   o.key_prefix = "stampede_";
+  o.leases = argv[7] == nullptr || std::string(argv[7]) != "noleases";
   Cache c(
       store,
       [&](const int& k) -> std::optional<std::string> {
