@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -851,13 +852,18 @@ class CacheAside {
     auto start = detail::SteadyClock::now();
     if (leader) {
       if (!f) f = std::make_shared<detail::Flight<Value>>();
-      if (!timed) {
-        lead(key, mkey, std::move(r), f, opt_.single_flight);
-      } else {
-        start_background([this, key, mkey, r = std::move(r), f]() mutable {
-          lead(key, mkey, std::move(r), f, opt_.single_flight);
-        });
+      bool started = false;
+      if (timed) {
+        try {
+          start_background([this, key, mkey, r, f]() mutable {
+            lead(key, mkey, std::move(r), f, opt_.single_flight);
+          });
+          started = true;
+        } catch (const std::system_error&) {
+          // No thread to be had: load in this one, without the timeouts.
+        }
       }
+      if (!started) lead(key, mkey, std::move(r), f, opt_.single_flight);
     } else {
       stats_.bump(stats_.coalesced);
     }
@@ -911,12 +917,18 @@ class CacheAside {
       std::lock_guard<std::mutex> lock(bg_mu_);
       ++bg_count_;
     }
-    std::thread([this, fn = std::forward<Fn>(fn)]() mutable {
-      fn();
+    try {
+      std::thread([this, fn = std::forward<Fn>(fn)]() mutable {
+        fn();
+        std::lock_guard<std::mutex> lock(bg_mu_);
+        --bg_count_;
+        bg_cv_.notify_all();
+      }).detach();
+    } catch (...) {
       std::lock_guard<std::mutex> lock(bg_mu_);
       --bg_count_;
-      bg_cv_.notify_all();
-    }).detach();
+      throw;
+    }
   }
 
   // A hit that XFetch picked to refresh early: one caller reloads (others keep
