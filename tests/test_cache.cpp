@@ -5,23 +5,12 @@
 #include "support/common.hpp"
 #include "support/fault_store.hpp"
 #include "support/raw_client.hpp"
+#include "support/user.hpp"
 
 using namespace cacheaside;
 using namespace cacheaside_test;
 
 namespace {
-struct User {
-  int id = 0;
-  std::string name;
-  std::string email;
-  bool operator==(const User& o) const { return id == o.id && name == o.name && email == o.email; }
-  bool operator!=(const User& o) const { return !(*this == o); }
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(User, id, name, email)
-
-User make_user(int id) {
-  return {id, "user" + std::to_string(id), "user" + std::to_string(id) + "@example.com"};
-}
 
 // Runs a check against a real memcached and against InMemoryStore.
 template <class Fn>

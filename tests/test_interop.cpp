@@ -5,17 +5,12 @@
 #include <cstdio>
 
 #include "support/common.hpp"
+#include "support/user.hpp"
 
 using namespace cacheaside;
 using namespace cacheaside_test;
 
 namespace {
-struct User {
-  int id = 0;
-  std::string name;
-  std::string email;
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(User, id, name, email)
 
 // Runs a Python snippet; returns its stdout. `port` is passed as argv[1].
 std::string python(const std::string& code, int port) {
