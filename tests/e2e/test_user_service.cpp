@@ -1,0 +1,365 @@
+// The example service as a client sees it, with memcached and SQLite checked directly.
+#include <fcntl.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cacheaside/envelope.hpp>
+#include <cacheaside/serializer.hpp>
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "support/memcached_process.hpp"
+#include "support/raw_client.hpp"
+
+using namespace cacheaside_test;
+using nlohmann::json;
+
+namespace {
+
+// memcached + user_service on free ports, with a fresh database.
+class Service {
+ public:
+  explicit Service(int seed = 20, bool quiet = true) {
+    char dir[] = "/tmp/cacheaside_e2eXXXXXX";
+    REQUIRE(::mkdtemp(dir));
+    dir_ = dir;
+    db_ = dir_ + "/users.db";
+    log_ = dir_ + "/service.log";
+    port_ = free_port();
+    std::vector<std::string> args = {
+        USER_SERVICE_BIN,    "--port", std::to_string(port_), "--db",      db_, "--memcached",
+        memcached_.config(), "--seed", std::to_string(seed),  "--threads", "8"};
+    if (quiet) args.push_back("--quiet");
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    for (int i = 0; i < 200 && !port_open(port_); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    REQUIRE(port_open(port_));
+  }
+  ~Service() {
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    for (int i = 0; i < 100 && ::waitpid(pid_, &status, WNOHANG) == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (::waitpid(pid_, &status, WNOHANG) == 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+    }
+    std::remove(db_.c_str());
+    std::remove((db_ + "-wal").c_str());
+    std::remove((db_ + "-shm").c_str());
+    std::remove(log_.c_str());
+    ::rmdir(dir_.c_str());
+  }
+
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_keep_alive(true);
+    c.set_read_timeout(10, 0);
+    return c;
+  }
+  MemcachedProcess& memcached() { return memcached_; }
+  const std::string& db() const { return db_; }
+  std::string log() const {
+    std::ifstream in(log_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  /// A counter from /metrics, e.g. ("hits", "user").
+  long metric(const std::string& name, const std::string& cache) {
+    auto res = client().Get("/metrics");
+    REQUIRE(res);
+    std::string needle = "cacheaside_" + name + "_total{cache=\"" + cache + "\"} ";
+    auto pos = res->body.find(needle);
+    REQUIRE(pos != std::string::npos);
+    return std::stol(res->body.substr(pos + needle.size()));
+  }
+
+ private:
+  MemcachedProcess memcached_;
+  std::string dir_, db_, log_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+struct Answer {
+  int status;
+  std::string body;
+};
+
+Answer call(httplib::Client& c, const std::string& method, const std::string& path,
+            const std::string& body = "") {
+  httplib::Result r = method == "GET"    ? c.Get(path.c_str())
+                      : method == "PUT"  ? c.Put(path.c_str(), body, "application/json")
+                      : method == "POST" ? c.Post(path.c_str(), body, "application/json")
+                                         : c.Delete(path.c_str());
+  REQUIRE(r);
+  return {r->status, r->body};
+}
+
+// The rows of the database, by id, as the API writes them.
+std::map<long long, json> db_rows(const std::string& path) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT id, name, email FROM users ORDER BY id", -1, &st,
+                             nullptr) == SQLITE_OK);
+  std::map<long long, json> rows;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    long long id = sqlite3_column_int64(st, 0);
+    rows[id] = json{{"id", id},
+                    {"name", reinterpret_cast<const char*>(sqlite3_column_text(st, 1))},
+                    {"email", reinterpret_cast<const char*>(sqlite3_column_text(st, 2))}};
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rows;
+}
+
+// What memcached holds under key: nullopt (absent), null JSON (negative entry) or the value.
+std::optional<json> cached(RawClient& raw, const std::string& key) {
+  auto item = raw.get(key);
+  if (!item) return std::nullopt;
+  auto e = cacheaside::envelope::decode(item->value, item->flags);
+  if (e.kind == cacheaside::envelope::Kind::negative) return json(nullptr);
+  REQUIRE(e.kind == cacheaside::envelope::Kind::value);
+  return json::parse(e.payload);
+}
+
+}  // namespace
+
+TEST_CASE("answers as the original service does, request for request", "[e2e]") {
+  Service svc(100);
+  auto c = svc.client();
+  auto check = [&](const char* method, const char* path, const char* body, int status,
+                   const char* expected) {
+    INFO(method << " " << path);
+    Answer a = call(c, method, path, body);
+    CHECK(a.status == status);
+    CHECK(a.body == expected);
+  };
+  check("GET", "/users/3", "", 200, R"({"id":3,"name":"user3","email":"user3@example.com"})");
+  check("GET", "/users/12345", "", 404, R"({"detail":"Not Found"})");
+  check("PUT", "/users/4", R"({"name": "ann", "email": "ann@example.com"})", 200,
+        R"({"id":4,"name":"ann","email":"ann@example.com"})");
+  check("PUT", "/users/12345", R"({"name": "x", "email": "y"})", 404, R"({"detail":"Not Found"})");
+  check("DELETE", "/users/9", "", 204, "");
+  check("DELETE", "/users/9", "", 404, R"({"detail":"Not Found"})");
+  check(
+      "GET", "/users/xyz", "", 422,
+      R"({"detail":[{"loc":["path","id"],"msg":"value is not a valid integer","type":"type_error.integer"}]})");
+  check(
+      "PUT", "/users/4", R"({"name": "only-name"})", 422,
+      R"({"detail":[{"loc":["body","email"],"msg":"field required","type":"value_error.missing"}]})");
+  check(
+      "PUT", "/users/4", "{oops", 422,
+      R"x({"detail":[{"loc":["body",1],"msg":"Expecting property name enclosed in double quotes: line 1 column 2 (char 1)","type":"value_error.jsondecode","ctx":{"msg":"Expecting property name enclosed in double quotes","doc":"{oops","pos":1,"lineno":1,"colno":2}}]})x");
+  Answer list = call(c, "GET", "/users/");
+  REQUIRE(list.status == 200);
+  CHECK(list.body.rfind(R"([{"id":1,"name":"user1","email":"user1@example.com"},{"id":2,)", 0) ==
+        0);
+  auto users = json::parse(list.body);
+  REQUIRE(users.size() == 99);
+  CHECK(users[3] == json{{"id", 4}, {"name", "ann"}, {"email", "ann@example.com"}});
+  for (std::size_t i = 1; i < users.size(); ++i) CHECK(users[i - 1]["id"] < users[i]["id"]);
+  for (auto& u : users) CHECK(u["id"] != 9);
+}
+
+TEST_CASE("the second GET of a user is a hit", "[e2e]") {
+  Service svc;
+  auto c = svc.client();
+  RawClient raw(svc.memcached().port());
+  CHECK(call(c, "GET", "/users/3").status == 200);
+  CHECK(svc.metric("misses", "user") == 1);
+  auto item = raw.get("user_3");
+  REQUIRE(item);
+  CHECK(item->flags == cacheaside::envelope::value_flags(cacheaside::codec_id::json));
+  CHECK(call(c, "GET", "/users/3").body ==
+        R"({"id":3,"name":"user3","email":"user3@example.com"})");
+  CHECK(svc.metric("hits", "user") == 1);
+  CHECK(svc.metric("loads", "user") == 1);
+}
+
+TEST_CASE("PUT invalidates, then GET returns the new value", "[e2e]") {
+  Service svc;
+  auto c = svc.client();
+  RawClient raw(svc.memcached().port());
+  call(c, "GET", "/users/4");
+  call(c, "GET", "/users/");
+  REQUIRE(raw.get("user_4"));
+  REQUIRE(raw.get("users_all"));
+  CHECK(call(c, "PUT", "/users/4", R"({"name":"ann","email":"ann@example.com"})").status == 200);
+  CHECK_FALSE(raw.get("user_4"));
+  CHECK_FALSE(raw.get("users_all"));
+  CHECK(call(c, "GET", "/users/4").body == R"({"id":4,"name":"ann","email":"ann@example.com"})");
+  CHECK(json::parse(call(c, "GET", "/users/").body)[3]["name"] == "ann");
+}
+
+TEST_CASE("DELETE then GET is 404 and the list no longer has it", "[e2e]") {
+  Service svc;
+  auto c = svc.client();
+  call(c, "GET", "/users/7");
+  call(c, "GET", "/users/");
+  CHECK(call(c, "DELETE", "/users/7").status == 204);
+  CHECK(call(c, "GET", "/users/7").status == 404);
+  for (auto& u : json::parse(call(c, "GET", "/users/").body)) CHECK(u["id"] != 7);
+}
+
+TEST_CASE("POST appears in the list, and replaces a cached not-found", "[e2e]") {
+  Service svc(20);
+  auto c = svc.client();
+  RawClient raw(svc.memcached().port());
+  call(c, "GET", "/users/");
+  CHECK(call(c, "GET", "/users/21").status == 404);
+  auto negative = cached(raw, "user_21");
+  REQUIRE(negative);
+  CHECK(negative->is_null());  // the absence is cached
+  Answer created = call(c, "POST", "/users/", R"({"name":"new","email":"new@example.com"})");
+  CHECK(created.status == 201);
+  CHECK(created.body == R"({"id":21,"name":"new","email":"new@example.com"})");
+  CHECK(call(c, "GET", "/users/21").status == 200);
+  auto users = json::parse(call(c, "GET", "/users/").body);
+  CHECK(users.back()["name"] == "new");
+}
+
+TEST_CASE("bad input gets 422 and changes nothing", "[e2e]") {
+  Service svc;
+  auto c = svc.client();
+  RawClient raw(svc.memcached().port());
+  call(c, "GET", "/users/5");
+  auto before = raw.get("user_5");
+  REQUIRE(before);
+  const char* bodies[] = {"{oops",
+                          "",
+                          "[1,2]",
+                          R"({"name": 5})",
+                          R"({"name": ["a"], "email": "e"})",
+                          R"({"name": "a", "email": null})",
+                          R"({"name": "a" "email": "b"})",
+                          R"({"name": "a", "email": "b"} x)"};
+  for (const char* b : bodies) {
+    INFO(b);
+    Answer a = call(c, "PUT", "/users/5", b);
+    CHECK(a.status == 422);
+    CHECK(json::parse(a.body).contains("detail"));
+  }
+  CHECK(call(c, "PUT", "/users/abc", R"({"name":"a","email":"b"})").status == 422);
+  CHECK(call(c, "DELETE", "/users/1.5").status == 422);
+  CHECK(call(c, "POST", "/users/", R"({"email":"b"})").status == 422);
+  auto after = raw.get("user_5");
+  REQUIRE(after);
+  CHECK(after->value == before->value);  // not invalidated
+  CHECK(call(c, "GET", "/users/5").body ==
+        R"({"id":5,"name":"user5","email":"user5@example.com"})");
+  CHECK(db_rows(svc.db()).size() == 20);
+  CHECK(
+      call(c, "PUT", "/users/5", R"({"name": "a" "email": "b"})").body ==
+      R"x({"detail":[{"loc":["body",13],"msg":"Expecting ',' delimiter: line 1 column 14 (char 13)","type":"value_error.jsondecode","ctx":{"msg":"Expecting ',' delimiter","doc":"{\"name\": \"a\" \"email\": \"b\"}","pos":13,"lineno":1,"colno":14}}]})x");
+}
+
+TEST_CASE("the log says hit, miss and invalidate", "[e2e]") {
+  Service svc(20, false);
+  auto c = svc.client();
+  call(c, "GET", "/users/2");
+  call(c, "GET", "/users/2");
+  call(c, "PUT", "/users/2", R"({"name":"b","email":"b@x"})");
+  std::string log;
+  for (int i = 0; i < 50; ++i) {
+    log = svc.log();
+    if (log.find("PUT /users/2") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  INFO(log);
+  CHECK(log.find("GET /users/2 200 miss user_2") != std::string::npos);
+  CHECK(log.find("GET /users/2 200 hit user_2") != std::string::npos);
+  CHECK(log.find("PUT /users/2 200 invalidate user_2 users_all") != std::string::npos);
+  CHECK(log.find(" ms\n") != std::string::npos);
+}
+
+TEST_CASE("16 concurrent clients: no 5xx, and the cache equals the database after",
+          "[e2e][concurrency]") {
+  Service svc(50);
+  std::atomic<int> server_errors{0}, transport_errors{0}, ok{0};
+  std::atomic<long long> next_post{0};
+  std::vector<std::thread> clients;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (int t = 0; t < 16; ++t) {
+    clients.emplace_back([&, t] {
+      auto c = svc.client();
+      std::mt19937 rng(static_cast<unsigned>(t) * 7919u + 1);
+      for (int i = 0; i < 250 && std::chrono::steady_clock::now() < deadline; ++i) {
+        int id = static_cast<int>(rng() % 60) + 1;
+        unsigned op = rng() % 100;
+        std::string path = "/users/" + std::to_string(id);
+        httplib::Result r = [&] {
+          if (op < 55) return c.Get(path.c_str());
+          if (op < 75) return c.Get("/users/");
+          if (op < 93) {
+            json body = {{"name", "n" + std::to_string(t) + "_" + std::to_string(i)},
+                         {"email", "e" + std::to_string(i) + "@x"}};
+            return c.Put(path.c_str(), body.dump(), "application/json");
+          }
+          if (op < 97) {
+            ++next_post;
+            return c.Post("/users/", R"({"name":"posted","email":"p@x"})", "application/json");
+          }
+          return c.Delete(path.c_str());
+        }();
+        if (!r) {
+          ++transport_errors;  // the client reconnects on its next request
+          continue;
+        }
+        if (r->status >= 500) ++server_errors;
+        ++ok;
+      }
+    });
+  }
+  for (auto& th : clients) th.join();
+  CHECK(transport_errors == 0);
+  CHECK(server_errors == 0);
+  CHECK(ok == 16 * 250);
+
+  // Quiescent: whatever memcached holds must equal the database.
+  auto rows = db_rows(svc.db());
+  RawClient raw(svc.memcached().port());
+  int compared = 0;
+  for (long long id = 1; id <= 60 + next_post.load(); ++id) {
+    auto value = cached(raw, "user_" + std::to_string(id));
+    if (!value) continue;
+    ++compared;
+    INFO("user_" << id);
+    if (value->is_null()) {
+      CHECK(rows.count(id) == 0);
+    } else {
+      REQUIRE(rows.count(id) == 1);
+      CHECK(*value == rows[id]);
+    }
+  }
+  auto all = cached(raw, "users_all");
+  if (all) {
+    json expected = json::array();
+    for (auto& kv : rows) expected.push_back(kv.second);
+    CHECK(*all == expected);
+  }
+  CHECK(compared > 0);
+}
