@@ -4,6 +4,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -92,7 +93,13 @@ class MemcachedProcess {
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork() failed");
     if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test process
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test process (unless -u resets it)
+      // Don't hold the test runner's output pipe open if we are ever orphaned.
+      int devnull = ::open("/dev/null", O_WRONLY);
+      if (devnull >= 0) {
+        ::dup2(devnull, 1);
+        ::dup2(devnull, 2);
+      }
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
