@@ -162,7 +162,7 @@ namespace {
 // Loader calls made by 4 processes x 16 threads getting one cold key.
 int cross_process_stampede(bool leases) {
   Server srv;
-  auto start = detail::unix_ms() + 1500;  // all workers are up by then
+  auto start = cacheaside::SystemClock().unix_ms() + 1500;  // all workers are up by then
   std::vector<std::string> cmds;
   for (int p = 0; p < 4; ++p)
     cmds.push_back(std::string(CACHEASIDE_TEST_WORKER) + " stampede '" + srv.process.config() +

@@ -188,14 +188,14 @@ HotKeyRun hot_key(double beta) {
   o.on_event = [&](const Event& e) {
     if (e.type == EventType::early_refresh) {
       std::lock_guard<std::mutex> l(mu);
-      run.refresh_margins_ms.push_back(expiry.load() - detail::unix_ms());
+      run.refresh_margins_ms.push_back(expiry.load() - cacheaside::SystemClock().unix_ms());
     }
   };
   StringCache c(
       srv.store,
       [&](const std::string&) -> std::optional<std::string> {
         std::this_thread::sleep_for(50ms);
-        expiry = detail::unix_ms() + 2000;
+        expiry = cacheaside::SystemClock().unix_ms() + 2000;
         return "v";
       },
       o);

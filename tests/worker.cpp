@@ -39,7 +39,7 @@ static int stampede(char** argv) {
         return "value" + std::to_string(k);
       },
       o);
-  while (detail::unix_ms() < start_ms) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  while (cacheaside::SystemClock().unix_ms() < start_ms) std::this_thread::sleep_for(std::chrono::microseconds(200));
   std::vector<std::thread> ts;
   std::atomic<int> wrong{0};
   for (int i = 0; i < threads; ++i)

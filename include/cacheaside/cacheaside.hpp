@@ -5,10 +5,12 @@
 #pragma once
 
 #include "cache_aside.hpp"
+#include "clock.hpp"
 #include "envelope.hpp"
 #include "error.hpp"
 #include "key.hpp"
 #include "options.hpp"
+#include "protocol.hpp"
 #include "serializer.hpp"
 #include "stats.hpp"
 #include "store.hpp"

@@ -4,9 +4,11 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "clock.hpp"
 #include "stats.hpp"
 
 namespace cacheaside {
@@ -85,6 +87,11 @@ struct Options {
 
   /// Called synchronously for every event; keep it cheap, it must not throw.
   std::function<void(const Event&)> on_event;
+
+  /// What TTLs, the fail-safe throttle, the group cache, XFetch and lease waits
+  /// measure time with. Null: the system clocks. Loader timeouts
+  /// (soft/hard_timeout) always wait in real time.
+  std::shared_ptr<Clock> clock;
 };
 
 }  // namespace cacheaside

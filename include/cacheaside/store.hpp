@@ -3,11 +3,15 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include "clock.hpp"
+#include "exptime.hpp"
 
 namespace cacheaside {
 
@@ -61,10 +65,6 @@ struct StoreItem {
   std::uint64_t cas = 0;  ///< CAS id (0 if the store has none)
 };
 
-/// Expiry as memcached takes it: seconds from now, or an absolute unix time
-/// when longer than 30 days; 0 means "never".
-using Exptime = std::uint32_t;
-
 /// The storage a CacheAside talks to. Implementations must be thread-safe; keys
 /// given to them are already safe memcached keys (printable, no spaces, <= 250
 /// bytes).
@@ -96,13 +96,18 @@ class Store {
                            Exptime exptime, std::uint64_t& value) = 0;
 };
 
-/// A Store in process memory with memcached's semantics (CAS ids, expiry, 1 MiB
-/// items). For unit tests and for running without a server. Thread-safe.
+/// A Store in process memory with memcached's semantics (CAS ids, expiry in
+/// whole seconds, 1 MiB items). For unit tests and for running without a
+/// server. Thread-safe.
 class InMemoryStore : public Store {
  public:
   /// `max_item_bytes`: values larger than this are refused with too_large.
-  explicit InMemoryStore(std::size_t max_item_bytes = 1024 * 1024)
-      : max_item_bytes_(max_item_bytes) {}
+  /// `clock`: what expiry is measured against (share a `ManualClock` with the
+  /// cache to test expiry without sleeping).
+  explicit InMemoryStore(std::size_t max_item_bytes = 1024 * 1024,
+                         std::shared_ptr<Clock> clock = SystemClock::instance())
+      : max_item_bytes_(max_item_bytes),
+        clock_(clock ? std::move(clock) : SystemClock::instance()) {}
 
   StoreStatus get(std::string_view key, StoreItem& item) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -194,16 +199,15 @@ class InMemoryStore : public Store {
   }
 
  private:
-  using Clock = std::chrono::system_clock;
   struct Entry {
     std::string value;
     std::uint32_t flags = 0;
     std::uint64_t cas = 0;
-    Clock::time_point expires{};  // epoch = never
+    std::int64_t expires_ms = 0;  // unix ms; 0 = never
   };
 
-  static bool expired(const Entry& e) {
-    return e.expires != Clock::time_point{} && Clock::now() >= e.expires;
+  bool expired(const Entry& e) const {
+    return e.expires_ms != 0 && clock_->unix_ms() >= e.expires_ms;
   }
 
   Entry* find_live(std::string_view key) {
@@ -222,20 +226,14 @@ class InMemoryStore : public Store {
     e.value.assign(value.data(), value.size());
     e.flags = flags;
     e.cas = ++next_cas_;
-    constexpr Exptime thirty_days = 60 * 60 * 24 * 30;
-    if (exptime == 0) {
-      e.expires = {};
-    } else if (exptime > thirty_days) {
-      e.expires = Clock::time_point(std::chrono::seconds(exptime));
-    } else {
-      e.expires = Clock::now() + std::chrono::seconds(exptime);
-    }
+    e.expires_ms = detail::expiry_unix_ms(exptime, clock_->unix_ms());
   }
 
   std::mutex mu_;
   std::unordered_map<std::string, Entry> items_;
   std::uint64_t next_cas_ = 0;
   std::size_t max_item_bytes_;
+  std::shared_ptr<Clock> clock_;
 };
 
 }  // namespace cacheaside

@@ -1,97 +1,145 @@
-// Single-flight: one load per key in a process, shared by every caller that
-// asks meanwhile.
+// Single-flight: one load per key in a process, shared by the callers that ask
+// meanwhile, and only by those for whom its result is current (internal).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 namespace cacheaside::detail {
 
+/// Stamps order the joins of flights and the operations that source their
+/// results. A caller that joined a flight at stamp s may take a result proved
+/// current by an operation stamped p only when s < p: the operation (a read, a
+/// loader call, a guarded store) then began after the caller did, so it saw
+/// every invalidation that had returned before the caller began.
+using Stamp = std::uint64_t;
+/// A result that needs no proof (fail-safe stale copies: staleness opted into).
+inline constexpr Stamp any_joiner = std::numeric_limits<Stamp>::max();
+/// A result no joiner may take (it was read before the flight existed).
+inline constexpr Stamp no_joiner = 0;
+
+/// One load's result, shared by its leader and followers. Its state is private:
+/// the leader publishes or fails once; followers wait and take.
 template <class Value>
-struct Flight {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  std::optional<Value> value;
-  std::exception_ptr error;
-  bool stale = false;  // the result is a stale copy (fail-safe)
+class Flight {
+ public:
+  /// What a follower gets from take().
+  enum class Take { value, stale, retry };
 
-  // overtaken: the value was loaded before a write to the key (its store was refused), so
-  // callers that joined late must not take it.
-  bool overtaken = false;
-
-  void publish(std::optional<Value> v, bool is_stale, bool was_overtaken = false) {
+  /// The result, current for callers that joined before `proof`.
+  void publish(std::optional<Value> v, bool is_stale, Stamp proof) {
     {
-      std::lock_guard<std::mutex> lock(mu);
-      value = std::move(v);
-      stale = is_stale;
-      overtaken = was_overtaken;
-      done = true;
+      std::lock_guard<std::mutex> lock(mu_);
+      value_ = std::move(v);
+      stale_ = is_stale;
+      proof_ = is_stale ? any_joiner : proof;
+      done_ = true;
     }
-    cv.notify_all();
+    cv_.notify_all();
   }
+  /// The load threw: every follower gets the exception.
   void fail(std::exception_ptr e) {
     {
-      std::lock_guard<std::mutex> lock(mu);
-      error = std::move(e);
-      done = true;
+      std::lock_guard<std::mutex> lock(mu_);
+      error_ = std::move(e);
+      done_ = true;
     }
-    cv.notify_all();
+    cv_.notify_all();
   }
-  /// Waits until done or the deadline; true when done.
-  template <class TimePoint>
-  bool wait_until(TimePoint deadline) {
-    std::unique_lock<std::mutex> lock(mu);
-    return cv.wait_until(lock, deadline, [&] { return done; });
+  /// Waits until done or the deadline (real time); true when done.
+  bool wait_until(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_until(lock, deadline, [&] { return done_; });
   }
   void wait() {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return done; });
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return done_; });
   }
+  /// After wait(): the result for a caller that joined at `joined`. Rethrows the
+  /// load's exception; `retry` when the result was sourced before that caller
+  /// joined (it must look again rather than risk an older value).
+  /// The leader passes `leader = true`: its own result is always current for it.
+  Take take(Stamp joined, std::optional<Value>& out, bool leader = false) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (error_) std::rethrow_exception(error_);
+    if (!leader && joined >= proof_) return Take::retry;
+    out = value_;
+    return stale_ ? Take::stale : Take::value;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::optional<Value> value_;
+  std::exception_ptr error_;
+  bool stale_ = false;
+  Stamp proof_ = no_joiner;
 };
 
-/// Registry of in-flight loads by memcached key.
+/// The flights running in one cache, by memcached key. With single-flight off
+/// every caller leads a private flight.
 template <class Value>
 class FlightTable {
  public:
   using Ptr = std::shared_ptr<Flight<Value>>;
+  struct Joined {
+    Ptr flight;
+    bool leader = true;
+    Stamp stamp = 0;  // when the caller joined
+  };
 
-  /// Returns {flight, true} when the caller leads (must finish() it), else
-  /// {existing, false}.
-  std::pair<Ptr, bool> join(const std::string& key) {
+  explicit FlightTable(bool enabled) : enabled_(enabled) {}
+
+  /// Leads a new flight for key, or follows the one running.
+  Joined join(const std::string& key) {
+    if (!enabled_) return {std::make_shared<Flight<Value>>(), true, stamp()};
     std::lock_guard<std::mutex> lock(mu_);
+    Stamp s = stamp();
     auto it = flights_.find(key);
-    if (it != flights_.end()) return {it->second, false};
+    if (it != flights_.end()) return {it->second, false, s};
     auto f = std::make_shared<Flight<Value>>();
     flights_.emplace(key, f);
-    return {f, true};
+    return {std::move(f), true, s};
   }
-  /// Detaches the flight for key, so callers from now on start a new load.
+  /// Leads a flight only if none is running for key (early refresh).
+  std::optional<Joined> try_lead(const std::string& key) {
+    if (!enabled_) return Joined{std::make_shared<Flight<Value>>(), true, stamp()};
+    std::lock_guard<std::mutex> lock(mu_);
+    if (flights_.count(key)) return std::nullopt;
+    auto f = std::make_shared<Flight<Value>>();
+    flights_.emplace(key, f);
+    return Joined{std::move(f), true, stamp()};
+  }
+  /// Detaches the flight for key: callers from now on start a new load.
   void forget(const std::string& key) {
+    if (!enabled_) return;
     std::lock_guard<std::mutex> lock(mu_);
     flights_.erase(key);
   }
-  /// The flight for key, if one is running.
-  Ptr find(const std::string& key) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = flights_.find(key);
-    return it == flights_.end() ? nullptr : it->second;
-  }
-  /// Removes the leader's flight (before publishing, so late callers start a
-  /// new load).
+  /// Removes the leader's flight before it publishes, so later callers start anew.
   void leave(const std::string& key, const Ptr& f) {
+    if (!enabled_) return;
     std::lock_guard<std::mutex> lock(mu_);
     auto it = flights_.find(key);
     if (it != flights_.end() && it->second == f) flights_.erase(it);
   }
+  /// A new stamp, taken right before an operation that may source a result.
+  Stamp stamp() { return next_.fetch_add(1, std::memory_order_seq_cst); }
 
  private:
+  bool enabled_;
+  std::atomic<Stamp> next_{1};
   std::mutex mu_;
   std::unordered_map<std::string, Ptr> flights_;
 };

@@ -1,0 +1,201 @@
+// The lookup protocol over any Store, with memcached's classic commands: leases
+// are an `add`ed marker whose CAS id guards the final `cas` (internal).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "../envelope.hpp"
+#include "../protocol.hpp"
+#include "../store.hpp"
+#include "random.hpp"
+#include "sha256.hpp"
+
+namespace cacheaside::detail {
+
+/// Works through anything that passes get/gets/add/cas/delete (twemproxy
+/// included). A miss with leases costs get, add, gets, cas.
+class ClassicProtocol final : public LookupProtocol {
+ public:
+  ClassicProtocol(std::shared_ptr<Store> store, LookupPolicy policy)
+      : store_(std::move(store)), policy_(std::move(policy)) {
+    if (!policy_.clock) policy_.clock = SystemClock::instance();
+    if (!policy_.envelope) policy_.leases = false;
+  }
+
+  void read(std::string_view key, Lookup& out) override {
+    StoreStatus st = store_->get(key, out.item);
+    classify(key, st, out, policy_.clock->unix_ms());
+  }
+
+  void read_many(const std::vector<std::string>& keys, std::vector<Lookup>& out) override {
+    out.resize(keys.size());
+    items_.clear();
+    StoreStatus st = store_->get_multi(keys, items_, found_);
+    std::int64_t now = policy_.clock->unix_ms();
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (is_failure(st)) {
+        fail(out[i], st, "get_multi");
+        continue;
+      }
+      if (found_[i]) out[i].item = std::move(items_[i]);
+      classify(keys[i], found_[i] ? StoreStatus::ok : StoreStatus::not_found, out[i], now);
+    }
+  }
+
+  void acquire(std::string_view key, Lookup& l) override {
+    if (l.state != LookupState::hit && l.state != LookupState::stale &&
+        l.state != LookupState::absent)
+      return;
+    if (!policy_.leases) {  // anyone may store; nothing guards it
+      l.state = LookupState::won;
+      l.token = LeaseToken{};
+      return;
+    }
+    if (l.state != LookupState::absent || l.present) return take_side_lease(key, l);
+    // A handful of rounds: each one follows a write that came in between.
+    for (int round = 0; round < 4; ++round) {
+      std::string token = lease_token();
+      StoreStatus st = store_->add(key, token, envelope::lease_flags(), lease_exptime());
+      if (st == StoreStatus::ok) {
+        st = store_->get(key, l.item);
+        if (st == StoreStatus::ok && l.item.value == token &&
+            (l.item.flags & envelope::lease_bit)) {
+          l.state = LookupState::won;
+          l.has_copy = false;
+          l.token = LeaseToken{l.item.cas, true, {}};
+          return;
+        }
+        if (is_failure(st)) return fail(l, st, "gets lease");
+      } else if (st == StoreStatus::not_stored) {
+        st = store_->get(key, l.item);  // someone else was first: see what is there
+      } else {
+        return fail(l, st, "add lease");
+      }
+      classify(key, st, l, policy_.clock->unix_ms());
+      if (l.state != LookupState::absent) return;     // hit, stale, busy or error
+      if (l.present) return take_side_lease(key, l);  // expired meanwhile
+    }
+    l.state = LookupState::busy;  // writes keep coming: wait like for a lease
+  }
+
+  StoreStatus commit(std::string_view key, LeaseToken& token, std::string_view bytes,
+                     std::uint32_t flags, Exptime exptime) override {
+    StoreStatus st = token.guarded() ? store_->cas(key, bytes, flags, exptime, token.cas)
+                                     : store_->set(key, bytes, flags, exptime);
+    if (st == StoreStatus::ok) token.marker = false;  // the value replaced it
+    release(key, token);
+    return st;
+  }
+
+  void release(std::string_view key, LeaseToken& token) override {
+    // Unless we stored, only our marker or someone's later write can be under
+    // the key: a delete is always safe.
+    if (token.marker) store_->remove(key);
+    if (!token.side_key.empty()) store_->remove(token.side_key);
+    token = LeaseToken{};
+  }
+
+  StoreStatus store(std::string_view key, std::string_view bytes, std::uint32_t flags,
+                    Exptime exptime) override {
+    return store_->set(key, bytes, flags, exptime);
+  }
+
+  StoreStatus remove(std::string_view key) override { return store_->remove(key); }
+
+  /// The refresh lease's key: "%L" never ends an encoded key, and never starts one.
+  static std::string side_key(std::string_view key) {
+    if (key.size() + 2 <= 250) return std::string(key) + "%L";
+    return "%L" + sha256_hex(key);
+  }
+
+ private:
+  Exptime lease_exptime() const { return static_cast<Exptime>(policy_.lease_ttl.count()); }
+
+  static void fail(Lookup& l, StoreStatus st, const char* op) {
+    l.state = LookupState::error;
+    l.status = st;
+    l.op = op;
+    l.present = l.has_copy = false;
+  }
+
+  // A present item: refresh under a side lease, then cas against the CAS id read,
+  // so an invalidation or put in between wins.
+  void take_side_lease(std::string_view key, Lookup& l) {
+    std::string side = side_key(key);
+    StoreStatus st = store_->add(side, lease_token(), envelope::lease_flags(), lease_exptime());
+    if (st == StoreStatus::ok) {
+      l.state = LookupState::won;
+      l.token = LeaseToken{l.item.cas, false, std::move(side)};
+    } else if (is_failure(st)) {
+      fail(l, st, "add lease");
+    } else if (l.state == LookupState::absent) {
+      l.state = LookupState::busy;  // an expired item someone else refreshes
+    }                               // else hit or stale: someone else refreshes; use the copy
+  }
+
+  // Sorts what a read found into the lookup states.
+  void classify(std::string_view key, StoreStatus st, Lookup& l, std::int64_t now) {
+    l.present = l.has_copy = l.negative = false;
+    l.token = LeaseToken{};
+    l.expiry_ms = 0;
+    l.load_us = 0;
+    l.payload_offset = 0;
+    l.state = LookupState::absent;
+    if (st == StoreStatus::not_found) return;
+    if (st != StoreStatus::ok) return fail(l, st, "get");
+    l.present = true;
+    envelope::Entry e = envelope::decode(l.item.value, l.item.flags);
+    switch (e.kind) {
+      case envelope::Kind::raw:
+        if (policy_.envelope) return unreadable(key, l, "foreign value (flags 0)");
+        l.has_copy = true;
+        l.state = LookupState::hit;
+        return;
+      case envelope::Kind::lease:
+        // With leases off a marker is overwritten like any expired item.
+        l.state = policy_.leases ? LookupState::busy : LookupState::absent;
+        return;
+      case envelope::Kind::unknown:
+        return unreadable(key, l, "unknown flags or header");
+      case envelope::Kind::negative:
+      case envelope::Kind::value:
+        break;
+    }
+    if (e.codec != policy_.codec) return unreadable(key, l, "codec mismatch");
+    l.negative = e.kind == envelope::Kind::negative;
+    l.expiry_ms = e.expiry_ms;
+    l.load_us = e.load_us;
+    l.payload_offset = envelope::header_size;
+    if (now < e.expiry_ms) {
+      l.has_copy = true;
+      l.state = LookupState::hit;
+    } else if (!l.negative && policy_.max_stale.count() > 0 &&
+               now < e.expiry_ms + policy_.max_stale.count()) {
+      l.has_copy = true;
+      l.state = LookupState::stale;
+    }  // else expired: absent, but present (its CAS id guards a refresh)
+  }
+
+  // Bytes nobody can read would fail every reader: delete them, then it is a miss.
+  void unreadable(std::string_view key, Lookup& l, const char* why) {
+    if (policy_.on_unreadable) policy_.on_unreadable(key, why);
+    l.present = false;
+    StoreStatus st = store_->remove(key);
+    if (is_failure(st)) fail(l, st, "delete");
+  }
+
+  std::shared_ptr<Store> store_;
+  LookupPolicy policy_;
+  // read_many's buffers; a protocol instance is shared by threads, so per thread.
+  static thread_local std::vector<StoreItem> items_;
+  static thread_local std::vector<char> found_;
+};
+
+inline thread_local std::vector<StoreItem> ClassicProtocol::items_;
+inline thread_local std::vector<char> ClassicProtocol::found_;
+
+}  // namespace cacheaside::detail
