@@ -10,28 +10,12 @@
 
 #include "support/common.hpp"
 #include "support/fault_store.hpp"
+#include "support/processes.hpp"
 
 using namespace cacheaside;
 using namespace cacheaside_test;
 
 namespace {
-// Runs commands concurrently; returns their stdout.
-std::vector<std::string> run_all(const std::vector<std::string>& cmds) {
-  std::vector<FILE*> pipes;
-  for (const auto& c : cmds) pipes.push_back(::popen(c.c_str(), "r"));
-  std::vector<std::string> out;
-  for (FILE* p : pipes) {
-    REQUIRE(p);
-    std::string s;
-    char buf[256];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) s.append(buf, n);
-    CHECK(::pclose(p) == 0);
-    out.push_back(s);
-  }
-  return out;
-}
-
 class Latch {
  public:
   void open() {
@@ -265,72 +249,6 @@ TEST_CASE("with leases off the same interleaving stores the stale value", "[conc
   // invalidation and stays for the whole TTL.
   auto cached = stale_set_scenario(false);
   CHECK(cached == "v1");
-}
-
-namespace {
-struct CheckerResult {
-  int ops = 0, loads = 0, stale = 0, stale_reads = 0, keys = 0;
-};
-
-CheckerResult run_checker(bool leases, int processes, int threads, int ops_per_thread) {
-  Server srv;
-  const int keys = 40;
-  char path[] = "/tmp/cacheaside_versionsXXXXXX";
-  int fd = ::mkstemp(path);
-  REQUIRE(fd >= 0);
-  std::vector<std::uint64_t> zero(2 * keys, 0);
-  REQUIRE(::write(fd, zero.data(), zero.size() * sizeof(std::uint64_t)) ==
-          static_cast<ssize_t>(zero.size() * sizeof(std::uint64_t)));
-  std::vector<std::string> cmds;
-  for (int p = 0; p < processes; ++p)
-    cmds.push_back(std::string(CACHEASIDE_TEST_WORKER) + " checker '" + srv.process.config() +
-                   "' " + path + " " + std::to_string(keys) + " " + std::to_string(threads) + " " +
-                   std::to_string(ops_per_thread) + " " + (leases ? "1" : "0") + " " +
-                   std::to_string(p + 1));
-  auto outs = run_all(cmds);
-  CheckerResult r;
-  r.keys = keys;
-  for (const auto& o : outs) {
-    int ops = 0, loads = 0, stale_reads = 0;
-    REQUIRE(std::sscanf(o.c_str(), "%d %d %d", &ops, &loads, &stale_reads) == 3);
-    r.ops += ops;
-    r.loads += loads;
-    r.stale_reads += stale_reads;
-  }
-  // Quiescent now: every cached value must equal the source.
-  std::vector<std::uint64_t> versions(keys);
-  REQUIRE(::pread(fd, versions.data(), keys * sizeof(std::uint64_t), 0) ==
-          static_cast<ssize_t>(keys * sizeof(std::uint64_t)));
-  ::close(fd);
-  ::unlink(path);
-  Options o;
-  o.key_prefix = "chk_";
-  CacheAside<int, std::string, StringSerializer> view(
-      srv.store, [](const int&) -> std::optional<std::string> { return std::nullopt; }, o);
-  for (int k = 0; k < keys; ++k) {
-    auto cached = view.peek(k);
-    if (cached && *cached != std::to_string(versions[k])) ++r.stale;
-  }
-  return r;
-}
-}  // namespace
-
-TEST_CASE("randomized checker: no stale value survives, across processes",
-          "[concurrency][processes]") {
-  auto on = run_checker(true, 4, 4, 1250);
-  std::printf(
-      "checker leases=on : %d ops, 4 processes x 4 threads, %d loads, "
-      "%d stale reads, %d/%d keys stale at the end\n",
-      on.ops, on.loads, on.stale_reads, on.stale, on.keys);
-  CHECK(on.ops >= 20000);
-  CHECK(on.stale == 0);
-  CHECK(on.stale_reads == 0);
-  auto off = run_checker(false, 4, 4, 1250);
-  std::printf(
-      "checker leases=off: %d ops, 4 processes x 4 threads, %d loads, "
-      "%d stale reads, %d/%d keys stale at the end\n",
-      off.ops, off.loads, off.stale_reads, off.stale, off.keys);
-  std::fflush(stdout);
 }
 
 TEST_CASE("miss path round trips are as documented", "[concurrency]") {

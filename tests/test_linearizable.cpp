@@ -53,8 +53,7 @@ void hold_lease(Store& s, const std::string& key) {
 
 }  // namespace
 
-TEST_CASE("a follower that joins after the leader's post-wait read looks again",
-          "[linearizable]") {
+TEST_CASE("a follower that joins after the leader's post-wait read looks again", "[linearizable]") {
   TwoProcesses p;
   StringCache b(p.srv.store, [&](const std::string& k) { return p.load_b(k); });
   StringCache a(p.a_store, p.loader_a());

@@ -1,9 +1,10 @@
 // Helper process for the cross-process tests: several of these share one memcached.
 //   worker stampede <config> <key> <threads> <start_unix_ms> <loader_ms> [noleases]
 //       prints the number of loader calls made in this process
-//   worker checker <config> <versions_file> <keys> <threads> <ops> <leases 0|1> <seed>
-//       random reads / updates / invalidations against versions kept in a shared file;
-//       prints "<ops> <loads> <stale reads>"
+//   worker checker <config> <versions_file> <keys> <threads> <ops> <mode> <seed>
+//       random get / get_many / update-then-invalidate against versions kept in a shared
+//       file; mode: leases | noleases | nosingleflight;
+//       prints "<ops> <loads> <reads> <stale reads>"
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -39,7 +40,8 @@ static int stampede(char** argv) {
         return "value" + std::to_string(k);
       },
       o);
-  while (cacheaside::SystemClock().unix_ms() < start_ms) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  while (cacheaside::SystemClock().unix_ms() < start_ms)
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   std::vector<std::thread> ts;
   std::atomic<int> wrong{0};
   for (int i = 0; i < threads; ++i)
@@ -57,31 +59,42 @@ static int checker(char** argv) {
   if (fd < 0) return 2;
   int keys = std::stoi(argv[4]);
   // versions[k]: the source of truth; invalidated[k]: highest version whose invalidation
-  // has completed. A get that starts after that must not return anything older.
+  // has returned. A read that starts after that must not return anything older.
   auto* versions = static_cast<std::atomic<std::uint64_t>*>(
       ::mmap(nullptr, 2 * sizeof(std::uint64_t) * keys, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  if (versions == MAP_FAILED) return 2;
   auto* invalidated = versions + keys;
   int threads = std::stoi(argv[5]);
   int ops = std::stoi(argv[6]);
-  bool leases = std::stoi(argv[7]) != 0;
+  std::string mode = argv[7];  // leases | noleases | nosingleflight
   unsigned seed = static_cast<unsigned>(std::stoul(argv[8]));
   std::atomic<int> loads{0};
+  auto load = [&](int k) {
+    ++loads;
+    std::string v = std::to_string(versions[k].load());
+    // Database latency, 150-450 us: gives writers a window to race the load.
+    std::this_thread::sleep_for(std::chrono::microseconds(150 + (k * 37 + loads) % 300));
+    return v;
+  };
   Options o;
   o.key_prefix = "chk_";
   o.ttl = std::chrono::seconds(300);
-  o.leases = leases;
+  o.leases = mode != "noleases";
+  o.single_flight = mode != "nosingleflight";
   o.lease_wait = std::chrono::milliseconds(200);
   Cache c(
-      store,
-      [&](const int& k) -> std::optional<std::string> {
-        ++loads;
-        std::string v = std::to_string(versions[k].load());
-        // Database latency: gives writers a window to race the load.
-        std::this_thread::sleep_for(std::chrono::microseconds(200 + (k * 37) % 300));
-        return v;
+      store, [&](const int& k) -> std::optional<std::string> { return load(k); },
+      [&](const std::vector<int>& ks) {
+        std::vector<std::optional<std::string>> out;
+        for (int k : ks) out.push_back(load(k));
+        return out;
       },
       o);
-  std::atomic<int> stale_reads{0};
+  std::atomic<int> stale_reads{0}, reads{0};
+  auto check = [&](const std::optional<std::string>& v, std::uint64_t floor) {
+    ++reads;
+    if (!v || std::stoull(*v) < floor) ++stale_reads;
+  };
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t)
     ts.emplace_back([&, t] {
@@ -89,23 +102,27 @@ static int checker(char** argv) {
       for (int i = 0; i < ops; ++i) {
         int k = static_cast<int>(rng() % static_cast<unsigned>(keys));
         unsigned op = rng() % 10;
-        if (op < 7) {
+        if (op < 5) {
           std::uint64_t floor = invalidated[k].load();
-          auto v = c.get(k);
-          if (!v || std::stoull(*v) < floor) ++stale_reads;
-        } else if (op < 9) {
+          check(c.get(k), floor);
+        } else if (op < 7) {  // get_many of three keys (duplicates allowed)
+          std::vector<int> ks = {k, static_cast<int>(rng() % static_cast<unsigned>(keys)),
+                                 static_cast<int>(rng() % static_cast<unsigned>(keys))};
+          std::vector<std::uint64_t> floors;
+          for (int x : ks) floors.push_back(invalidated[x].load());
+          auto vs = c.get_many(ks);
+          for (std::size_t j = 0; j < ks.size(); ++j) check(vs[j], floors[j]);
+        } else {
           std::uint64_t v = versions[k].fetch_add(1) + 1;  // write the source, then invalidate
           c.invalidate(k);
           std::uint64_t cur = invalidated[k].load();
           while (cur < v && !invalidated[k].compare_exchange_weak(cur, v)) {
           }
-        } else {
-          c.invalidate(k);
         }
       }
     });
   for (auto& t : ts) t.join();
-  std::printf("%d %d %d\n", threads * ops, loads.load(), stale_reads.load());
+  std::printf("%d %d %d %d\n", threads * ops, loads.load(), reads.load(), stale_reads.load());
   return 0;
 }
 
