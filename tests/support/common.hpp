@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "support/memcached_process.hpp"
 
@@ -22,6 +23,31 @@ struct Server {
   std::shared_ptr<cacheaside::MemcachedStore> store =
       std::make_shared<cacheaside::MemcachedStore>(process.config());
 };
+
+/// A manual clock and an in-memory store that reads it: timing tests without
+/// sleeping.
+struct ManualWorld {
+  std::shared_ptr<cacheaside::ManualClock> clock = std::make_shared<cacheaside::ManualClock>();
+  std::shared_ptr<cacheaside::InMemoryStore> store =
+      std::make_shared<cacheaside::InMemoryStore>(1024 * 1024, clock);
+  /// Options on this clock, without jitter.
+  cacheaside::Options options() const {
+    cacheaside::Options o;
+    o.clock = clock;
+    o.ttl_jitter = 0;
+    return o;
+  }
+};
+
+/// Polls cond every millisecond, up to 10 s; true once it holds.
+template <class Cond>
+bool eventually(Cond cond) {
+  for (int i = 0; i < 10000; ++i) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return cond();
+}
 
 /// Milliseconds since start.
 inline long long ms_since(std::chrono::steady_clock::time_point start) {
