@@ -296,3 +296,21 @@ TEST_CASE("configuration mistakes throw cacheaside::Error", "[cache]") {
   StringCache c(store, loader, nogroup);
   CHECK_THROWS_AS(c.invalidate_all(), Error);
 }
+
+TEST_CASE("MemcachedStore from typed options", "[cache]") {
+  Server srv;
+  ServerOptions so;
+  so.servers = {"127.0.0.1:" + std::to_string(srv.process.port())};
+  so.pool_max = 4;
+  so.poll_timeout = std::chrono::milliseconds(250);
+  CHECK(so.to_config() ==
+        "--SERVER=127.0.0.1:" + std::to_string(srv.process.port()) +
+            " --POOL-MAX=4 --POLL-TIMEOUT=250");
+  auto store = std::make_shared<MemcachedStore>(so);
+  CHECK(store->config().find("--POOL-MAX=4") != std::string::npos);
+  CHECK(store->config().find("--POOL-MAX=16") == std::string::npos);  // ours gives way
+  StringCache c(store, [](const std::string& k) { return std::optional<std::string>(k); });
+  CHECK(c.get("typed") == "typed");
+  CHECK(c.peek("typed") == "typed");
+  CHECK_THROWS_AS(MemcachedStore(ServerOptions{}), Error);  // no server
+}

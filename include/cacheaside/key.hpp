@@ -1,6 +1,5 @@
-// cacheaside: key_traits<Key> and the encoding of key text into safe memcached
-// keys (standard library only). The encoding is specified in
-// docs/wire-format.md.
+// cacheaside: key_traits<Key> and the encoding of key text into safe memcached keys
+// (standard library only). The encoding is specified in docs/wire-format.md.
 #pragma once
 
 #include <cstddef>
@@ -18,8 +17,7 @@ namespace cacheaside {
 ///       static std::string to_string(const OrderId& k) { return k.str(); }
 ///     };
 ///
-/// Distinct keys must give distinct text; any bytes are allowed (they are
-/// encoded).
+/// Distinct keys must give distinct text; any bytes are allowed (they are encoded).
 template <class Key, class Enable = void>
 struct key_traits;
 

@@ -18,29 +18,32 @@
 #include <vector>
 
 #include "error.hpp"
+#include "server_options.hpp"
 #include "store.hpp"
 
 namespace cacheaside {
 
 /// A thread-safe Store over a pool of libmemcached connections.
 ///
-/// Takes a libmemcached configuration string (`--SERVER=host:port --POOL-MAX=16
-/// ...`). Defaults safer than libmemcached's are applied unless the string sets
-/// them: ASCII protocol, TCP_NODELAY, --CONNECT-TIMEOUT=200 (ms),
-/// --POLL-TIMEOUT=100 (ms),
-/// --RETRY-TIMEOUT=1 (s), server failure limit 2, a dead server retried after 2
-/// s,
-/// --POOL-MAX=max(16, 2 x cores); with several servers also
-/// --DISTRIBUTION=consistent (ketama) and --REMOVE-FAILED-SERVERS. CAS support
-/// is always on (leases need it).
+/// Takes a libmemcached configuration string (`--SERVER=host:port --POOL-MAX=16 ...`)
+/// or the same as `ServerOptions`. Defaults safer than libmemcached's are applied
+/// unless the string sets them: ASCII protocol, TCP_NODELAY, --CONNECT-TIMEOUT=200 (ms),
+/// --POLL-TIMEOUT=100 (ms), --RETRY-TIMEOUT=1 (s), server failure limit 2, a dead
+/// server retried after 2 s, --POOL-MAX=max(16, 2 x cores); with several servers also
+/// --DISTRIBUTION=consistent (ketama) and --REMOVE-FAILED-SERVERS. CAS support is
+/// always on (leases need it).
 ///
 /// Never throws for I/O: every failure is a StoreStatus. The constructor throws
-/// `cacheaside::Error` for a configuration string libmemcached rejects.
+/// `cacheaside::Error` for a configuration libmemcached rejects.
 class MemcachedStore : public Store {
  public:
   /// Seconds before a server marked dead is tried again.
   static constexpr std::uint64_t dead_retry_seconds = 2;
 
+  /// From typed options; see ServerOptions.
+  explicit MemcachedStore(const ServerOptions& options) : MemcachedStore(options.to_config()) {}
+
+  /// From a libmemcached configuration string ("host:port" alone is accepted too).
   explicit MemcachedStore(const std::string& config) {
     std::string user = trim(config);
     if (user.empty()) throw Error("cacheaside: empty libmemcached configuration");
@@ -61,8 +64,7 @@ class MemcachedStore : public Store {
           "cacheaside: the binary protocol is not supported "
           "(deprecated by memcached)");
 
-    // Our defaults first: libmemcached applies options in order, so the user's
-    // win.
+    // Our defaults first: libmemcached applies options in order, so the user's win.
     std::string full;
     auto def = [&](const char* name, const std::string& value) {
       if (!has_option(user, name)) full.append(name).append(value).append(" ");
@@ -184,18 +186,12 @@ class MemcachedStore : public Store {
 
   StoreStatus set(std::string_view key, std::string_view value, std::uint32_t flags,
                   Exptime exptime) override {
-    Conn c(pool_);
-    if (!c) return c.status();
-    return map(c.mc, memcached_set(c.mc, key.data(), key.size(), value.data(), value.size(),
-                                   static_cast<time_t>(exptime), flags));
+    return store(memcached_set, key, value, flags, exptime);
   }
 
   StoreStatus add(std::string_view key, std::string_view value, std::uint32_t flags,
                   Exptime exptime) override {
-    Conn c(pool_);
-    if (!c) return c.status();
-    return map(c.mc, memcached_add(c.mc, key.data(), key.size(), value.data(), value.size(),
-                                   static_cast<time_t>(exptime), flags));
+    return store(memcached_add, key, value, flags, exptime);
   }
 
   StoreStatus cas(std::string_view key, std::string_view value, std::uint32_t flags,
@@ -216,8 +212,7 @@ class MemcachedStore : public Store {
                    Exptime exptime, std::uint64_t& value) override {
     Conn c(pool_);
     if (!c) return c.status();
-    // The ASCII protocol has no incr-with-initial: incr, else add, else incr
-    // again.
+    // The ASCII protocol has no incr-with-initial: incr, else add, else incr again.
     for (int attempt = 0; attempt < 3; ++attempt) {
       StoreStatus st = map(c.mc, memcached_increment(c.mc, key.data(), key.size(),
                                                      static_cast<std::uint32_t>(delta), &value));
@@ -235,11 +230,22 @@ class MemcachedStore : public Store {
   }
 
  private:
+  using StoreFn = memcached_return_t (*)(memcached_st*, const char*, size_t, const char*, size_t,
+                                         time_t, uint32_t);
+
+  // set or add.
+  StoreStatus store(StoreFn fn, std::string_view key, std::string_view value, std::uint32_t flags,
+                    Exptime exptime) {
+    Conn c(pool_);
+    if (!c) return c.status();
+    return map(c.mc, fn(c.mc, key.data(), key.size(), value.data(), value.size(),
+                        static_cast<time_t>(exptime), flags));
+  }
+
   // A connection borrowed from the pool for one operation.
   struct Conn {
     explicit Conn(memcached_pool_st* p) : pool(p) {
-      // Wait at most this long for a free connection (more threads than
-      // --POOL-MAX).
+      // Wait at most this long for a free connection (more threads than --POOL-MAX).
       timespec wait{0, 500 * 1000 * 1000};
       mc = memcached_pool_fetch(pool, &wait, &rc);
     }
@@ -247,9 +253,8 @@ class MemcachedStore : public Store {
       if (mc) memcached_pool_release(pool, mc);
     }
     explicit operator bool() const { return mc != nullptr; }
-    StoreStatus status() const {
-      return rc == MEMCACHED_TIMEOUT ? StoreStatus::unavailable : StoreStatus::unavailable;
-    }
+    // No connection within the wait, or none could be made: either way unavailable.
+    StoreStatus status() const { return StoreStatus::unavailable; }
     memcached_pool_st* pool;
     memcached_st* mc = nullptr;
     memcached_return_t rc = MEMCACHED_SUCCESS;

@@ -18,26 +18,23 @@ enum class Format {
   /// Header (logical expiry, load time) + payload; codec and kind in the flags.
   /// Needed for stale serving, early refresh, negative entries and leases.
   envelope,
-  /// Only the serializer's bytes, flags 0: readable and writable by other
-  /// clients.
-  /// Negative caching and leases are off in this format (other clients could
-  /// not tell
-  /// a marker from a value).
+  /// Only the serializer's bytes, flags 0: readable and writable by other clients.
+  /// Negative caching and leases are off in this format (other clients could not
+  /// tell a marker from a value).
   raw,
 };
 
-/// Options of one `CacheAside`. A plain struct: set what you need, keep the
-/// rest.
+/// Options of one `CacheAside`. A plain struct: set what you need, keep the rest.
 struct Options {
   /// Name used in events and metrics ("user", "users").
   std::string name;
-  /// Prepended to the key text: memcached key = encode(key_prefix +
-  /// key_traits<Key>::to_string(k)).
+  /// Prepended to the key text:
+  /// memcached key = encode(key_prefix + key_traits<Key>::to_string(k)).
   std::string key_prefix;
   /// Time a loaded value counts as fresh.
   std::chrono::milliseconds ttl{std::chrono::seconds(60)};
-  /// How long "does not exist" is cached. Unset: ttl / 10, at least 1 s. Zero:
-  /// not cached.
+  /// How long "does not exist" is cached. Unset: ttl / 10, at least 1 s.
+  /// Zero: not cached.
   std::optional<std::chrono::milliseconds> negative_ttl;
   /// Each TTL is multiplied by a random factor in [1 - jitter, 1 + jitter].
   double ttl_jitter = 0.1;
@@ -46,8 +43,8 @@ struct Options {
 
   /// Coalesce concurrent loads of one key inside this process.
   bool single_flight = true;
-  /// Stale-set prevention and cross-process stampede protection (envelope
-  /// format only).
+  /// Stale-set prevention, cross-process stampede protection and the
+  /// read-after-invalidate guarantee (envelope format only).
   bool leases = true;
   /// Lifetime of a lease marker: a crashed holder blocks others at most this
   /// long.
@@ -56,14 +53,14 @@ struct Options {
   /// itself (without storing the result).
   std::chrono::milliseconds lease_wait{1000};
 
-  /// Fail-safe: keep items this long past their TTL and serve them when the
-  /// loader fails or is slow. 0 = off (the memcached TTL is the TTL).
+  /// Fail-safe: keep items this long past their TTL and serve them when the loader
+  /// fails or is slow. 0 = off (the memcached TTL is the TTL).
   std::chrono::milliseconds max_stale{0};
-  /// After a failed load served stale, the loader is not retried for this key
-  /// for this long.
+  /// After a failed load served stale, the loader is not retried for this key for
+  /// this long.
   std::chrono::milliseconds fail_safe_throttle{std::chrono::seconds(1)};
-  /// Past this, a caller gets the stale copy (if any) while the load goes on in
-  /// the background. 0 = wait for the loader.
+  /// Past this, a caller gets the stale copy (if any) while the load goes on in the
+  /// background. 0 = wait for the loader.
   std::chrono::milliseconds soft_timeout{0};
   /// Past this, a caller gets the stale copy, or `TimeoutError`. 0 = no limit.
   std::chrono::milliseconds hard_timeout{0};
@@ -72,17 +69,16 @@ struct Options {
   /// now - load_time * beta * ln(rand()) >= expiry. 0 = off.
   double early_refresh_beta = 1.0;
 
-  /// Group for `invalidate_all()`: a generation counter kept in memcached under
-  /// this name and folded into every key. Empty (default): no group, no extra
-  /// round trip.
+  /// Group for `invalidate_all()`: a generation counter kept in memcached under this
+  /// name and folded into every key. Empty (default): no group, no extra round trip.
   std::string group;
-  /// Cache the group generation in this process for this long (saves the extra
-  /// round trip; other processes' `invalidate_all` is then seen up to this
-  /// late). 0 = read it every time.
+  /// Cache the group generation in this process for this long (saves the extra round
+  /// trip; other processes' `invalidate_all` is then seen up to this late).
+  /// 0 = read it every time.
   std::chrono::milliseconds group_cache{0};
 
-  /// Values whose encoded size exceeds this are returned but not cached
-  /// (memcached's item limit is 1 MiB by default, including key and overhead).
+  /// Values whose encoded size exceeds this are returned but not cached (memcached's
+  /// item limit is 1 MiB by default, including key and overhead).
   std::size_t max_value_bytes = 1024 * 1024 - 512;
 
   /// Called synchronously for every event; keep it cheap, it must not throw.

@@ -1,5 +1,4 @@
-// cacheaside: serializer requirements and StringSerializer (standard library
-// only).
+// cacheaside: serializer requirements and StringSerializer (standard library only).
 #pragma once
 
 #include <cstdint>
@@ -8,17 +7,15 @@
 
 namespace cacheaside {
 
-/// A Serializer for `CacheAside<Key, Value, Serializer>` is a
-/// default-constructible type with
+/// A Serializer for `CacheAside<Key, Value, Serializer>` is a default-constructible
+/// type with
 ///
-///     static constexpr std::uint8_t codec = N;          // stored in the
-///     memcached flags std::string serialize(const Value&) const;        // may
-///     throw: the value is not cached Value deserialize(std::string_view bytes)
-///     const;  // throws on bytes it can't read
+///     static constexpr std::uint8_t codec = N;         // stored in the memcached flags
+///     std::string serialize(const Value&) const;       // may throw: the value is not cached
+///     Value deserialize(std::string_view bytes) const; // throws on bytes it can't read
 ///
-/// Codec ids 1-63 are reserved for cacheaside; use 64-255 for your own
-/// serializers. A value stored with another codec id is treated as a miss (and
-/// replaced).
+/// Codec ids 1-63 are reserved for cacheaside; use 64-255 for your own serializers.
+/// A value stored with another codec id is treated as a miss (and replaced).
 namespace codec_id {
 inline constexpr std::uint8_t string = 1;
 inline constexpr std::uint8_t json = 2;
