@@ -3,14 +3,18 @@
 # Finds libmemcached and libmemcachedutil (its connection pool) through pkg-config,
 # with a plain header/library search as fallback.
 #
-# Versions older than 1.1.4 are refused whatever version the caller asks for:
-# earlier releases can hand a reply to the wrong request after a timeout.
+# Versions older than CACHEASIDE_LIBMEMCACHED_MIN (set by cacheaside's CMakeLists.txt and
+# package config) are refused whatever version the caller asks for: earlier releases can
+# hand a reply to the wrong request after a timeout.
 #
 # Imported target: libmemcached::libmemcached (libmemcachedutil + libmemcached).
 # Variables: libmemcached_FOUND, libmemcached_VERSION, libmemcached_INCLUDE_DIRS,
 # libmemcached_LIBRARIES.
 
-set(_libmemcached_min_version 1.1.4)
+if(NOT CACHEASIDE_LIBMEMCACHED_MIN)
+  message(FATAL_ERROR "Findlibmemcached: CACHEASIDE_LIBMEMCACHED_MIN is not set")
+endif()
+set(_libmemcached_min_version ${CACHEASIDE_LIBMEMCACHED_MIN})
 
 find_package(PkgConfig QUIET)
 if(PKG_CONFIG_FOUND)

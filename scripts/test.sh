@@ -48,6 +48,11 @@ for p in "${presets[@]}"; do
   cmake --preset "$p" || fail "$p: configure"
   echo "==> [$p] build"
   cmake --build --preset "$p" -j 2 || fail "$p: build"
+  if [[ $p == dev ]]; then
+    echo "==> [$p] every public header compiles on its own"
+    cmake --build --preset "$p" -j 2 --target all_verify_interface_header_sets ||
+      fail "$p: header sets"
+  fi
   echo "==> [$p] test"
   log="build/$p/ctest.log"
   rc=0
