@@ -1,5 +1,6 @@
-// Request validation with the answers FastAPI 0.92 / pydantic 1 give, so clients of the
-// original service see the same 422 bodies.
+// Request validation with the answers FastAPI 0.92 / pydantic 1 give: the same statuses
+// and 422 body shapes (a body that is not JSON is described by nlohmann's parser, its
+// position and words, where FastAPI quotes Python's json module).
 #pragma once
 
 #include <optional>
@@ -15,18 +16,11 @@ std::optional<long long> parse_path_id(const std::string& text, bool& too_big);
 /// The 422 body for a path id that is not an integer.
 std::string invalid_id_body();
 
-/// A validated {"name": str, "email": str} body, or the 422 body that FastAPI sends.
+/// A validated {"name": str, "email": str} body, or the 422 body to send.
 struct UserBody {
   std::string name, email;
   std::string error;  // non-empty: the 422 body
 };
 UserBody parse_user_body(const std::string& body);
-
-/// Where Python's json.loads would fail on `doc`, and why; nullopt if it parses.
-struct JsonDecodeError {
-  std::string msg;
-  std::size_t pos = 0;
-};
-std::optional<JsonDecodeError> python_json_error(const std::string& doc);
 
 }  // namespace user_service

@@ -111,20 +111,6 @@ void UserRepository::release(sqlite3* db) {
   cv_.notify_one();
 }
 
-void UserRepository::on_change(std::function<void(long long)> hook) {
-  std::lock_guard<std::mutex> lock(hooks_mu_);
-  hooks_.push_back(std::move(hook));
-}
-
-void UserRepository::changed(long long id) {
-  std::vector<std::function<void(long long)>> hooks;
-  {
-    std::lock_guard<std::mutex> lock(hooks_mu_);
-    hooks = hooks_;
-  }
-  for (auto& h : hooks) h(id);
-}
-
 int UserRepository::seed(int n) {
   Lease l(*this);
   Stmt count(l.db, "SELECT COUNT(*) FROM users");
@@ -164,38 +150,26 @@ std::vector<User> UserRepository::all() {
 }
 
 User UserRepository::create(const std::string& name, const std::string& email) {
-  User u;
-  {
-    Lease l(*this);
-    Stmt q(l.db, "INSERT INTO users (name, email) VALUES (?, ?)");
-    q.bind(1, name).bind(2, email).step();
-    u = User{sqlite3_last_insert_rowid(l.db), name, email};
-  }
-  changed(u.id);  // committed (autocommit): announce
-  return u;
+  Lease l(*this);
+  Stmt q(l.db, "INSERT INTO users (name, email) VALUES (?, ?)");
+  q.bind(1, name).bind(2, email).step();  // committed when it returns (autocommit)
+  return User{sqlite3_last_insert_rowid(l.db), name, email};
 }
 
 std::optional<User> UserRepository::update(long long id, const std::string& name,
                                            const std::string& email) {
-  {
-    Lease l(*this);
-    Stmt q(l.db, "UPDATE users SET name = ?, email = ? WHERE id = ?");
-    q.bind(1, name).bind(2, email).bind(3, id).step();
-    if (sqlite3_changes(l.db) == 0) return std::nullopt;
-  }
-  changed(id);
+  Lease l(*this);
+  Stmt q(l.db, "UPDATE users SET name = ?, email = ? WHERE id = ?");
+  q.bind(1, name).bind(2, email).bind(3, id).step();
+  if (sqlite3_changes(l.db) == 0) return std::nullopt;
   return User{id, name, email};
 }
 
 bool UserRepository::remove(long long id) {
-  {
-    Lease l(*this);
-    Stmt q(l.db, "DELETE FROM users WHERE id = ?");
-    q.bind(1, id).step();
-    if (sqlite3_changes(l.db) == 0) return false;
-  }
-  changed(id);
-  return true;
+  Lease l(*this);
+  Stmt q(l.db, "DELETE FROM users WHERE id = ?");
+  q.bind(1, id).step();
+  return sqlite3_changes(l.db) != 0;
 }
 
 bool UserRepository::healthy() {

@@ -1,11 +1,10 @@
-// The data layer: users in SQLite, and change hooks that announce "user N changed"
-// after each successful commit.
+// The data layer: users in SQLite, a small pool of connections. Each write is committed
+// when its call returns.
 #pragma once
 
 #include <sqlite3.h>
 
 #include <condition_variable>
-#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -23,9 +22,6 @@ class UserRepository {
   UserRepository(const UserRepository&) = delete;
   UserRepository& operator=(const UserRepository&) = delete;
 
-  /// Called with the id of a user after a write to it was committed.
-  void on_change(std::function<void(long long id)> hook);
-
   /// Inserts n users user<i> when the table is empty; returns how many were inserted.
   int seed(int n);
 
@@ -41,14 +37,11 @@ class UserRepository {
   class Lease;  // one pooled connection
   sqlite3* acquire();
   void release(sqlite3* db);
-  void changed(long long id);
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<sqlite3*> free_;
   std::vector<sqlite3*> all_;
-  std::mutex hooks_mu_;
-  std::vector<std::function<void(long long)>> hooks_;
 };
 
 }  // namespace user_service

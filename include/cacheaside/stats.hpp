@@ -29,6 +29,29 @@ struct Stats {
   std::uint64_t invalidations = 0;         ///< keys invalidated
 };
 
+/// Calls f(name, help, value) for every counter of s, in declaration order (for
+/// exporters: Prometheus, logs).
+template <class F>
+void for_each_counter(const Stats& s, F&& f) {
+  f("hits", "fresh values served from the cache", s.hits);
+  f("negative_hits", "cached absences served (counted in hits too)", s.negative_hits);
+  f("misses", "lookups that found nothing usable", s.misses);
+  f("loads", "loader calls (a bulk call counts once per key)", s.loads);
+  f("load_errors", "loader calls that threw", s.load_errors);
+  f("cache_errors", "store failures absorbed", s.cache_errors);
+  f("decode_errors", "unreadable cached bytes", s.decode_errors);
+  f("oversize", "values too large to cache", s.oversize);
+  f("stale_served", "expired copies served", s.stale_served);
+  f("coalesced", "callers that shared another caller's load", s.coalesced);
+  f("lease_waits", "waits on another process's lease", s.lease_waits);
+  f("lease_timeouts", "lease waits that gave up", s.lease_timeouts);
+  f("stale_sets_prevented", "loaded values not stored after a write", s.stale_sets_prevented);
+  f("early_refreshes", "refreshes started before expiry", s.early_refreshes);
+  f("load_timeouts", "loads past soft or hard timeout", s.load_timeouts);
+  f("puts", "put calls", s.puts);
+  f("invalidations", "keys invalidated", s.invalidations);
+}
+
 /// What happened, for `Options::on_event`.
 enum class EventType {
   hit,

@@ -1,0 +1,96 @@
+#include "cached_users.hpp"
+
+#include "request_trace.hpp"
+
+namespace user_service {
+namespace {
+
+// TTLs as in the lesson; events feed the request's log line.
+cacheaside::Options options(const char* name, const char* prefix, int ttl_seconds) {
+  cacheaside::Options o;
+  o.name = name;
+  o.key_prefix = prefix;
+  o.ttl = std::chrono::seconds(ttl_seconds);
+  o.on_event = [](const cacheaside::Event& e) {
+    auto& trace = RequestTrace::current();
+    switch (e.type) {
+      case cacheaside::EventType::hit:
+      case cacheaside::EventType::negative_hit:
+        trace.add("hit", e.key);
+        break;
+      case cacheaside::EventType::miss:
+        trace.add("miss", e.key);
+        break;
+      case cacheaside::EventType::invalidate:
+        trace.add("invalidate", e.key);
+        break;
+      case cacheaside::EventType::stale_served:
+        trace.add("stale", e.key);
+        break;
+      case cacheaside::EventType::cache_error:
+        trace.add("cache-error", e.key);
+        break;
+      default:
+        break;
+    }
+  };
+  return o;
+}
+
+}  // namespace
+
+CachedUsers::CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepository& repo)
+    : store_(store),
+      repo_(repo),
+      by_id_(
+          store, [&repo](const long long& id) { return repo.find(id); },
+          [&repo](const std::vector<long long>& ids) {
+            std::vector<std::optional<User>> out;
+            out.reserve(ids.size());
+            for (long long id : ids) out.push_back(repo.find(id));
+            return out;
+          },
+          options("user", "user_", 120)),
+      lists_(
+          store,
+          [&repo](const std::string&) -> std::optional<std::vector<User>> { return repo.all(); },
+          options("users", "", 60)) {}
+
+std::vector<User> CachedUsers::list() { return lists_.get(all_key).value_or(std::vector<User>{}); }
+
+// Writes: the database first (the source of truth), then the cache entries it made
+// wrong. A read that starts after the invalidation returns never sees the old value.
+User CachedUsers::create(const std::string& name, const std::string& email) {
+  User u = repo_.create(name, email);
+  invalidate(u.id);  // user_<id> may hold a cached "not found"
+  return u;
+}
+
+std::optional<User> CachedUsers::update(long long id, const std::string& name,
+                                        const std::string& email) {
+  auto u = repo_.update(id, name, email);
+  if (u) invalidate(id);
+  return u;
+}
+
+bool CachedUsers::remove(long long id) {
+  bool removed = repo_.remove(id);
+  if (removed) invalidate(id);
+  return removed;
+}
+
+void CachedUsers::invalidate(long long id) {
+  by_id_.invalidate(id);       // delete user_<id>
+  lists_.invalidate(all_key);  // delete users_all
+}
+
+std::string CachedUsers::cache_health() {
+  cacheaside::StoreItem item;
+  return cacheaside::is_failure(store_->get("healthz", item)) ? "down" : "ok";
+}
+
+std::vector<std::pair<std::string, cacheaside::Stats>> CachedUsers::cache_stats() {
+  return {{by_id_.options().name, by_id_.stats()}, {lists_.options().name, lists_.stats()}};
+}
+
+}  // namespace user_service

@@ -1,0 +1,47 @@
+// The cache-aside layer of the lesson: a user under "user_<id>" for 120 s, the list
+// under "users_all" for 60 s; every write goes to the database first, then deletes both.
+#pragma once
+
+#include <cacheaside/cacheaside.hpp>
+#include <cacheaside/json.hpp>
+#include <cacheaside/libmemcached.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "repository.hpp"
+#include "user.hpp"
+#include "users.hpp"
+
+namespace user_service {
+
+class CachedUsers final : public Users {
+ public:
+  using ById = cacheaside::CacheAside<long long, User, cacheaside::JsonSerializer<User>>;
+  using Lists = cacheaside::CacheAside<std::string, std::vector<User>,
+                                       cacheaside::JsonSerializer<std::vector<User>>>;
+  static constexpr const char* all_key = "users_all";
+
+  CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepository& repo);
+
+  std::vector<User> list() override;
+  std::optional<User> find(long long id) override { return by_id_.get(id); }
+  User create(const std::string& name, const std::string& email) override;
+  std::optional<User> update(long long id, const std::string& name,
+                             const std::string& email) override;
+  bool remove(long long id) override;
+
+  bool database_ok() override { return repo_.healthy(); }
+  std::string cache_health() override;
+  std::vector<std::pair<std::string, cacheaside::Stats>> cache_stats() override;
+
+ private:
+  void invalidate(long long id);
+
+  std::shared_ptr<cacheaside::Store> store_;
+  UserRepository& repo_;
+  ById by_id_;
+  Lists lists_;
+};
+
+}  // namespace user_service

@@ -1,0 +1,150 @@
+#include "routes.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fastapi_errors.hpp"
+#include "request_trace.hpp"
+
+namespace user_service {
+namespace {
+
+constexpr const char* kJson = "application/json";
+const std::string kNotFound = R"({"detail":"Not Found"})";
+
+void reply(httplib::Response& res, int status, const std::string& body) {
+  res.status = status;
+  res.set_content(body, kJson);
+}
+
+// Path ids as FastAPI reads them: 422 when not an integer.
+bool path_id(const httplib::Request& req, httplib::Response& res, long long& id) {
+  bool too_big = false;
+  auto parsed = parse_path_id(req.matches[1], too_big);
+  if (!parsed) {
+    reply(res, 422, invalid_id_body());
+    return false;
+  }
+  if (too_big) {  // a valid integer, but no row can have it
+    reply(res, 404, kNotFound);
+    return false;
+  }
+  id = *parsed;
+  return true;
+}
+
+// Prometheus text: one counter per Stats field, a line per cache (by Options::name).
+std::string metrics(Users& users) {
+  auto caches = users.cache_stats();
+  if (caches.empty()) return "# cache disabled (--no-cache)\n";
+  std::vector<std::vector<std::uint64_t>> values(caches.size());
+  for (std::size_t i = 0; i < caches.size(); ++i)
+    cacheaside::for_each_counter(caches[i].second, [&](const char*, const char*, std::uint64_t v) {
+      values[i].push_back(v);
+    });
+  std::ostringstream out;
+  std::size_t k = 0;
+  cacheaside::for_each_counter(caches.front().second,
+                               [&](const char* name, const char* help, std::uint64_t) {
+                                 out << "# HELP cacheaside_" << name << "_total " << help << "\n"
+                                     << "# TYPE cacheaside_" << name << "_total counter\n";
+                                 for (std::size_t i = 0; i < caches.size(); ++i)
+                                   out << "cacheaside_" << name << "_total{cache=\""
+                                       << caches[i].first << "\"} " << values[i][k] << "\n";
+                                 ++k;
+                               });
+  return out.str();
+}
+
+std::chrono::steady_clock::time_point& request_start() {
+  thread_local std::chrono::steady_clock::time_point t;
+  return t;
+}
+
+}  // namespace
+
+void add_routes(httplib::Server& svr, Users& users) {
+  svr.Get("/users/", [&users](const httplib::Request&, httplib::Response& res) {
+    res.set_content(to_json(users.list()), kJson);
+  });
+  svr.Get("/users", [](const httplib::Request&, httplib::Response& res) {
+    res.status = 307;  // as FastAPI does for the missing slash
+    res.set_header("Location", "/users/");
+  });
+  svr.Post("/users/", [&users](const httplib::Request& req, httplib::Response& res) {
+    auto body = parse_user_body(req.body);
+    if (!body.error.empty()) return reply(res, 422, body.error);
+    reply(res, 201, to_json(users.create(body.name, body.email)));
+  });
+  svr.Get(R"(/users/([^/]+))", [&users](const httplib::Request& req, httplib::Response& res) {
+    long long id = 0;
+    if (!path_id(req, res, id)) return;
+    auto u = users.find(id);
+    if (!u) return reply(res, 404, kNotFound);
+    res.set_content(to_json(*u), kJson);
+  });
+  svr.Put(R"(/users/([^/]+))", [&users](const httplib::Request& req, httplib::Response& res) {
+    long long id = 0;
+    if (!path_id(req, res, id)) return;
+    auto body = parse_user_body(req.body);
+    if (!body.error.empty()) return reply(res, 422, body.error);
+    auto u = users.update(id, body.name, body.email);  // database, then invalidation
+    if (!u) return reply(res, 404, kNotFound);
+    res.set_content(to_json(*u), kJson);
+  });
+  svr.Delete(R"(/users/([^/]+))", [&users](const httplib::Request& req, httplib::Response& res) {
+    long long id = 0;
+    if (!path_id(req, res, id)) return;
+    if (!users.remove(id)) return reply(res, 404, kNotFound);  // database, then invalidation
+    res.status = 204;
+  });
+  svr.Get("/metrics", [&users](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics(users), "text/plain; version=0.0.4");
+  });
+  svr.Get("/healthz", [&users](const httplib::Request&, httplib::Response& res) {
+    bool db = users.database_ok();
+    reply(res, db ? 200 : 503,
+          std::string(R"({"status":")") + (db ? "ok" : "fail") + R"(","database":")" +
+              (db ? "ok" : "down") + R"(","memcached":")" + users.cache_health() + "\"}");
+  });
+  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.status == 404) reply(res, 404, kNotFound);
+    if (res.status == 405) reply(res, 405, R"({"detail":"Method Not Allowed"})");
+  });
+  svr.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown error";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        std::fprintf(stderr, "error: %s\n", what.c_str());
+        reply(res, 500, R"({"detail":"Internal Server Error"})");
+      });
+}
+
+void add_request_log(httplib::Server& svr) {
+  svr.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+    RequestTrace::current().begin();
+    request_start() = std::chrono::steady_clock::now();
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  svr.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::steady_clock::now() - request_start())
+                  .count();
+    std::string t = RequestTrace::current().end();
+    char line[512];
+    std::snprintf(line, sizeof line, "%s %s %d %s %.2f ms\n", req.method.c_str(), req.path.c_str(),
+                  res.status, t.empty() ? "-" : t.c_str(), us / 1000.0);
+    std::fputs(line, stdout);
+    std::fflush(stdout);
+  });
+}
+
+}  // namespace user_service

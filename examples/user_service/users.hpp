@@ -1,0 +1,54 @@
+// What the routes ask for: users by id, the list, and writes. Two implementations,
+// chosen once at start: straight from the database, or cache-aside in front of it.
+#pragma once
+
+#include <cacheaside/stats.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "repository.hpp"
+#include "user.hpp"
+
+namespace user_service {
+
+class Users {
+ public:
+  virtual ~Users() = default;
+  virtual std::vector<User> list() = 0;
+  virtual std::optional<User> find(long long id) = 0;
+  virtual User create(const std::string& name, const std::string& email) = 0;
+  virtual std::optional<User> update(long long id, const std::string& name,
+                                     const std::string& email) = 0;
+  virtual bool remove(long long id) = 0;
+
+  /// True when the database answers.
+  virtual bool database_ok() = 0;
+  /// "ok", "down", or "disabled" (no cache).
+  virtual std::string cache_health() { return "disabled"; }
+  /// Each cache's counters, by its Options::name; none without a cache.
+  virtual std::vector<std::pair<std::string, cacheaside::Stats>> cache_stats() { return {}; }
+};
+
+/// Every request goes to SQLite (--no-cache).
+class DatabaseUsers final : public Users {
+ public:
+  explicit DatabaseUsers(UserRepository& repo) : repo_(repo) {}
+  std::vector<User> list() override { return repo_.all(); }
+  std::optional<User> find(long long id) override { return repo_.find(id); }
+  User create(const std::string& name, const std::string& email) override {
+    return repo_.create(name, email);
+  }
+  std::optional<User> update(long long id, const std::string& name,
+                             const std::string& email) override {
+    return repo_.update(id, name, email);
+  }
+  bool remove(long long id) override { return repo_.remove(id); }
+  bool database_ok() override { return repo_.healthy(); }
+
+ private:
+  UserRepository& repo_;
+};
+
+}  // namespace user_service
