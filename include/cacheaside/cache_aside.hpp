@@ -87,18 +87,22 @@ class CacheAside {
   /// nullopt when the loader says the key does not exist (cached for
   /// negative_ttl).
   std::optional<Value> get(const Key& key) {
-    Miss m(key);
-    if (!cache_key_to(key, m.mkey)) return path_.load_uncached(key, m.mkey);
-    protocol_->read(m.mkey, m.look);
+    std::string mkey;
+    if (!cache_key_to(key, mkey)) return path_.load_uncached(key, mkey);
+    thread_local Lookup scratch;  // keeps its buffer: a hit allocates only its value
+    protocol_->read(mkey, scratch);
     std::optional<Value> v;
-    if (m.look.state == LookupState::hit && codec_.decode(m.mkey, m.look, v)) {
-      report_.hit(m.mkey, m.look.negative);
-      if (v && refresh_due(m.look)) return path_.refresh_early(m, std::move(v));
+    if (scratch.state == LookupState::hit && codec_.decode(mkey, scratch, v)) {
+      report_.hit(mkey, scratch.negative);
+      if (v && refresh_due(scratch)) {
+        Miss m(key, std::move(mkey), scratch);
+        return path_.refresh_early(m, std::move(v));
+      }
       return v;
     }
-    report_.miss(m.mkey);
+    report_.miss(mkey);
     std::vector<Miss> one;
-    one.push_back(std::move(m));
+    one.emplace_back(key, std::move(mkey), scratch);
     path_.resolve(one, false);
     return std::move(one.front().value);
   }
