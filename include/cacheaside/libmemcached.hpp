@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <ctime>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -261,42 +262,37 @@ class MemcachedStore : public Store {
   };
 
   static StoreStatus map(memcached_st* mc, memcached_return_t rc) {
-    switch (rc) {
-      case MEMCACHED_SUCCESS:
-      case MEMCACHED_STORED:
-      case MEMCACHED_DELETED:
-      case MEMCACHED_END:
-        return StoreStatus::ok;
-      case MEMCACHED_NOTFOUND:
-        return StoreStatus::not_found;
-      case MEMCACHED_DATA_EXISTS:
-        return StoreStatus::exists;
-      case MEMCACHED_NOTSTORED:
-        return StoreStatus::not_stored;
-      case MEMCACHED_E2BIG:
-        return StoreStatus::too_large;
-      case MEMCACHED_TIMEOUT:
-        return StoreStatus::timeout;
-      case MEMCACHED_CONNECTION_FAILURE:
-      case MEMCACHED_CONNECTION_SOCKET_CREATE_FAILURE:
-      case MEMCACHED_SERVER_MARKED_DEAD:
-      case MEMCACHED_SERVER_TEMPORARILY_DISABLED:
-      case MEMCACHED_NO_SERVERS:
-      case MEMCACHED_HOST_LOOKUP_FAILURE:
-      case MEMCACHED_ERRNO:
-      case MEMCACHED_WRITE_FAILURE:
-      case MEMCACHED_READ_FAILURE:
-      case MEMCACHED_UNKNOWN_READ_FAILURE:
-        return StoreStatus::unavailable;
-      case MEMCACHED_SERVER_ERROR: {
-        // "SERVER_ERROR object too large for cache"
-        const char* msg = memcached_last_error_message(mc);
-        if (msg && std::strstr(msg, "too large")) return StoreStatus::too_large;
-        return StoreStatus::error;
-      }
-      default:
-        return StoreStatus::error;
+    using S = StoreStatus;
+    static constexpr std::pair<memcached_return_t, StoreStatus> known[] = {
+        {MEMCACHED_SUCCESS, S::ok},
+        {MEMCACHED_STORED, S::ok},
+        {MEMCACHED_DELETED, S::ok},
+        {MEMCACHED_END, S::ok},
+        {MEMCACHED_NOTFOUND, S::not_found},
+        {MEMCACHED_DATA_EXISTS, S::exists},
+        {MEMCACHED_NOTSTORED, S::not_stored},
+        {MEMCACHED_E2BIG, S::too_large},
+        {MEMCACHED_TIMEOUT, S::timeout},
+        // No server could be talked to.
+        {MEMCACHED_CONNECTION_FAILURE, S::unavailable},
+        {MEMCACHED_CONNECTION_SOCKET_CREATE_FAILURE, S::unavailable},
+        {MEMCACHED_SERVER_MARKED_DEAD, S::unavailable},
+        {MEMCACHED_SERVER_TEMPORARILY_DISABLED, S::unavailable},
+        {MEMCACHED_NO_SERVERS, S::unavailable},
+        {MEMCACHED_HOST_LOOKUP_FAILURE, S::unavailable},
+        {MEMCACHED_ERRNO, S::unavailable},
+        {MEMCACHED_WRITE_FAILURE, S::unavailable},
+        {MEMCACHED_READ_FAILURE, S::unavailable},
+        {MEMCACHED_UNKNOWN_READ_FAILURE, S::unavailable},
+    };
+    if (rc == MEMCACHED_SERVER_ERROR) {
+      // "SERVER_ERROR object too large for cache"
+      const char* msg = memcached_last_error_message(mc);
+      return msg && std::strstr(msg, "too large") ? S::too_large : S::error;
     }
+    for (const auto& k : known)
+      if (k.first == rc) return k.second;
+    return S::error;
   }
 
   static std::string trim(const std::string& s) {

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -74,39 +75,12 @@ enum class EventType {
 
 /// Name of an event type, e.g. "hit".
 inline const char* to_string(EventType t) {
-  switch (t) {
-    case EventType::hit:
-      return "hit";
-    case EventType::negative_hit:
-      return "negative_hit";
-    case EventType::miss:
-      return "miss";
-    case EventType::load_start:
-      return "load_start";
-    case EventType::load_end:
-      return "load_end";
-    case EventType::load_error:
-      return "load_error";
-    case EventType::stale_served:
-      return "stale_served";
-    case EventType::lease_wait:
-      return "lease_wait";
-    case EventType::cache_error:
-      return "cache_error";
-    case EventType::decode_error:
-      return "decode_error";
-    case EventType::oversize:
-      return "oversize";
-    case EventType::stale_set_prevented:
-      return "stale_set_prevented";
-    case EventType::early_refresh:
-      return "early_refresh";
-    case EventType::invalidate:
-      return "invalidate";
-    case EventType::put:
-      return "put";
-  }
-  return "unknown";
+  static constexpr const char* names[] = {
+      "hit",        "negative_hit",        "miss",          "load_start",  "load_end",
+      "load_error", "stale_served",        "lease_wait",    "cache_error", "decode_error",
+      "oversize",   "stale_set_prevented", "early_refresh", "invalidate",  "put"};
+  auto i = static_cast<std::size_t>(t);
+  return i < sizeof names / sizeof names[0] ? names[i] : "unknown";
 }
 
 /// One event. The views are valid only during the callback.

@@ -31,25 +31,10 @@ enum class StoreStatus {
 
 /// Name of a status, e.g. "timeout".
 inline const char* to_string(StoreStatus s) {
-  switch (s) {
-    case StoreStatus::ok:
-      return "ok";
-    case StoreStatus::not_found:
-      return "not_found";
-    case StoreStatus::exists:
-      return "exists";
-    case StoreStatus::not_stored:
-      return "not_stored";
-    case StoreStatus::too_large:
-      return "too_large";
-    case StoreStatus::timeout:
-      return "timeout";
-    case StoreStatus::unavailable:
-      return "unavailable";
-    case StoreStatus::error:
-      return "error";
-  }
-  return "unknown";
+  static constexpr const char* names[] = {"ok",        "not_found", "exists",      "not_stored",
+                                          "too_large", "timeout",   "unavailable", "error"};
+  auto i = static_cast<std::size_t>(s);
+  return i < sizeof names / sizeof names[0] ? names[i] : "unknown";
 }
 
 /// True for statuses that mean the store failed (as opposed to an answer about
