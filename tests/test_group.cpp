@@ -67,3 +67,32 @@ TEST_CASE("the cached group generation expires on the injected clock", "[group]"
   c.get("a");
   CHECK(faults->round_trips() == 2);  // read again
 }
+
+TEST_CASE("an unreadable group generation: get_many loads through the bulk loader, stores nothing",
+          "[group]") {
+  auto faults = std::make_shared<FaultStore>(std::make_shared<InMemoryStore>());
+  Options o;
+  o.group = "g";
+  std::atomic<int> bulk_calls{0}, single{0};
+  StringCache c(
+      faults,
+      [&](const std::string& k) -> std::optional<std::string> {
+        ++single;
+        return k;
+      },
+      [&](const std::vector<std::string>& ks) {
+        ++bulk_calls;
+        return std::vector<std::optional<std::string>>(ks.begin(), ks.end());
+      },
+      o);
+  faults->fail = true;
+  auto v = c.get_many({"a", "b", "a"});
+  REQUIRE(v.size() == 3);
+  CHECK(v[0] == "a");
+  CHECK(v[1] == "b");
+  CHECK(v[2] == "a");
+  CHECK(bulk_calls == 1);
+  CHECK(single == 0);
+  CHECK(c.stats().cache_errors >= 1);
+  CHECK(faults->sets + faults->adds + faults->cases == 0);  // nothing stored
+}

@@ -119,15 +119,20 @@ class CacheAside {
       batch.add(std::move(mkey));
     }
     std::vector<std::optional<Value>> vals(batch.unique().size());
-    std::vector<Lookup> looks;
-    if (cacheable) protocol_->read_many(batch.unique(), looks);
-    looks.resize(batch.unique().size());
     std::vector<Miss> misses;
+    if (!cacheable) {  // the group generation is unreadable: load, store nothing
+      for (std::size_t u = 0; u < vals.size(); ++u)
+        misses.emplace_back(keys[batch.first(u)], batch.unique()[u]).slot = u;
+      path_.load_uncached(misses, true);
+      for (Miss& m : misses) vals[m.slot] = std::move(m.value);
+      return batch.spread(std::move(vals));
+    }
+    std::vector<Lookup> looks;
+    protocol_->read_many(batch.unique(), looks);
     std::uint64_t hits = 0, negative = 0;
     for (std::size_t u = 0; u < looks.size(); ++u) {
       const std::string& mkey = batch.unique()[u];
       Lookup& l = looks[u];
-      if (!cacheable) l.state = LookupState::error;
       if (l.state == LookupState::hit && codec_.decode(mkey, l, vals[u])) {
         ++hits;
         if (l.negative) ++negative;
@@ -135,9 +140,8 @@ class CacheAside {
           report_.emit(l.negative ? EventType::negative_hit : EventType::hit, mkey);
         continue;
       }
-      if (cacheable) report_.miss(mkey);
-      misses.emplace_back(keys[batch.first(u)], mkey, std::move(l));
-      misses.back().slot = u;
+      report_.miss(mkey);
+      misses.emplace_back(keys[batch.first(u)], mkey, std::move(l)).slot = u;
     }
     detail::Reporter::bump(report_.stats.hits, hits);
     detail::Reporter::bump(report_.stats.negative_hits, negative);

@@ -53,10 +53,8 @@ class MissPath {
     Stamp seen = no_joiner;                  // stamp before the call that produced `look`
     std::optional<Value> stale;              // a servable stale copy (fail-safe)
     std::optional<Value> value;              // the result
-    bool stale_result = false;
     bool done = false;
     bool store = false;  // the load's result may be stored (look.token)
-    Stamp proof = no_joiner;
   };
 
   MissPath(Loader loader, BulkLoader bulk_loader, const Options& opt, Clock& clock,
@@ -119,24 +117,22 @@ class MissPath {
     return call_loader(key, mkey).value;
   }
 
-  /// The miss state machine: see resolve_impl.
-  void resolve(std::vector<Miss>& ms, bool bulk) { resolve_impl(ms, bulk); }
+  /// Loads keys that cannot be cached (their group generation could not be read):
+  /// no flight, nothing stored.
+  void load_uncached(std::vector<Miss>& ms, bool bulk) {
+    std::vector<Miss*> all;
+    for (Miss& m : ms) {
+      m.fl = {std::make_shared<Flight<Value>>(), true, no_joiner};
+      m.store = false;
+      all.push_back(&m);
+    }
+    load(all, bulk);
+  }
 
- private:
-  using Take = typename Flight<Value>::Take;
-
-  // A loaded value and how long its load took.
-  struct Loaded {
-    std::optional<Value> value;
-    std::uint32_t load_us = 0;
-  };
-
-  static constexpr int max_rounds = 3;  // of following flights that turn out too old
-
-  // The miss state machine, for get (one key) and get_many (many): join flights,
-  // lead what nobody here is loading, follow the rest; a follower whose flight's
-  // result is older than its own start looks again.
-  void resolve_impl(std::vector<Miss>& ms, bool bulk) {
+  /// The miss state machine, for get (one key) and get_many (many): join flights,
+  /// lead what nobody here is loading, follow the rest; a follower whose flight's
+  /// result is older than its own start looks again.
+  void resolve(std::vector<Miss>& ms, bool bulk) {
     auto start = std::chrono::steady_clock::now();  // loader timeouts are real time
     for (int round = 0; round < max_rounds; ++round) {
       std::vector<Miss*> leaders, followers;
@@ -154,7 +150,7 @@ class MissPath {
         if (!m.fl.leader) Reporter::bump(report_.stats.coalesced);
         (m.fl.leader ? leaders : followers).push_back(&m);
       }
-      if (!leaders.empty()) lead_all(leaders, bulk, start);
+      if (!leaders.empty()) lead_guarded(leaders, bulk, start);
       bool again = false;
       for (Miss* m : followers) {
         if (await(*m, start)) continue;
@@ -167,6 +163,33 @@ class MissPath {
         }
       }
       if (!again) return;
+    }
+  }
+
+ private:
+  using Take = typename Flight<Value>::Take;
+
+  // A loaded value and how long its load took.
+  struct Loaded {
+    std::optional<Value> value;
+    std::uint32_t load_us = 0;
+  };
+
+  static constexpr int max_rounds = 3;  // of following flights that turn out too old
+
+  // lead_all, and whatever escapes it (bad_alloc, a throwing serializer) still
+  // ends every flight it leads, so no follower waits forever.
+  void lead_guarded(std::vector<Miss*>& leaders, bool bulk,
+                    std::chrono::steady_clock::time_point start) {
+    try {
+      lead_all(leaders, bulk, start);
+    } catch (...) {
+      for (Miss* m : leaders) {
+        if (m->done) continue;
+        flights_.leave(m->mkey, m->fl.flight);
+        m->fl.flight->fail(std::current_exception());
+      }
+      throw;
     }
   }
 
@@ -359,7 +382,6 @@ class MissPath {
     flights_.leave(m.mkey, m.fl.flight);
     m.fl.flight->publish(v, stale, proof);
     m.value = std::move(v);
-    m.stale_result = stale;
     m.done = true;
   }
 
