@@ -222,6 +222,9 @@ class CacheAside {
   /// A snapshot of the counters.
   Stats stats() const { return report_.stats.snapshot(); }
 
+  /// The sizes of the in-process tables (for monitoring: each is bounded).
+  Usage usage() { return {path_.flights(), path_.throttled()}; }
+
   /// The memcached key used for key (including the group generation, if any).
   std::string cache_key(const Key& key) {
     std::string mkey;

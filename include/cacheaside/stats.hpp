@@ -30,6 +30,13 @@ struct Stats {
   std::uint64_t invalidations = 0;         ///< keys invalidated
 };
 
+/// What one cache holds in process memory now, besides its options: each table
+/// has a bound, so churn through any number of keys leaves it flat.
+struct Usage {
+  std::size_t flights = 0;    ///< loads running (at most one per key being loaded)
+  std::size_t throttled = 0;  ///< keys the fail-safe throttle rests (at most 100,000)
+};
+
 /// Calls f(name, help, value) for every counter of s, in declaration order (for
 /// exporters: Prometheus, logs).
 template <class F>

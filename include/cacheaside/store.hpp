@@ -1,6 +1,7 @@
 // cacheaside: the Store interface and InMemoryStore (standard library only).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -168,6 +169,14 @@ class InMemoryStore : public Store {
     return StoreStatus::ok;
   }
 
+  /// Holds at most n items (0: no limit). Storing a new key when full drops the
+  /// expired items, then the least recently written ones down to 90 % of n, as
+  /// memcached evicts under memory pressure.
+  void set_max_items(std::size_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    max_items_ = n;
+  }
+
   /// Removes everything.
   void clear() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -207,15 +216,38 @@ class InMemoryStore : public Store {
 
   void put_locked(std::string_view key, std::string_view value, std::uint32_t flags,
                   Exptime exptime) {
-    Entry& e = items_[std::string(key)];
+    std::string k(key);
+    if (max_items_ && items_.size() >= max_items_ && !items_.count(k)) evict();
+    Entry& e = items_[std::move(k)];
     e.value.assign(value.data(), value.size());
     e.flags = flags;
     e.cas = ++next_cas_;
     e.expires_ms = detail::expiry_unix_ms(exptime, clock_->unix_ms());
   }
 
+  // Drops expired items, then the oldest writes (CAS ids grow with every write) until
+  // 90 % full: a scan per tenth of the capacity, not per store.
+  void evict() {
+    std::vector<std::pair<std::uint64_t, std::string>> live;
+    live.reserve(items_.size());
+    for (auto it = items_.begin(); it != items_.end();) {
+      if (expired(it->second)) {
+        it = items_.erase(it);
+      } else {
+        live.emplace_back(it->second.cas, it->first);
+        ++it;
+      }
+    }
+    std::size_t target = max_items_ - max_items_ / 10;
+    if (live.size() <= target) return;
+    auto cut = live.begin() + static_cast<std::ptrdiff_t>(live.size() - target);
+    std::nth_element(live.begin(), cut, live.end());
+    for (auto it = live.begin(); it != cut; ++it) items_.erase(it->second);
+  }
+
   std::mutex mu_;
   std::unordered_map<std::string, Entry> items_;
+  std::size_t max_items_ = 0;
   std::uint64_t next_cas_ = 0;
   std::size_t max_item_bytes_;
   std::shared_ptr<Clock> clock_;

@@ -134,6 +134,11 @@ class FlightTable {
     auto it = flights_.find(key);
     if (it != flights_.end() && it->second == f) flights_.erase(it);
   }
+  /// Flights running now (bounded by the callers loading at once).
+  std::size_t size() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return flights_.size();
+  }
   /// A new stamp, taken right before an operation that may source a result.
   Stamp stamp() { return next_.fetch_add(1, std::memory_order_seq_cst); }
 

@@ -86,6 +86,10 @@ class MissPath {
     throttle_.clear(mkey);
   }
 
+  /// Flights running and keys the fail-safe throttle holds, now.
+  std::size_t flights() { return flights_.size(); }
+  std::size_t throttled() { return throttle_.size(); }
+
   /// A hit XFetch picked to refresh early: one caller reloads (others keep
   /// hitting); if anything goes wrong the still-fresh value is returned.
   std::optional<Value> refresh_early(Miss& m, std::optional<Value> current) {

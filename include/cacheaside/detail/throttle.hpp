@@ -40,6 +40,12 @@ class FailSafeThrottle {
     until_.erase(key);
   }
 
+  /// Keys resting now: at most max_keys.
+  std::size_t size() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return until_.size();
+  }
+
   static constexpr std::size_t max_keys = 100000;
 
  private:
