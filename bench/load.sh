@@ -1,82 +1,172 @@
 #!/usr/bin/env bash
 # Load test of the example service with wrk: GET /users/5 and GET /users/, with the cache
-# and with --no-cache (straight SQLite), against a private memcached on loopback.
-#   bench/load.sh                 wrk -t1 -c16 -d10s, as the reference figures were taken
-#   DURATION=3s bench/load.sh     shorter
+# (a private memcached on loopback) and with --no-cache (straight SQLite), 100 seeded users.
+#   bench/load.sh                  wrk -t1 -c16 -d10s --latency, one run per cell
+#   RUNS=3 bench/load.sh           median of 3 runs per cell (by req/s)
+#   DURATION=3s bench/load.sh      shorter runs
+#   THREADS=8 bench/load.sh        service worker threads (default 16: cpp-httplib gives each
+#                                  keep-alive connection a thread of its own, so fewer than
+#                                  wrk's 16 would leave connections unanswered)
+#   USER_SERVICE=path bench/load.sh   an already built service instead of the release preset
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/deps.sh >/dev/null
-build=build/run
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCACHEASIDE_BUILD_TESTS=OFF \
-  -DCACHEASIDE_BUILD_BENCH=OFF -DCACHEASIDE_BUILD_EXAMPLES=ON >/dev/null
-cmake --build "$build" -j 2 --target user_service >/dev/null
-bin="$build/examples/user_service/user_service"
-
 duration=${DURATION:-10s}
-threads=${THREADS:-8}
+runs=${RUNS:-1}
+threads=${THREADS:-16}
+[[ "$runs" =~ ^[1-9][0-9]?$ ]] || { echo "load.sh: RUNS must be 1..99" >&2; exit 2; }
+
+# wrk, memcached, curl and the build tools.
+if [[ -x scripts/deps.sh ]]; then scripts/deps.sh >&2; fi
+
+bin=${USER_SERVICE:-build/release/examples/user_service/user_service}
+if [[ -z "${USER_SERVICE:-}" ]]; then
+  # Configure once; the build is a no-op when the binary is up to date.
+  [[ -x "$bin" ]] || cmake --preset release >&2
+  cmake --build --preset release -j 2 --target user_service >&2
+fi
+[[ -x "$bin" ]] || { echo "load.sh: $bin was not built" >&2; exit 1; }
+
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
-  local p=$1
-  while port_taken "$p"; do p=$((p + 1)); done
-  echo "$p"
+  local p=$1 i
+  for ((i = 0; i < 1000; i++)); do
+    port_taken "$p" || { echo "$p"; return 0; }
+    p=$((p + 1))
+  done
+  echo "load.sh: no free port from $1" >&2
+  return 1
 }
-wait_port() {
-  for _ in $(seq 100); do port_taken "$1" && return 0; sleep 0.05; done
-  echo "load.sh: nothing listens on $1" >&2
+wait_port() {  # port pid: until it listens, 10 s at most, or the process is gone
+  local i
+  for ((i = 0; i < 200; i++)); do
+    port_taken "$1" && return 0
+    kill -0 "$2" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "load.sh: nothing listens on 127.0.0.1:$1" >&2
   return 1
 }
 
-work=$(mktemp -d)
+work=$(mktemp -d /tmp/cacheaside_load.XXXXXX)
 pids=()
 cleanup() {
+  local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 mc_port=$(free_port 21211)
-mc_args=(-l 127.0.0.1 -p "$mc_port" -U 0 -t 2)
+mc_args=(-l 127.0.0.1 -p "$mc_port" -U 0 -t 2 -m 64)
 ((EUID == 0)) && mc_args+=(-u nobody)
-memcached "${mc_args[@]}" &
+memcached "${mc_args[@]}" >"$work/memcached.log" 2>&1 &
 pids+=($!)
-wait_port "$mc_port"
+wait_port "$mc_port" "${pids[-1]}"
 
-# One service per mode, on the same seeded database.
-"$bin" --seed 100 --db "$work/users.db" --port "$(free_port 18080)" --no-cache --quiet >/dev/null &
-seed_pid=$!
-sleep 1
-kill "$seed_pid"
-wait "$seed_pid" 2>/dev/null || true
+# Both services on one database; the first seeds it (--seed fills only an empty table)
+# before it listens, so the second starts on the seeded file.
+declare -A port
+for mode in cache no-cache; do
+  extra=(--memcached "--SERVER=127.0.0.1:$mc_port")
+  [[ $mode == no-cache ]] && extra=(--no-cache)
+  port[$mode]=$(free_port $((18080 + ${#pids[@]})))
+  "$bin" --host 127.0.0.1 --port "${port[$mode]}" --db "$work/users.db" --seed 100 \
+    --threads "$threads" --quiet "${extra[@]}" >"$work/$mode.log" 2>&1 &
+  pids+=($!)
+  wait_port "${port[$mode]}" "${pids[-1]}" || { cat "$work/$mode.log" >&2; exit 1; }
+done
+
+# How many of 16 keep-alive connections, all open at once, the service on port answers
+# within a second. wrk reports no error for a connection that is never answered.
+answered_at_once() {
+  local fds=() fd line n=0 i
+  for ((i = 0; i < 16; i++)); do
+    exec {fd}<>"/dev/tcp/127.0.0.1/$1" || continue
+    printf 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' >&"$fd"
+    fds+=("$fd")
+  done
+  sleep 1  # one second for all of them, not one each
+  for fd in "${fds[@]}"; do
+    if read -r -t 0.05 line <&"$fd" && [[ $line == "HTTP/1.1 200"* ]]; then n=$((n + 1)); fi
+  done
+  for fd in "${fds[@]}"; do exec {fd}<&-; done
+  echo "$n"
+}
+
+# wrk's latency ("177.00us", "1.06ms", "1.20s") in µs.
+to_us() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    if (u == "us") m = 1; else if (u == "ms") m = 1000; else if (u == "s") m = 1e6
+    else if (u == "m") m = 6e7; else { print "nan"; exit }
+    printf "%.1f", n * m }'
+}
+pretty_us() {
+  awk -v us="$1" 'BEGIN {
+    if (us == "nan") print "?"; else if (us < 1000) printf "%.0f µs", us
+    else if (us < 1e6) printf "%.2f ms", us / 1000; else printf "%.2f s", us / 1e6 }'
+}
+
+declare -A answered
+for mode in cache no-cache; do answered[$mode]=$(answered_at_once "${port[$mode]}"); done
+
+routes=(/users/5 /users/)
+# results[mode route] = lines "rps p50_us p99_us problems", one per run.
+declare -A results
+for ((run = 1; run <= runs; run++)); do
+  for mode in cache no-cache; do
+    for route in "${routes[@]}"; do
+      url="http://127.0.0.1:${port[$mode]}$route"
+      # The first request loads the value into memcached; the cached figures are hits.
+      code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
+      [[ $code == 200 ]] || { echo "load.sh: GET $url answered $code" >&2; exit 1; }
+      out=$(wrk -t1 -c16 -d"$duration" --latency "$url")
+      rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+      p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+      p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+      problems=$(awk '/Non-2xx|Socket errors/ {sub(/^ +/, ""); printf "%s; ", $0}' <<<"$out")
+      [[ -n "$rps" ]] || { echo "$out" >&2; echo "load.sh: no req/s from wrk" >&2; exit 1; }
+      echo "run $run/$runs: $mode GET $route $rps req/s, p50 $p50 µs, p99 $p99 µs $problems" >&2
+      results["$mode $route"]+="$rps $p50 $p99 ${problems// /_}"$'\n'
+    done
+  done
+done
 
 declare -A reference=(["/users/5"]=1600 ["/users/"]=380)
+declare -A mode_name=([cache]="cacheaside + memcached" [no-cache]="\`--no-cache\` (SQLite)")
+declare -A route_name=(["/users/5"]="\`GET /users/5\`" ["/users/"]="\`GET /users/\` (100 users)")
+echo
 echo "| mode | route | req/s | p50 | p99 | vs FastAPI reference |"
 echo "|---|---|---:|---:|---:|---:|"
 for mode in cache no-cache; do
-  port=$(free_port 18080)
-  extra=()
-  [[ $mode == no-cache ]] && extra=(--no-cache)
-  "$bin" --db "$work/users.db" --port "$port" --threads "$threads" --quiet \
-    --memcached "--SERVER=127.0.0.1:$mc_port" "${extra[@]}" >/dev/null &
-  pids+=($!)
-  wait_port "$port"
-  for route in /users/5 /users/; do
-    url="http://127.0.0.1:$port$route"
-    curl -s "$url" >/dev/null  # warm: the first request fills the cache
-    out=$(wrk -t1 -c16 -d"$duration" --latency "$url")
-    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-    errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
+  for route in "${routes[@]}"; do
+    # The run with the median req/s, and its latencies.
+    read -r rps p50 p99 problems < <(sort -g -k1,1 <<<"${results["$mode $route"]%$'\n'}" |
+      awk -v n="$runs" 'NR == int((n + 1) / 2)')
     ratio=$(awk -v r="$rps" -v ref="${reference[$route]}" 'BEGIN {printf "%.1f×", r / ref}')
-    printf "| %s | GET %s | %.0f | %s | %s | %s |\n" "$mode" "$route" "$rps" "$p50" "$p99" "$ratio"
-    [[ -z "$errors" ]] || echo "  ($errors)"
+    rps_fmt=$(LC_ALL=C awk -v r="$rps" 'BEGIN {
+      s = sprintf("%.0f", r); out = ""
+      while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+      print s out }')
+    note=""
+    [[ -n "$problems" ]] && note=" (wrk: ${problems//_/ })"
+    printf "| %s | %s | %s%s | %s | %s | %s |\n" "${mode_name[$mode]}" "${route_name[$route]}" \
+      "$rps_fmt" "$note" "$(pretty_us "$p50")" "$(pretty_us "$p99")" "$ratio"
   done
-  kill "${pids[-1]}"
-  wait "${pids[-1]}" 2>/dev/null || true
-  unset 'pids[-1]'
 done
 echo
-echo "wrk -t1 -c16 -d$duration --latency; service --threads $threads; memcached and the service on this machine ($(nproc) cores)."
-echo "Reference: the original FastAPI service with a pooled pymemcache client, same wrk settings: 1,600 req/s (GET /users/5), 380 req/s (GET /users/)."
+for mode in cache no-cache; do
+  if ((${answered[$mode]} < 16)); then
+    echo "Only ${answered[$mode]} of 16 keep-alive connections open at once were answered ($mode):"
+    echo "wrk's other connections waited all run long. Each open connection holds one of the"
+    echo "service's --threads $threads workers; run with THREADS=16 or more."
+  fi
+done
+if ((runs > 1)); then what="median of $runs runs by req/s"; else what="one run"; fi
+echo "wrk -t1 -c16 -d$duration --latency, $what; user_service --threads $threads --seed 100;"
+echo "memcached and the service on this machine ($(nproc) cores)."
+echo "Reference: the original FastAPI service, same wrk settings on the same kind of machine:"
+echo "1,600 req/s (GET /users/5), 380 req/s (GET /users/)."
