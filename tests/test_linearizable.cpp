@@ -189,3 +189,47 @@ TEST_CASE("a follower that joined before the load began takes its result", "[lin
   CHECK(second == "v1");  // the cas proved it current after the follower joined
   CHECK(loads == 1);
 }
+
+TEST_CASE(
+    "a stale copy read before an invalidation in this process reaches nobody who began after it",
+    "[linearizable]") {
+  ManualWorld w;
+  auto store = std::make_shared<FaultStore>(w.store);
+  Options o = w.options();
+  o.ttl = std::chrono::seconds(1);
+  o.max_stale = std::chrono::seconds(60);
+  o.early_refresh_beta = 0;
+  Gate stale_read, loading;
+  std::atomic<int> loads{0};
+  StringCache c(
+      store,
+      [&](const std::string&) -> std::optional<std::string> {
+        int n = ++loads;
+        if (n == 1) return "v1";
+        if (n == 2) {
+          loading.arrive();
+          throw std::runtime_error("db down");  // the leader falls back to its stale copy
+        }
+        return "v2";
+      },
+      o);
+  CHECK(c.get("k") == "v1");
+  w.clock->advance(2s);  // v1 is stale now
+  std::atomic<int> gets{0};
+  store->after = [&](const char* op, std::string_view, StoreStatus st) {
+    if (std::string_view(op) == "get" && st == StoreStatus::ok && ++gets == 1) stale_read.arrive();
+  };
+  std::optional<std::string> first, second;
+  std::thread leader([&] { first = c.get("k"); });
+  REQUIRE(stale_read.wait_arrival());  // A read the stale v1 and has not joined a flight
+  REQUIRE(c.invalidate("k"));          // in this process, before A joins
+  stale_read.open();
+  REQUIRE(loading.wait_arrival());                 // A leads a new flight; its load will fail
+  std::thread late([&] { second = c.get("k"); });  // begins after the invalidation
+  wait_coalesced(c, 1);
+  loading.open();
+  leader.join();
+  late.join();
+  CHECK(first == "v1");   // began before the invalidation: its own stale copy is allowed
+  CHECK(second == "v2");  // never the copy from before the invalidation
+}

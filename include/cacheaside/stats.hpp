@@ -69,7 +69,7 @@ enum class EventType {
   load_end,      ///< duration = loader time
   load_error,    ///< reason = exception text
   stale_served,  ///< reason = why (load_error, soft_timeout, hard_timeout,
-                 ///< lease_busy, throttled)
+                 ///< lease_busy, throttled, shared: a follower's own copy)
   lease_wait,    ///< duration = time waited for another holder
   cache_error,   ///< reason = store status / operation
   decode_error,

@@ -64,12 +64,19 @@ class ClassicProtocol final : public LookupProtocol {
         st = store_->get(key, l.item);
         if (st == StoreStatus::ok && l.item.value == token &&
             (l.item.flags & envelope::lease_bit)) {
+          if (l.item.cas == 0) {  // a store without CAS ids cannot guard the store
+            store_->remove(key);
+            return fail(l, StoreStatus::error, "gets lease: the store gives no CAS id");
+          }
           l.state = LookupState::won;
           l.has_copy = false;
           l.token = LeaseToken{l.item.cas, true, {}};
           return;
         }
-        if (is_failure(st)) return fail(l, st, "gets lease");
+        if (is_failure(st)) {
+          store_->remove(key);  // likely our marker; a delete is always safe
+          return fail(l, st, "gets lease");
+        }
       } else if (st == StoreStatus::not_stored) {
         st = store_->get(key, l.item);  // someone else was first: see what is there
       } else {
@@ -86,7 +93,10 @@ class ClassicProtocol final : public LookupProtocol {
                      std::uint32_t flags, Exptime exptime) override {
     StoreStatus st = token.guarded() ? store_->cas(key, bytes, flags, exptime, token.cas)
                                      : store_->set(key, bytes, flags, exptime);
-    if (st == StoreStatus::ok) token.marker = false;  // the value replaced it
+    // Stored: the value replaced the marker. Refused: a write came first and what is
+    // there now (a put's value, another caller's lease) is not ours to delete.
+    if (st == StoreStatus::ok || st == StoreStatus::exists || st == StoreStatus::not_found)
+      token.marker = false;
     release(key, token);
     return st;
   }

@@ -7,7 +7,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,8 +22,6 @@ namespace cacheaside::detail {
 /// loader call, a guarded store) then began after the caller did, so it saw
 /// every invalidation that had returned before the caller began.
 using Stamp = std::uint64_t;
-/// A result that needs no proof (fail-safe stale copies: staleness opted into).
-inline constexpr Stamp any_joiner = std::numeric_limits<Stamp>::max();
 /// A result no joiner may take (it was read before the flight existed).
 inline constexpr Stamp no_joiner = 0;
 
@@ -42,7 +39,7 @@ class Flight {
       std::lock_guard<std::mutex> lock(mu_);
       value_ = std::move(v);
       stale_ = is_stale;
-      proof_ = is_stale ? any_joiner : proof;
+      proof_ = proof;
       done_ = true;
     }
     cv_.notify_all();
@@ -69,9 +66,11 @@ class Flight {
   /// load's exception; `retry` when the result was sourced before that caller
   /// joined (it must look again rather than risk an older value).
   /// The leader passes `leader = true`: its own result is always current for it.
+  /// A stale result is given only to the leader; others learn it was stale.
   Take take(Stamp joined, std::optional<Value>& out, bool leader = false) {
     std::lock_guard<std::mutex> lock(mu_);
     if (error_) std::rethrow_exception(error_);
+    if (stale_ && !leader) return Take::stale;
     if (!leader && joined >= proof_) return Take::retry;
     out = value_;
     return stale_ ? Take::stale : Take::value;

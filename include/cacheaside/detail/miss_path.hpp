@@ -96,24 +96,32 @@ class MissPath {
     auto joined = flights_.try_lead(m.mkey);
     if (!joined) return current;  // someone here is already loading it
     m.fl = std::move(*joined);
-    Reporter::bump(report_.stats.early_refreshes);
-    report_.emit(EventType::early_refresh, m.mkey);
-    protocol_.acquire(m.mkey, m.look);
     std::optional<Value> result = current;
     Stamp proof = no_joiner;  // read before anyone joined
-    if (m.look.state == LookupState::won) {
-      m.store = true;
-      Stamp s = flights_.stamp();
-      try {
-        Loaded l = call_loader(m.key, m.mkey);
-        proof = commit(m, l.value, l.load_us, s);
-        result = std::move(l.value);
-      } catch (...) {
-        protocol_.release(m.mkey, m.look.token);  // keep serving the fresh value
+    try {
+      protocol_.acquire(m.mkey, m.look);
+      if (m.look.state == LookupState::won) {
+        Reporter::bump(report_.stats.early_refreshes);
+        report_.emit(EventType::early_refresh, m.mkey);
+        m.store = true;
+        Stamp s = flights_.stamp();
+        try {
+          Loaded l = call_loader(m.key, m.mkey);
+          proof = commit(m, l.value, l.load_us, s);
+          result = std::move(l.value);
+        } catch (...) {
+          protocol_.release(m.mkey, m.look.token);  // keep serving the fresh value
+          m.store = false;
+        }
+      } else if (m.look.state == LookupState::error) {
+        report_.cache_error(m.mkey, m.look.status, m.look.op);
       }
+      finish(m, result, false, proof);
+    } catch (...) {
+      std::vector<Miss*> one{&m};
+      abandon(one, std::current_exception());
     }
-    finish(m, result, false, proof);
-    return result;
+    return result;  // current unless a load replaced it
   }
 
   /// The loader alone, for a key that cannot be cached.
@@ -151,10 +159,10 @@ class MissPath {
         m.stale.reset();
         if (m.look.state == LookupState::stale && !codec_.decode(m.mkey, m.look, m.stale))
           m.look.state = LookupState::absent;
-        if (!m.fl.leader) Reporter::bump(report_.stats.coalesced);
+        if (!m.fl.leader && round == 0) Reporter::bump(report_.stats.coalesced);
         (m.fl.leader ? leaders : followers).push_back(&m);
       }
-      if (!leaders.empty()) lead_guarded(leaders, bulk, start);
+      if (!leaders.empty()) lead_all(leaders, bulk, start);
       bool again = false;
       for (Miss* m : followers) {
         if (await(*m, start)) continue;
@@ -181,24 +189,8 @@ class MissPath {
 
   static constexpr int max_rounds = 3;  // of following flights that turn out too old
 
-  // lead_all, and whatever escapes it (bad_alloc, a throwing serializer) still
-  // ends every flight it leads, so no follower waits forever.
-  void lead_guarded(std::vector<Miss*>& leaders, bool bulk,
-                    std::chrono::steady_clock::time_point start) {
-    try {
-      lead_all(leaders, bulk, start);
-    } catch (...) {
-      for (Miss* m : leaders) {
-        if (m->done) continue;
-        flights_.leave(m->mkey, m->fl.flight);
-        m->fl.flight->fail(std::current_exception());
-      }
-      throw;
-    }
-  }
-
   // Leads flights: inline, or for one timed get in the background while the
-  // caller waits with its timeouts.
+  // caller waits with its own timeouts (a timeout is the caller's, not the flight's).
   void lead_all(std::vector<Miss*>& leaders, bool bulk,
                 std::chrono::steady_clock::time_point start) {
     bool timed = opt_.soft_timeout.count() > 0 || opt_.hard_timeout.count() > 0;
@@ -209,9 +201,9 @@ class MissPath {
         start_background([this, copy = m]() mutable {
           std::vector<Miss*> one{&copy};
           try {
-            lead(one, false);
+            lead_guarded(one, false);
           } catch (...) {
-            // Published to the flight; the caller rethrows it.
+            // The flight has it: the caller gets it from there.
           }
         });
       } catch (const std::system_error&) {
@@ -222,7 +214,34 @@ class MissPath {
         return;
       }
     }
-    lead(leaders, bulk);
+    lead_guarded(leaders, bulk);
+  }
+
+  // lead, and whatever escapes it (bad_alloc, a Store or serializer that throws)
+  // still ends every flight it leads and gives up its leases, so nobody waits for
+  // them.
+  void lead_guarded(std::vector<Miss*>& ls, bool bulk) {
+    try {
+      lead(ls, bulk);
+    } catch (...) {
+      abandon(ls, std::current_exception());
+      throw;
+    }
+  }
+
+  void abandon(std::vector<Miss*>& ms, std::exception_ptr error) {
+    for (Miss* m : ms) {
+      if (m->done) continue;
+      try {
+        if (m->store) protocol_.release(m->mkey, m->look.token);
+      } catch (...) {
+        // Best effort: the lease expires after lease_ttl anyway.
+      }
+      m->store = false;
+      flights_.leave(m->mkey, m->fl.flight);
+      m->fl.flight->fail(error);
+      m->done = true;
+    }
   }
 
   // Takes the right to load each key (waiting for holders elsewhere, bounded by
@@ -232,7 +251,7 @@ class MissPath {
     for (Miss* m : ls) {
       if (m->look.state == LookupState::stale && throttle_.active(m->mkey)) {
         report_.served_stale(m->mkey, "throttled");
-        finish(*m, m->stale, true, any_joiner);
+        finish(*m, m->stale, true, no_joiner);
         continue;
       }
       m->seen = flights_.stamp();
@@ -285,7 +304,7 @@ class MissPath {
       case LookupState::stale:  // someone else refreshes it
         if (!codec_.decode(m.mkey, m.look, v)) break;
         report_.served_stale(m.mkey, "lease_busy");
-        return finish(m, std::move(v), true, any_joiner);
+        return finish(m, std::move(v), true, no_joiner);
       case LookupState::won:
         m.store = true;
         break;
@@ -319,7 +338,7 @@ class MissPath {
                       " values for " + std::to_string(keys.size()) + " keys");
       } catch (...) {
         error = std::current_exception();
-        Reporter::bump(report_.stats.load_errors);
+        Reporter::bump(report_.stats.load_errors, keys.size());  // per key, like loads
       }
       auto d = clock_.now() - t0;
       for (std::size_t i = 0; i < ms.size(); ++i) {
@@ -354,7 +373,7 @@ class MissPath {
     if (m.stale) {
       throttle_.start(m.mkey);
       report_.served_stale(m.mkey, "load_error");
-      finish(m, m.stale, true, any_joiner);
+      finish(m, m.stale, true, no_joiner);
       return true;
     }
     flights_.leave(m.mkey, m.fl.flight);
@@ -408,8 +427,21 @@ class MissPath {
       return m.done = true;
     }
     f.wait();
-    if (f.take(m.fl.stamp, m.value, m.fl.leader) == Take::retry) return false;
-    return m.done = true;
+    switch (f.take(m.fl.stamp, m.value, m.fl.leader)) {
+      case Take::value:
+        return m.done = true;
+      case Take::stale:
+        // The leader served a stale copy (fail-safe). A follower serves its own, read
+        // after it began, never the leader's: that may predate an invalidation.
+        if (m.fl.leader) return m.done = true;
+        if (!m.stale) return false;
+        report_.served_stale(m.mkey, "shared");
+        m.value = std::move(m.stale);
+        return m.done = true;
+      case Take::retry:
+        break;
+    }
+    return false;
   }
 
   static std::uint32_t micros(Clock::time_point::duration d) {

@@ -68,6 +68,10 @@ class ValueCodec {
         Reporter::bump(report_.stats.cache_errors);
         report_.emit(EventType::cache_error, key, {}, ex.what());
         return false;
+      } catch (...) {
+        Reporter::bump(report_.stats.cache_errors);
+        report_.emit(EventType::cache_error, key, {}, "serialize threw");
+        return false;
       }
     }
     std::int64_t now = clock_.unix_ms();
