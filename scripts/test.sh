@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command: installs missing Debian packages, then configures, builds and runs
 # every test under the dev, asan and tsan presets, stopping at the first failure.
-# (tsan leaves out the e2e and soak tests of the example service: Debian's cpp-httplib is
-# a prebuilt, uninstrumented library, and TSan reports races inside it it cannot see
-# through; asan leaves out the soak tests, whose memory slopes its allocator distorts.)
+# (tsan does not build the example service, so leaves out its e2e and soak tests: Debian's
+# cpp-httplib is a prebuilt, uninstrumented library, and TSan reports races inside it it
+# cannot see through; asan leaves out the soak tests, whose memory slopes its allocator
+# distorts; both leave the packaging tests to dev: they check installs, not memory.)
 #   scripts/test.sh            all three presets
 #   scripts/test.sh dev        one preset (dev, asan, tsan or release)
 set -euo pipefail
