@@ -81,7 +81,8 @@ struct Options {
   /// item limit is 1 MiB by default, including key and overhead).
   std::size_t max_value_bytes = 1024 * 1024 - 512;
 
-  /// Called synchronously for every event; keep it cheap, it must not throw.
+  /// Called synchronously for every event, in the calling thread; keep it cheap.
+  /// It must not throw, and must not call back into the same cache.
   std::function<void(const Event&)> on_event;
 
   /// What TTLs, the fail-safe throttle, the group cache, XFetch and lease waits
