@@ -303,9 +303,8 @@ TEST_CASE("MemcachedStore from typed options", "[cache]") {
   so.servers = {"127.0.0.1:" + std::to_string(srv.process.port())};
   so.pool_max = 4;
   so.poll_timeout = std::chrono::milliseconds(250);
-  CHECK(so.to_config() ==
-        "--SERVER=127.0.0.1:" + std::to_string(srv.process.port()) +
-            " --POOL-MAX=4 --POLL-TIMEOUT=250");
+  CHECK(so.to_config() == "--SERVER=127.0.0.1:" + std::to_string(srv.process.port()) +
+                              " --POOL-MAX=4 --POLL-TIMEOUT=250");
   auto store = std::make_shared<MemcachedStore>(so);
   CHECK(store->config().find("--POOL-MAX=4") != std::string::npos);
   CHECK(store->config().find("--POOL-MAX=16") == std::string::npos);  // ours gives way
