@@ -100,9 +100,12 @@ class FlightTable {
 
   explicit FlightTable(bool enabled) : enabled_(enabled) {}
 
+  /// A flight of the caller's own, in no table: nobody else joins it.
+  Joined alone(Stamp joined) { return {std::make_shared<Flight<Value>>(), true, joined}; }
+
   /// Leads a new flight for key, or follows the one running.
   Joined join(const std::string& key) {
-    if (!enabled_) return {std::make_shared<Flight<Value>>(), true, stamp()};
+    if (!enabled_) return alone(stamp());
     std::lock_guard<std::mutex> lock(mu_);
     Stamp s = stamp();
     auto it = flights_.find(key);
@@ -113,7 +116,7 @@ class FlightTable {
   }
   /// Leads a flight only if none is running for key (early refresh).
   std::optional<Joined> try_lead(const std::string& key) {
-    if (!enabled_) return Joined{std::make_shared<Flight<Value>>(), true, stamp()};
+    if (!enabled_) return alone(stamp());
     std::lock_guard<std::mutex> lock(mu_);
     if (flights_.count(key)) return std::nullopt;
     auto f = std::make_shared<Flight<Value>>();

@@ -134,7 +134,7 @@ class MissPath {
   void load_uncached(std::vector<Miss>& ms, bool bulk) {
     std::vector<Miss*> all;
     for (Miss& m : ms) {
-      m.fl = {std::make_shared<Flight<Value>>(), true, no_joiner};
+      m.fl = flights_.alone(no_joiner);
       m.store = false;
       all.push_back(&m);
     }
@@ -154,7 +154,7 @@ class MissPath {
         if (round + 1 < max_rounds) {
           m.fl = flights_.join(m.mkey);
         } else {
-          m.fl = {std::make_shared<Flight<Value>>(), true, flights_.stamp()};
+          m.fl = flights_.alone(flights_.stamp());
         }
         m.stale.reset();
         if (m.look.state == LookupState::stale && !codec_.decode(m.mkey, m.look, m.stale))
