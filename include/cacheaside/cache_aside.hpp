@@ -282,7 +282,8 @@ class CacheAside {
     if (opt_.early_refresh_beta <= 0 || l.load_us == 0 || l.expiry_ms == 0) return false;
     double gap = -static_cast<double>(l.load_us) / 1000.0 * opt_.early_refresh_beta *
                  std::log(detail::uniform_open0());
-    return static_cast<double>(clock_->unix_ms()) + gap >= static_cast<double>(l.expiry_ms);
+    // The time freshness was judged at: one clock read per hit.
+    return static_cast<double>(l.read_ms) + gap >= static_cast<double>(l.expiry_ms);
   }
 
   static std::unique_ptr<LookupProtocol> make_protocol(const std::shared_ptr<Store>& store,

@@ -44,6 +44,7 @@ struct Lookup {
   bool has_copy = false;                 ///< item holds a value or negative entry (decoded below)
   bool negative = false;                 ///< the copy is a cached "does not exist"
   std::int64_t expiry_ms = 0;            ///< logical expiry (unix ms); 0 in Format::raw
+  std::int64_t read_ms = 0;              ///< when freshness was judged (unix ms)
   std::uint32_t load_us = 0;             ///< how long its load took
   std::size_t payload_offset = 0;        ///< where the serializer's bytes start in item.value
   LeaseToken token;                      ///< won: what commit() needs

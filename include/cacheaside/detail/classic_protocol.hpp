@@ -151,6 +151,7 @@ class ClassicProtocol final : public LookupProtocol {
   void classify(std::string_view key, StoreStatus st, Lookup& l, std::int64_t now) {
     l.present = l.has_copy = l.negative = false;
     l.token = LeaseToken{};
+    l.read_ms = now;
     l.expiry_ms = 0;
     l.load_us = 0;
     l.payload_offset = 0;
