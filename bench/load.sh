@@ -27,26 +27,7 @@ if [[ -z "${USER_SERVICE:-}" ]]; then
 fi
 [[ -x "$bin" ]] || { echo "load.sh: $bin was not built" >&2; exit 1; }
 
-port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p=$1 i
-  for ((i = 0; i < 1000; i++)); do
-    port_taken "$p" || { echo "$p"; return 0; }
-    p=$((p + 1))
-  done
-  echo "load.sh: no free port from $1" >&2
-  return 1
-}
-wait_port() {  # port pid: until it listens, 10 s at most, or the process is gone
-  local i
-  for ((i = 0; i < 200; i++)); do
-    port_taken "$1" && return 0
-    kill -0 "$2" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "load.sh: nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
+. scripts/lib/ports.sh
 
 work=$(mktemp -d /tmp/cacheaside_load.XXXXXX)
 pids=()

@@ -14,11 +14,10 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCACHEASIDE_BUILD_TESTS=OFF \
   -DCACHEASIDE_BUILD_BENCH=OFF -DCACHEASIDE_BUILD_EXAMPLES=ON >/dev/null
 cmake --build "$build" -j 2 --target user_service
 
-port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+. scripts/lib/ports.sh
 
 # memcached: 11211 unless something already listens there.
-mc_port=11211
-while port_taken "$mc_port"; do mc_port=$((mc_port + 1)); done
+mc_port=$(free_port 11211)
 http_port=${PORT:-8000}
 if port_taken "$http_port"; then
   echo "run.sh: port $http_port is taken; set PORT to another one" >&2
@@ -39,8 +38,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for _ in $(seq 50); do port_taken "$mc_port" && break; sleep 0.1; done
-port_taken "$mc_port" || { echo "run.sh: memcached did not start" >&2; exit 1; }
+wait_port "$mc_port" "$mc_pid" || { echo "run.sh: memcached did not start" >&2; exit 1; }
 echo "memcached on 127.0.0.1:$mc_port (pid $mc_pid)"
 
 mkdir -p data

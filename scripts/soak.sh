@@ -43,24 +43,7 @@ out=${OUT:-$(mktemp -d /tmp/cacheaside_soak.XXXXXX)}
 mkdir -p "$out"
 csv="$out/soak.csv"
 
-port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p=$1 i
-  for ((i = 0; i < 1000; i++)); do
-    port_taken "$p" || { echo "$p"; return 0; }
-    p=$((p + 1))
-  done
-  return 1
-}
-wait_port() {  # port pid
-  local i
-  for ((i = 0; i < 200; i++)); do
-    port_taken "$1" && return 0
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
+. scripts/lib/ports.sh
 
 mc_pid="" svc_pid=""
 cleanup() {
