@@ -10,30 +10,11 @@
 
 #include "support/common.hpp"
 #include "support/fault_store.hpp"
+#include "support/gate.hpp"
 #include "support/processes.hpp"
 
 using namespace cacheaside;
 using namespace cacheaside_test;
-
-namespace {
-class Latch {
- public:
-  void open() {
-    std::lock_guard<std::mutex> l(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  void wait() {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return open_; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-}  // namespace
 
 TEST_CASE("single-flight: 64 threads on a cold key share one load", "[concurrency]") {
   Server srv;
@@ -217,7 +198,7 @@ std::optional<std::string> stale_set_scenario(bool leases) {
   // in-process single-flight cannot help.
   auto store_b = std::make_shared<MemcachedStore>(srv.process.config());
   std::atomic<int> version{1};
-  Latch loaded_old, invalidated;
+  Gate loaded_old;  // the load has read v1 and waits for the invalidation
   Options o;
   o.leases = leases;
   o.ttl = std::chrono::seconds(60);
@@ -225,8 +206,7 @@ std::optional<std::string> stale_set_scenario(bool leases) {
       srv.store,
       [&](const std::string&) -> std::optional<std::string> {
         std::string v = "v" + std::to_string(version.load());
-        loaded_old.open();
-        invalidated.wait();
+        loaded_old.arrive();
         return v;
       },
       o);
@@ -237,10 +217,10 @@ std::optional<std::string> stale_set_scenario(bool leases) {
       },
       o);
   std::thread reader([&] { CHECK(a.get("k") == "v1"); });
-  loaded_old.wait();
+  REQUIRE(loaded_old.wait_arrival());
   version = 2;  // update the source of truth, then invalidate
   b.invalidate("k");
-  invalidated.open();
+  loaded_old.open();
   reader.join();
   return b.peek("k");
 }

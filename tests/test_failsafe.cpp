@@ -17,6 +17,28 @@ int remaining_ttl(int port, const std::string& key) {
   auto pos = line.find(" t");
   return pos == std::string::npos ? -2 : std::stoi(line.substr(pos + 2));
 }
+// A source of truth that can go down: the n-th load returns "v<n>", or throws while down.
+struct FlakyDb {
+  std::atomic<int> loads{0};
+  std::atomic<bool> down{false};
+  StringCache::Loader loader() {
+    return [this](const std::string&) -> std::optional<std::string> {
+      int n = ++loads;
+      if (down) throw std::runtime_error("db down");
+      return "v" + std::to_string(n);
+    };
+  }
+};
+
+// A 1 s TTL on the world's clock, no early refresh, max_stale as given.
+Options expiring(const ManualWorld& w, std::chrono::milliseconds max_stale) {
+  Options o = w.options();
+  o.ttl = std::chrono::seconds(1);
+  o.max_stale = max_stale;
+  o.early_refresh_beta = 0;
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("memcached TTL is the TTL by default, TTL + max_stale with fail-safe", "[failsafe]") {
@@ -40,21 +62,12 @@ TEST_CASE("memcached TTL is the TTL by default, TTL + max_stale with fail-safe",
 
 TEST_CASE("fail-safe serves the stale copy when the loader fails, throttled", "[failsafe]") {
   ManualWorld w;
-  std::atomic<int> loads{0};
-  std::atomic<bool> db_down{false};
-  Options o = w.options();
-  o.ttl = std::chrono::seconds(1);
-  o.max_stale = std::chrono::seconds(30);
+  FlakyDb db;
+  auto& loads = db.loads;
+  auto& db_down = db.down;
+  Options o = expiring(w, std::chrono::seconds(30));
   o.fail_safe_throttle = std::chrono::milliseconds(2000);
-  o.early_refresh_beta = 0;
-  StringCache c(
-      w.store,
-      [&](const std::string&) -> std::optional<std::string> {
-        ++loads;
-        if (db_down) throw std::runtime_error("db down");
-        return "v" + std::to_string(loads.load());
-      },
-      o);
+  StringCache c(w.store, db.loader(), o);
   CHECK(c.get("k") == "v1");
   w.clock->advance(1100ms);
   db_down = true;
@@ -79,41 +92,22 @@ TEST_CASE("fail-safe serves the stale copy when the loader fails, throttled", "[
 
 TEST_CASE("fail-safe ends at max_stale", "[failsafe]") {
   ManualWorld w;
-  std::atomic<bool> db_down{false};
-  Options o = w.options();
-  o.ttl = std::chrono::seconds(1);
-  o.max_stale = std::chrono::seconds(10);
-  o.early_refresh_beta = 0;
-  StringCache c(
-      w.store,
-      [&](const std::string&) -> std::optional<std::string> {
-        if (db_down) throw std::runtime_error("db down");
-        return "v";
-      },
-      o);
+  FlakyDb db;
+  StringCache c(w.store, db.loader(), expiring(w, std::chrono::seconds(10)));
   c.get("k");
-  db_down = true;
+  db.down = true;
   w.clock->advance(5s);
-  CHECK(c.get("k") == "v");
+  CHECK(c.get("k") == "v1");
   w.clock->advance(7s);  // 12 s after the load: past TTL + max_stale
   CHECK_THROWS_WITH(c.get("k"), "db down");
 }
 
 TEST_CASE("without max_stale a failing loader is the caller's error", "[failsafe]") {
   ManualWorld w;
-  std::atomic<bool> db_down{false};
-  Options o = w.options();
-  o.ttl = std::chrono::seconds(1);
-  o.early_refresh_beta = 0;
-  StringCache c(
-      w.store,
-      [&](const std::string&) -> std::optional<std::string> {
-        if (db_down) throw std::runtime_error("db down");
-        return "v";
-      },
-      o);
+  FlakyDb db;
+  StringCache c(w.store, db.loader(), expiring(w, std::chrono::milliseconds(0)));
   c.get("k");
   w.clock->advance(1100ms);
-  db_down = true;
+  db.down = true;
   CHECK_THROWS(c.get("k"));
 }

@@ -3,6 +3,7 @@
 // invalidation made by a second CacheAside on its own connections, as another
 // process would.
 #include <catch2/catch.hpp>
+#include <functional>
 #include <thread>
 
 #include "support/common.hpp"
@@ -39,11 +40,29 @@ struct TwoProcesses {
   }
 };
 
-// Waits until a caller of c has joined another caller's load.
-void wait_coalesced(const StringCache& c, std::uint64_t n) {
-  for (int i = 0; i < 10000 && c.stats().coalesced < n; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  REQUIRE(c.stats().coalesced >= n);
+// The pinned race, once `leader` (already started) is parked at `gate` with its result
+// sourced: `between` runs (a write), then `follow` starts and joins the leader's load,
+// then the gate opens and both finish. The threads are joined whatever fails.
+void join_late(const StringCache& c, Gate& gate, std::thread& leader,
+               const std::function<void()>& between, const std::function<void()>& follow) {
+  bool joined = false;
+  std::thread late;
+  try {
+    if (gate.wait_arrival()) {
+      between();
+      late = std::thread(follow);
+      joined = eventually([&] { return c.stats().coalesced >= 1; });
+    }
+  } catch (...) {
+    gate.open();
+    leader.join();
+    if (late.joinable()) late.join();
+    throw;
+  }
+  gate.open();
+  leader.join();
+  if (late.joinable()) late.join();
+  REQUIRE(joined);
 }
 
 // A lease marker as another process holding the right to load leaves it.
@@ -72,13 +91,11 @@ TEST_CASE("a follower that joins after the leader's post-wait read looks again",
   REQUIRE(marker_read.wait_arrival());  // A saw the marker: it will wait, then read again
   REQUIRE(b.put("k", "v1"));            // meanwhile the holder stores v1
   marker_read.open();
-  REQUIRE(reread.wait_arrival());  // the leader has read v1 and not yet published it
-  p.update_and_invalidate_from_b(b, "k");
-  std::thread late([&] { second = a.get("k"); });  // begins after the invalidation returned
-  wait_coalesced(a, 1);
-  reread.open();
-  leader.join();
-  late.join();
+  // The leader has read v1 and not yet published it; the late get begins after the
+  // invalidation returned.
+  join_late(
+      a, reread, leader, [&] { p.update_and_invalidate_from_b(b, "k"); },
+      [&] { second = a.get("k"); });
   CHECK(first == "v1");   // began before the invalidation: either value is right
   CHECK(second == "v2");  // began after it: never the older value
 }
@@ -96,14 +113,10 @@ TEST_CASE("a follower that joins a load made without a lease looks again", "[lin
     if (++loads == 1) loading.arrive();
   };
   std::optional<std::string> first, second;
-  std::thread leader([&] { first = a.get("k"); });
-  REQUIRE(loading.wait_arrival());  // A's loader has read version 1
-  p.update_and_invalidate_from_b(b, "k");
-  std::thread late([&] { second = a.get("k"); });
-  wait_coalesced(a, 1);
-  loading.open();
-  leader.join();
-  late.join();
+  std::thread leader([&] { first = a.get("k"); });  // its loader parks after reading version 1
+  join_late(
+      a, loading, leader, [&] { p.update_and_invalidate_from_b(b, "k"); },
+      [&] { second = a.get("k"); });
   CHECK(first == "v1");
   CHECK(second == "v2");
   CHECK(a.stats().lease_timeouts == 1);
@@ -122,14 +135,13 @@ TEST_CASE("a follower that joins a load made while the store failed looks again"
   };
   std::optional<std::string> first, second;
   std::thread leader([&] { first = a.get("k"); });
-  REQUIRE(loading.wait_arrival());
-  p.a_store->fail_writes = false;
-  p.update_and_invalidate_from_b(b, "k");
-  std::thread late([&] { second = a.get("k"); });
-  wait_coalesced(a, 1);
-  loading.open();
-  leader.join();
-  late.join();
+  join_late(
+      a, loading, leader,
+      [&] {
+        p.a_store->fail_writes = false;
+        p.update_and_invalidate_from_b(b, "k");
+      },
+      [&] { second = a.get("k"); });
   CHECK(first == "v1");
   CHECK(second == "v2");
 }
@@ -155,13 +167,9 @@ TEST_CASE("get_many: a follower of a bulk load made without a lease looks again"
   hold_lease(*p.srv.store, "k");
   std::vector<std::optional<std::string>> first, second;
   std::thread leader([&] { first = a.get_many({"k", "other"}); });
-  REQUIRE(loading.wait_arrival());
-  p.update_and_invalidate_from_b(b, "k");
-  std::thread late([&] { second = a.get_many({"k"}); });
-  wait_coalesced(a, 1);
-  loading.open();
-  leader.join();
-  late.join();
+  join_late(
+      a, loading, leader, [&] { p.update_and_invalidate_from_b(b, "k"); },
+      [&] { second = a.get_many({"k"}); });
   REQUIRE(first.size() == 2);
   CHECK(first[0] == "v1");
   REQUIRE(second.size() == 1);
@@ -179,12 +187,8 @@ TEST_CASE("a follower that joined before the load began takes its result", "[lin
   };
   std::optional<std::string> first, second;
   std::thread leader([&] { first = a.get("k"); });
-  REQUIRE(loading.wait_arrival());
-  std::thread late([&] { second = a.get("k"); });
-  wait_coalesced(a, 1);
-  loading.open();
-  leader.join();
-  late.join();
+  join_late(
+      a, loading, leader, [] {}, [&] { second = a.get("k"); });
   CHECK(first == "v1");
   CHECK(second == "v1");  // the cas proved it current after the follower joined
   CHECK(loads == 1);
@@ -224,12 +228,10 @@ TEST_CASE(
   REQUIRE(stale_read.wait_arrival());  // A read the stale v1 and has not joined a flight
   REQUIRE(c.invalidate("k"));          // in this process, before A joins
   stale_read.open();
-  REQUIRE(loading.wait_arrival());                 // A leads a new flight; its load will fail
-  std::thread late([&] { second = c.get("k"); });  // begins after the invalidation
-  wait_coalesced(c, 1);
-  loading.open();
-  leader.join();
-  late.join();
+  // A leads a new flight and its load will fail; the late get begins after the
+  // invalidation.
+  join_late(
+      c, loading, leader, [] {}, [&] { second = c.get("k"); });
   CHECK(first == "v1");   // began before the invalidation: its own stale copy is allowed
   CHECK(second == "v2");  // never the copy from before the invalidation
 }

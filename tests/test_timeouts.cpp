@@ -9,23 +9,38 @@
 using namespace cacheaside;
 using namespace cacheaside_test;
 
-TEST_CASE("soft timeout returns stale and refreshes in the background", "[timeouts]") {
-  ManualWorld w;
+namespace {
+// A loader whose second call (the reload after expiry) parks on `second` until the test
+// opens it; the n-th call returns "v<n>".
+struct SlowReload {
   std::atomic<int> loads{0};
-  Gate slow;
+  Gate second;
+  StringCache::Loader loader() {
+    return [this](const std::string&) -> std::optional<std::string> {
+      int n = ++loads;
+      if (n == 2) second.arrive();
+      return "v" + std::to_string(n);
+    };
+  }
+};
+
+// A 1 s TTL on the world's clock, 30 s of fail-safe, no early refresh.
+Options expiring(const ManualWorld& w) {
   Options o = w.options();
   o.ttl = std::chrono::seconds(1);
   o.max_stale = std::chrono::seconds(30);
-  o.soft_timeout = std::chrono::milliseconds(50);
   o.early_refresh_beta = 0;
-  StringCache c(
-      w.store,
-      [&](const std::string&) -> std::optional<std::string> {
-        int n = ++loads;
-        if (n == 2) slow.arrive();  // the refresh hangs until the test lets it go
-        return "v" + std::to_string(n);
-      },
-      o);
+  return o;
+}
+}  // namespace
+
+TEST_CASE("soft timeout returns stale and refreshes in the background", "[timeouts]") {
+  ManualWorld w;
+  SlowReload db;  // the refresh hangs until the test lets it go
+  Gate& slow = db.second;
+  Options o = expiring(w);
+  o.soft_timeout = std::chrono::milliseconds(50);
+  StringCache c(w.store, db.loader(), o);
   CHECK(c.get("k") == "v1");
   w.clock->advance(1100ms);
   auto start = std::chrono::steady_clock::now();
@@ -39,19 +54,9 @@ TEST_CASE("soft timeout returns stale and refreshes in the background", "[timeou
 
 TEST_CASE("without a soft timeout the caller waits for the slow loader", "[timeouts]") {
   ManualWorld w;
-  std::atomic<int> loads{0};
-  Gate slow;
-  Options o = w.options();
-  o.ttl = std::chrono::seconds(1);
-  o.max_stale = std::chrono::seconds(30);
-  o.early_refresh_beta = 0;
-  StringCache c(
-      w.store,
-      [&](const std::string&) -> std::optional<std::string> {
-        if (++loads == 2) slow.arrive();
-        return "v" + std::to_string(loads.load());
-      },
-      o);
+  SlowReload db;
+  Gate& slow = db.second;
+  StringCache c(w.store, db.loader(), expiring(w));
   c.get("k");
   w.clock->advance(1100ms);
   std::atomic<bool> returned{false};
