@@ -1,4 +1,4 @@
-// cacheaside: CacheAside<Key, Value, Serializer> (standard library only).
+// cacheaside: CacheAside<Key, Value, Serializer> (standard library and POSIX files).
 #pragma once
 
 #include <algorithm>
@@ -23,6 +23,7 @@
 #include "detail/group.hpp"
 #include "detail/key_batch.hpp"
 #include "detail/miss_path.hpp"
+#include "detail/pending.hpp"
 #include "detail/random.hpp"
 #include "detail/reporter.hpp"
 #include "detail/value_codec.hpp"
@@ -77,8 +78,16 @@ class CacheAside {
         group_(store_, opt_.group.empty() ? "" : encode_key(opt_.group, max_key_length - 2) + "%G",
                opt_.group_cache, clock_),
         protocol_(make_protocol(store_, opt_, clock_, report_)),
-        path_(std::move(loader), std::move(bulk_loader), opt_, *clock_, report_, codec_,
-              *protocol_) {}
+        pending_(
+            pending_settings(opt_, group_.key()),
+            [this](detail::PendingInvalidations::Op op, const std::string& key) {
+              if (op == detail::PendingInvalidations::Op::remove || key != group_.key())
+                return protocol_->remove(key);
+              return group_.bump();
+            },
+            report_),
+        path_(std::move(loader), std::move(bulk_loader), opt_, *clock_, report_, codec_, *protocol_,
+              pending_) {}
 
   CacheAside(const CacheAside&) = delete;
   CacheAside& operator=(const CacheAside&) = delete;
@@ -90,7 +99,11 @@ class CacheAside {
     std::string mkey;
     if (!cache_key_to(key, mkey)) return path_.load_uncached(key, mkey);
     thread_local Lookup scratch;  // keeps its buffer: a hit allocates only its value
-    protocol_->read(mkey, scratch);
+    if (pending_.holds(mkey)) {
+      scratch.reset();  // memcached may still have the old value
+    } else {
+      protocol_->read(mkey, scratch);
+    }
     std::optional<Value> v;
     if (scratch.state == LookupState::hit && codec_.decode(mkey, scratch, v)) {
       report_.hit(mkey, scratch.negative);
@@ -133,6 +146,7 @@ class CacheAside {
     for (std::size_t u = 0; u < looks.size(); ++u) {
       const std::string& mkey = batch.unique()[u];
       Lookup& l = looks[u];
+      if (pending_.holds(mkey)) l.reset();
       if (l.state == LookupState::hit && codec_.decode(mkey, l, vals[u])) {
         ++hits;
         if (l.negative) ++negative;
@@ -156,7 +170,7 @@ class CacheAside {
   /// expired, negative or unreadable.
   std::optional<Value> peek(const Key& key) {
     std::string mkey;
-    if (!cache_key_to(key, mkey)) return std::nullopt;
+    if (!cache_key_to(key, mkey) || pending_.holds(mkey)) return std::nullopt;
     Lookup l;
     protocol_->read(mkey, l);
     std::optional<Value> v;
@@ -166,35 +180,38 @@ class CacheAside {
 
   /// Writes value through to the cache (after you wrote the source of truth).
   /// Overrides any load in flight. False when the cache failed or refused the
-  /// value (counted).
+  /// value (counted); then the old value is deleted, or, if the store cannot
+  /// be reached, its deletion is pending (see `invalidate`).
   bool put(const Key& key, const Value& value) {
     detail::Reporter::bump(report_.stats.puts);
     std::string mkey;
-    if (!cache_key_to(key, mkey)) return false;
+    if (!cache_key_to(key, mkey)) return unreachable_group();
     report_.emit(EventType::put, mkey);
     path_.forget(mkey);
     detail::Encoded e;
     if (codec_.encode(mkey, value, 0, e)) {  // a refusal here is counted by encode
-      if (report_.write(mkey, protocol_->store(mkey, e.bytes, e.flags, e.exptime), "set"))
+      if (report_.write(mkey, protocol_->store(mkey, e.bytes, e.flags, e.exptime), "set")) {
+        pending_.confirmed(mkey);
         return true;
+      }
     }
-    protocol_->remove(mkey);  // the new value could not be cached: the old one must not stay
+    // The new value could not be cached: the old one must not stay.
+    remove_or_keep(mkey, "delete after a failed set");
     return false;
   }
 
   /// Deletes the cached entry (value, stale copy, negative entry or lease). A
   /// load in flight for this key will not store its result, and no caller that
-  /// starts after this returns gets it. False only on a cache error (counted).
+  /// starts after this returns gets it. False on a cache error (counted): the
+  /// delete is then pending, retried in the background until the store confirms
+  /// it, and reads of the key here bypass the cache until then.
   bool invalidate(const Key& key) {
     std::string mkey;
-    if (!cache_key_to(key, mkey)) return false;
+    if (!cache_key_to(key, mkey)) return unreachable_group();
     detail::Reporter::bump(report_.stats.invalidations);
     path_.forget(mkey);
     report_.emit(EventType::invalidate, mkey);
-    StoreStatus st = protocol_->remove(mkey);
-    if (st == StoreStatus::ok || st == StoreStatus::not_found) return true;
-    report_.cache_error(mkey, st, "delete");
-    return false;
+    return remove_or_keep(mkey, "delete");
   }
 
   /// invalidate() for each key; false if any failed.
@@ -210,10 +227,18 @@ class CacheAside {
   bool invalidate_all() {
     if (!group_.enabled()) throw Error("cacheaside: invalidate_all needs Options::group");
     StoreStatus st = group_.bump();
-    if (st == StoreStatus::ok) return true;
+    if (st == StoreStatus::ok) {
+      pending_.confirmed_all();
+      return true;
+    }
     report_.cache_error(group_.key(), st, "incr");
+    pending_.add(detail::PendingInvalidations::Op::bump, group_.key(), st, "incr");
     return false;
   }
+
+  /// Retries pending invalidations now, in this thread (the background does so
+  /// anyway, at most `invalidation_retry` apart); returns how many are left.
+  std::size_t retry_pending() { return pending_.retry_now(); }
 
   /// Sets the loader get_many uses for its misses. Not synchronized with calls
   /// in flight: set it before sharing the instance, or pass it to the constructor.
@@ -223,7 +248,7 @@ class CacheAside {
   Stats stats() const { return report_.stats.snapshot(); }
 
   /// The sizes of the in-process tables (for monitoring: each is bounded).
-  Usage usage() { return {path_.flights(), path_.throttled()}; }
+  Usage usage() { return {path_.flights(), path_.throttled(), pending_.size()}; }
 
   /// The memcached key used for key (including the group generation, if any).
   std::string cache_key(const Key& key) {
@@ -277,6 +302,37 @@ class CacheAside {
     return gen.has_value();
   }
 
+  // Deletes mkey; when the store does not confirm it, the delete is pending.
+  bool remove_or_keep(const std::string& mkey, const char* what) {
+    StoreStatus st = protocol_->remove(mkey);
+    if (st == StoreStatus::ok || st == StoreStatus::not_found) {
+      pending_.confirmed(mkey);
+      return true;
+    }
+    report_.cache_error(mkey, st, what);
+    pending_.add(detail::PendingInvalidations::Op::remove, mkey, st, what);
+    return false;
+  }
+
+  // A write whose key needs the group generation, which could not be read: the
+  // store is away, and the key could be any generation's. A pending group bump
+  // covers them all.
+  bool unreachable_group() {
+    pending_.add(detail::PendingInvalidations::Op::bump, group_.key(), StoreStatus::unavailable,
+                 "group generation");
+    return false;
+  }
+
+  static detail::PendingInvalidations::Settings pending_settings(const Options& o,
+                                                                 const std::string& group_key) {
+    detail::PendingInvalidations::Settings s;
+    s.retry = o.invalidation_retry;
+    s.max_keys = o.max_pending_invalidations;
+    s.spool = o.invalidation_spool;
+    s.group_key = group_key;
+    return s;
+  }
+
   // XFetch: refresh when now - delta * beta * ln(rand) >= expiry.
   bool refresh_due(const Lookup& l) const {
     if (opt_.early_refresh_beta <= 0 || l.load_us == 0 || l.expiry_ms == 0) return false;
@@ -311,6 +367,7 @@ class CacheAside {
   detail::ValueCodec<Value, Serializer> codec_;
   detail::GroupGeneration group_;
   std::unique_ptr<LookupProtocol> protocol_;
+  detail::PendingInvalidations pending_;  // after what it retries with, before path_
   Path path_;
 };
 

@@ -81,7 +81,22 @@ struct Options {
   /// item limit is 1 MiB by default, including key and overhead).
   std::size_t max_value_bytes = 1024 * 1024 - 512;
 
-  /// Called synchronously for every event, in the calling thread; keep it cheap.
+  /// An invalidation (invalidate*, a failed put, invalidate_all) the store does
+  /// not confirm is kept and retried in the background until it does; until
+  /// then reads of that key in this process call the loader and store nothing.
+  /// The longest wait between two retries (they start at 1/8 of it and double).
+  std::chrono::milliseconds invalidation_retry{250};
+  /// Bound of the pending table. Past it, with a group the cache invalidates
+  /// everything with one pending group bump; without one the newest key is
+  /// dropped (counted in `invalidations_dropped`, with an event).
+  std::size_t max_pending_invalidations = 10000;
+  /// A file that keeps pending invalidations across a crash: each is appended
+  /// (and synced) before the call returns, and the next cache that opens the
+  /// file retries them. One cache per file. Empty (default): in memory only.
+  std::string invalidation_spool;
+
+  /// Called synchronously for every event, in the calling thread (the retries of
+  /// pending invalidations report from a background thread); keep it cheap.
   /// It must not throw, and must not call back into the same cache.
   std::function<void(const Event&)> on_event;
 

@@ -54,6 +54,13 @@ struct Lookup {
   std::string_view payload() const {
     return std::string_view(item.value).substr(std::min(payload_offset, item.value.size()));
   }
+  /// Back to "nothing there" (keeps the value's buffer).
+  void reset() {
+    std::string buffer = std::move(item.value);
+    buffer.clear();
+    *this = Lookup();
+    item.value = std::move(buffer);
+  }
 };
 
 /// How a protocol reads items for one cache.

@@ -23,11 +23,17 @@ struct Stats {
   std::uint64_t coalesced = 0;       ///< callers that shared another caller's load
   std::uint64_t lease_waits = 0;     ///< waits on another process's lease
   std::uint64_t lease_timeouts = 0;  ///< waits that gave up and loaded without storing
-  std::uint64_t stale_sets_prevented = 0;  ///< loaded values not stored: key changed meanwhile
-  std::uint64_t early_refreshes = 0;       ///< refreshes started before expiry
-  std::uint64_t load_timeouts = 0;         ///< loads past soft/hard timeout
-  std::uint64_t puts = 0;                  ///< put() calls
-  std::uint64_t invalidations = 0;         ///< keys invalidated
+  std::uint64_t stale_sets_prevented = 0;      ///< loaded values not stored: key changed meanwhile
+  std::uint64_t early_refreshes = 0;           ///< refreshes started before expiry
+  std::uint64_t load_timeouts = 0;             ///< loads past soft/hard timeout
+  std::uint64_t puts = 0;                      ///< put() calls
+  std::uint64_t invalidations = 0;             ///< keys invalidated
+  std::uint64_t invalidations_pending = 0;     ///< invalidations the store did not confirm: kept
+  std::uint64_t invalidation_retries = 0;      ///< background attempts to apply them
+  std::uint64_t invalidations_applied = 0;     ///< pending ones the store confirmed later
+  std::uint64_t invalidations_overflowed = 0;  ///< failed while the pending table was full
+  std::uint64_t invalidations_dropped = 0;     ///< given up: table full without a group, or
+                                               ///< the cache destroyed without a spool
 };
 
 /// What one cache holds in process memory now, besides its options: each table
@@ -35,6 +41,8 @@ struct Stats {
 struct Usage {
   std::size_t flights = 0;    ///< loads running (at most one per key being loaded)
   std::size_t throttled = 0;  ///< keys the fail-safe throttle rests (at most 100,000)
+  std::size_t pending = 0;    ///< invalidations waiting for the store (at most
+                              ///< Options::max_pending_invalidations, plus a group bump)
 };
 
 /// Calls f(name, help, value) for every counter of s, in declaration order (for
@@ -58,6 +66,12 @@ void for_each_counter(const Stats& s, F&& f) {
   f("load_timeouts", "loads past soft or hard timeout", s.load_timeouts);
   f("puts", "put calls", s.puts);
   f("invalidations", "keys invalidated", s.invalidations);
+  f("invalidations_pending", "invalidations kept for retry", s.invalidations_pending);
+  f("invalidation_retries", "retries of pending invalidations", s.invalidation_retries);
+  f("invalidations_applied", "pending invalidations applied later", s.invalidations_applied);
+  f("invalidations_overflowed", "invalidations failed with the pending table full",
+    s.invalidations_overflowed);
+  f("invalidations_dropped", "pending invalidations given up", s.invalidations_dropped);
 }
 
 /// What happened, for `Options::on_event`.
@@ -78,14 +92,31 @@ enum class EventType {
   early_refresh,
   invalidate,
   put,
+  invalidation_pending,  ///< reason = the failed operation; retried in the background
+  invalidation_applied,  ///< duration = time it was pending
+  invalidation_dropped,  ///< reason = why it was given up
 };
 
 /// Name of an event type, e.g. "hit".
 inline const char* to_string(EventType t) {
-  static constexpr const char* names[] = {
-      "hit",        "negative_hit",        "miss",          "load_start",  "load_end",
-      "load_error", "stale_served",        "lease_wait",    "cache_error", "decode_error",
-      "oversize",   "stale_set_prevented", "early_refresh", "invalidate",  "put"};
+  static constexpr const char* names[] = {"hit",
+                                          "negative_hit",
+                                          "miss",
+                                          "load_start",
+                                          "load_end",
+                                          "load_error",
+                                          "stale_served",
+                                          "lease_wait",
+                                          "cache_error",
+                                          "decode_error",
+                                          "oversize",
+                                          "stale_set_prevented",
+                                          "early_refresh",
+                                          "invalidate",
+                                          "put",
+                                          "invalidation_pending",
+                                          "invalidation_applied",
+                                          "invalidation_dropped"};
   auto i = static_cast<std::size_t>(t);
   return i < sizeof names / sizeof names[0] ? names[i] : "unknown";
 }
@@ -106,7 +137,8 @@ struct AtomicStats {
   std::atomic<std::uint64_t> hits{0}, negative_hits{0}, misses{0}, loads{0}, load_errors{0},
       cache_errors{0}, decode_errors{0}, oversize{0}, stale_served{0}, coalesced{0}, lease_waits{0},
       lease_timeouts{0}, stale_sets_prevented{0}, early_refreshes{0}, load_timeouts{0}, puts{0},
-      invalidations{0};
+      invalidations{0}, invalidations_pending{0}, invalidation_retries{0}, invalidations_applied{0},
+      invalidations_overflowed{0}, invalidations_dropped{0};
 
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
     c.fetch_add(n, std::memory_order_relaxed);
@@ -132,6 +164,11 @@ struct AtomicStats {
     s.load_timeouts = r(load_timeouts);
     s.puts = r(puts);
     s.invalidations = r(invalidations);
+    s.invalidations_pending = r(invalidations_pending);
+    s.invalidation_retries = r(invalidation_retries);
+    s.invalidations_applied = r(invalidations_applied);
+    s.invalidations_overflowed = r(invalidations_overflowed);
+    s.invalidations_dropped = r(invalidations_dropped);
     return s;
   }
 };

@@ -23,6 +23,7 @@
 #include "../options.hpp"
 #include "../protocol.hpp"
 #include "flight.hpp"
+#include "pending.hpp"
 #include "reporter.hpp"
 #include "throttle.hpp"
 #include "value_codec.hpp"
@@ -59,7 +60,7 @@ class MissPath {
 
   MissPath(Loader loader, BulkLoader bulk_loader, const Options& opt, Clock& clock,
            const Reporter& report, const ValueCodec<Value, Serializer>& codec,
-           LookupProtocol& protocol)
+           LookupProtocol& protocol, const PendingInvalidations& pending)
       : loader_(std::move(loader)),
         bulk_loader_(std::move(bulk_loader)),
         opt_(opt),
@@ -67,6 +68,7 @@ class MissPath {
         report_(report),
         codec_(codec),
         protocol_(protocol),
+        pending_(pending),
         flights_(opt.single_flight),
         throttle_(opt.fail_safe_throttle, clock) {
     if (!loader_) throw Error("cacheaside: loader is empty");
@@ -167,7 +169,7 @@ class MissPath {
       for (Miss* m : followers) {
         if (await(*m, start)) continue;
         m->seen = flights_.stamp();
-        protocol_.read(m->mkey, m->look);  // sourced before we joined: look again
+        read(*m);  // sourced before we joined: look again
         if (m->look.state == LookupState::hit && codec_.decode(m->mkey, m->look, m->value)) {
           m->done = true;
         } else {
@@ -255,7 +257,11 @@ class MissPath {
         continue;
       }
       m->seen = flights_.stamp();
-      protocol_.acquire(m->mkey, m->look);
+      if (pending_.holds(m->mkey)) {
+        m->look.reset();  // load, store nothing
+      } else {
+        protocol_.acquire(m->mkey, m->look);
+      }
       settle(*m, to_load, busy, nullptr);
     }
     auto wait_start = clock_.now();
@@ -278,8 +284,9 @@ class MissPath {
       std::vector<Miss*> still;
       for (Miss* m : busy) {
         m->seen = flights_.stamp();
-        protocol_.read(m->mkey, m->look);
-        if (m->look.state != LookupState::hit && m->look.state != LookupState::busy)
+        read(*m);
+        if (m->look.state != LookupState::hit && m->look.state != LookupState::busy &&
+            !pending_.holds(m->mkey))
           protocol_.acquire(m->mkey, m->look);
         settle(*m, to_load, still, &wait_start);
       }
@@ -444,6 +451,13 @@ class MissPath {
     return false;
   }
 
+  // A read, unless an invalidation of the key is pending here: memcached may
+  // still have the old value, so it counts as absent.
+  void read(Miss& m) {
+    if (pending_.holds(m.mkey)) return m.look.reset();
+    protocol_.read(m.mkey, m.look);
+  }
+
   static std::uint32_t micros(Clock::time_point::duration d) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
     return static_cast<std::uint32_t>(std::clamp<std::int64_t>(us, 0, 0xFFFFFFFFll));
@@ -498,6 +512,7 @@ class MissPath {
   const Reporter& report_;
   const ValueCodec<Value, Serializer>& codec_;
   LookupProtocol& protocol_;
+  const PendingInvalidations& pending_;
   FlightTable<Value> flights_;
   FailSafeThrottle throttle_;
 

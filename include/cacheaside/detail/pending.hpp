@@ -1,0 +1,317 @@
+// Invalidations the store did not confirm, kept and retried until it does
+// (internal).
+//
+// While a key is pending, reads of it in this process go to the loader and
+// store nothing (`holds`): memcached may still have the old value. A pending
+// group bump holds out every key. The table is bounded; past the bound a
+// cache with a group turns everything into one pending group bump, one
+// without drops the newest key (counted, with an event: never silently).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "../store.hpp"
+#include "random.hpp"
+#include "reporter.hpp"
+#include "spool.hpp"
+
+namespace cacheaside::detail {
+
+class PendingInvalidations {
+ public:
+  enum class Op : char { remove = 'd', bump = 'g' };
+  /// Applies one invalidation to the store.
+  using Apply = std::function<StoreStatus(Op, const std::string& key)>;
+
+  struct Settings {
+    std::chrono::milliseconds retry{250};  // longest wait between two rounds
+    std::size_t max_keys = 10000;
+    std::string spool;      // empty: none
+    std::string group_key;  // empty: no group
+  };
+
+  PendingInvalidations(Settings s, Apply apply, const Reporter& report)
+      : set_(std::move(s)), apply_(std::move(apply)), report_(report) {
+    if (set_.retry.count() <= 0) throw Error("cacheaside: invalidation_retry must be positive");
+    if (set_.max_keys == 0) throw Error("cacheaside: max_pending_invalidations must be positive");
+    if (set_.spool.empty()) return;
+    spool_ = std::make_unique<Spool>(set_.spool);
+    auto records = spool_->read_all();
+    if (records.empty()) {
+      spool_->clear();  // a torn line alone
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& r : records) {
+      if (r.op == 'g' && r.key == set_.group_key) {
+        note_bump();
+      } else {
+        // A counter of another group: deleting it moves it on as well (a new
+        // counter starts at the current time).
+        keys_[r.key] = Entry{++seq_, std::chrono::steady_clock::now()};
+      }
+      report_.emit(EventType::invalidation_pending, r.key, {}, "replayed from the spool");
+    }
+    Reporter::bump(report_.stats.invalidations_pending, records.size());
+    publish_count();
+    start_locked(std::chrono::steady_clock::now());
+  }
+
+  PendingInvalidations(const PendingInvalidations&) = delete;
+  PendingInvalidations& operator=(const PendingInvalidations&) = delete;
+
+  /// Stops the retries after one last round. What is still pending stays in the
+  /// spool for the next owner, or is dropped (counted) without one.
+  ~PendingInvalidations() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    if (count_.load() > 0) round();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!spool_) {
+      for (const auto& [key, e] : keys_) drop(key, "destroyed while pending");
+      if (group_) drop(set_.group_key, "destroyed while pending");
+    } else if (count_.load() == 0) {
+      spool_->clear();
+      spool_->close_and_remove_if_empty();
+    }
+  }
+
+  /// True when reads of mkey must bypass the cache. One atomic load when
+  /// nothing is pending.
+  bool holds(const std::string& mkey) const {
+    if (count_.load(std::memory_order_acquire) == 0) return false;
+    std::lock_guard<std::mutex> lock(mu_);
+    return group_ || keys_.count(mkey) != 0;
+  }
+
+  /// Keys (and group bumps) pending now.
+  std::size_t size() const { return count_.load(std::memory_order_relaxed); }
+
+  /// Records an invalidation the store did not confirm (`why`: its answer, `what`:
+  /// the operation), in the spool before this returns, and schedules its retry.
+  void add(Op op, const std::string& key, StoreStatus why, const char* what) {
+    std::string reason = std::string(what) + ": " + to_string(why);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (op == Op::bump) {
+      note_bump();
+    } else if (group_) {
+      op = Op::bump;  // the pending group bump covers this key too
+      reason += "; covered by the pending group bump";
+    } else if (keys_.size() >= set_.max_keys && keys_.count(key) == 0) {
+      Reporter::bump(report_.stats.invalidations_overflowed);
+      if (set_.group_key.empty()) return drop(key, "pending table full");
+      // One bump of the group invalidates every key this cache has.
+      keys_.clear();
+      note_bump();
+      report_.emit(EventType::invalidation_pending, set_.group_key, {},
+                   "pending table full: group bump");
+      op = Op::bump;
+    } else {
+      auto it = keys_.find(key);
+      if (it == keys_.end()) {
+        keys_.emplace(key, Entry{++seq_, std::chrono::steady_clock::now()});
+      } else {
+        it->second.seq = ++seq_;  // a retry in flight must not erase this one
+      }
+    }
+    const std::string& recorded = op == Op::bump ? set_.group_key : key;
+    if (spool_ && !spool_->append(static_cast<char>(op), recorded))
+      reason += "; spool write failed";
+    Reporter::bump(report_.stats.invalidations_pending);
+    report_.emit(EventType::invalidation_pending, recorded, {}, reason);
+    publish_count();
+    compact_locked();
+    start_locked(std::chrono::steady_clock::now() + first_delay());
+  }
+
+  /// A later invalidation or write of key succeeded: nothing to retry.
+  void confirmed(const std::string& key) {
+    if (count_.load(std::memory_order_acquire) == 0) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (keys_.erase(key) != 0) publish_count();
+  }
+
+  /// A later group bump succeeded: every key of the cache moved on.
+  void confirmed_all() {
+    if (count_.load(std::memory_order_acquire) == 0) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    keys_.clear();
+    group_ = false;
+    publish_count();
+  }
+
+  /// One retry round in the caller's thread (the background runs them anyway);
+  /// returns what is still pending.
+  std::size_t retry_now() {
+    round();
+    return size();
+  }
+
+ private:
+  struct Entry {
+    std::uint64_t seq;
+    std::chrono::steady_clock::time_point since;
+  };
+  struct Task {
+    Op op;
+    std::string key;
+    std::uint64_t seq;
+  };
+
+  std::chrono::milliseconds first_delay() const {
+    return std::max(set_.retry / 8, std::chrono::milliseconds(1));
+  }
+
+  void note_bump() {
+    if (!group_) group_since_ = std::chrono::steady_clock::now();
+    group_ = true;
+    group_seq_ = ++seq_;
+  }
+
+  void publish_count() { count_.store(keys_.size() + (group_ ? 1 : 0), std::memory_order_release); }
+
+  void drop(const std::string& key, const char* why) {
+    Reporter::bump(report_.stats.invalidations_dropped);
+    report_.emit(EventType::invalidation_dropped, key, {}, why);
+  }
+
+  // The spool holds every record since it was last emptied: rewrite it when it
+  // is mostly records of keys no longer pending.
+  void compact_locked() {
+    if (!spool_ || spool_->records() <= 2 * (keys_.size() + 1) + 64) return;
+    std::vector<Spool::Record> now;
+    if (group_) now.push_back({'g', set_.group_key});
+    for (const auto& kv : keys_) now.push_back({'d', kv.first});
+    spool_->rewrite(now);
+  }
+
+  // Starts the background thread, or moves its next round no later than at.
+  void start_locked(std::chrono::steady_clock::time_point at) {
+    if (stop_) return;
+    if (!scheduled_ || at < next_) next_ = at;
+    scheduled_ = true;
+    if (!thread_.joinable()) {
+      try {
+        thread_ = std::thread([this] { run(); });
+      } catch (const std::system_error&) {
+        return;  // no thread to be had: the next add or retry_now tries again
+      }
+    }
+    cv_.notify_all();
+  }
+
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto delay = first_delay();
+    while (!stop_) {
+      if (!scheduled_) {
+        cv_.wait(lock, [&] { return stop_ || scheduled_; });
+        delay = first_delay();
+        continue;
+      }
+      auto target = next_;
+      cv_.wait_until(lock, target, [&] { return stop_ || next_ != target; });
+      if (stop_) break;
+      if (std::chrono::steady_clock::now() < next_) continue;  // moved earlier
+      lock.unlock();
+      bool progressed = round();
+      lock.lock();
+      if (count_.load() == 0) {
+        scheduled_ = false;
+        continue;
+      }
+      if (!progressed) delay = std::min(delay * 2, set_.retry);
+      // Jitter: processes partitioned together do not retry in lockstep.
+      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+          delay * (0.75 + 0.25 * uniform_open0()));
+      next_ = std::chrono::steady_clock::now() + std::max(wait, std::chrono::milliseconds(1));
+    }
+  }
+
+  // Tries everything pending once, in rotating order, and stops at the first
+  // failure (the store is still away: no need to wait one timeout per key).
+  // True when anything was applied.
+  bool round() {
+    std::lock_guard<std::mutex> one_round(round_mu_);
+    std::vector<Task> tasks;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (group_) tasks.push_back({Op::bump, set_.group_key, group_seq_});
+      for (const auto& kv : keys_) tasks.push_back({Op::remove, kv.first, kv.second.seq});
+      if (tasks.size() > 1) {
+        auto first = tasks.begin() + (group_ ? 1 : 0);
+        auto n = static_cast<std::size_t>(tasks.end() - first);
+        if (n > 0)
+          std::rotate(first, first + static_cast<std::ptrdiff_t>(rotation_++ % n), tasks.end());
+      }
+    }
+    bool progressed = false;
+    for (const Task& t : tasks) {
+      StoreStatus st = apply_(t.op, t.key);
+      Reporter::bump(report_.stats.invalidation_retries);
+      bool done = st == StoreStatus::ok || (t.op == Op::remove && st == StoreStatus::not_found);
+      if (!done) break;
+      progressed = true;
+      std::lock_guard<std::mutex> lock(mu_);
+      std::chrono::steady_clock::time_point since;
+      if (t.op == Op::bump) {
+        if (!group_ || group_seq_ != t.seq) continue;  // failed again meanwhile
+        since = group_since_;
+        group_ = false;
+        keys_.clear();  // the bump moved every key on
+      } else {
+        auto it = keys_.find(t.key);
+        if (it == keys_.end() || it->second.seq != t.seq) continue;
+        since = it->second.since;
+        keys_.erase(it);
+      }
+      Reporter::bump(report_.stats.invalidations_applied);
+      report_.emit(EventType::invalidation_applied, t.key,
+                   std::chrono::steady_clock::now() - since);
+      publish_count();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (spool_ && count_.load() == 0) spool_->clear();
+    return progressed;
+  }
+
+  Settings set_;
+  Apply apply_;
+  const Reporter& report_;
+  std::unique_ptr<Spool> spool_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_map<std::string, Entry> keys_;
+  bool group_ = false;
+  std::uint64_t group_seq_ = 0;
+  std::chrono::steady_clock::time_point group_since_;
+  std::uint64_t seq_ = 0;
+  std::atomic<std::size_t> count_{0};
+  std::size_t rotation_ = 0;
+  bool scheduled_ = false;
+  bool stop_ = false;
+  std::chrono::steady_clock::time_point next_;
+  std::thread thread_;
+  std::mutex round_mu_;  // one round at a time
+};
+
+}  // namespace cacheaside::detail
