@@ -5,6 +5,12 @@
 //       random get / get_many / update-then-invalidate against versions kept in a shared
 //       file; mode: leases | noleases | nosingleflight;
 //       prints "<ops> <loads> <reads> <stale reads>"
+//   worker observe <config> <key> <want> <deadline_ms>
+//       gets key (the loader answers want) every 2 ms until it answers want; prints
+//       the unix ms it first did, or -1 at the deadline
+//   worker spool <config> <spool> <key>
+//       invalidates key with a spool; prints "pending" if it failed, then sleeps
+//       until killed
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -126,9 +132,52 @@ static int checker(char** argv) {
   return 0;
 }
 
+static long long unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Another process that reads a key through its own cache: when does it stop
+// seeing the old value?
+static int observe(char** argv) {
+  auto store = std::make_shared<MemcachedStore>(argv[2]);
+  int key = std::stoi(argv[3]);
+  std::string want = argv[4];
+  long long deadline = unix_ms() + std::stoll(argv[5]);
+  Options o;
+  o.ttl = std::chrono::seconds(120);
+  o.early_refresh_beta = 0;
+  Cache c(
+      store, [&](const int&) -> std::optional<std::string> { return want; }, o);
+  while (unix_ms() < deadline) {
+    if (c.get(key) == want) {
+      std::printf("%lld\n", unix_ms());
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  std::printf("-1\n");
+  return 0;
+}
+
+static int spool(char** argv) {
+  auto store = std::make_shared<MemcachedStore>(argv[2]);
+  Options o;
+  o.invalidation_spool = argv[3];
+  o.invalidation_retry = std::chrono::seconds(60);  // this process dies before any retry
+  Cache c(
+      store, [](const int&) -> std::optional<std::string> { return "loaded"; }, o);
+  if (!c.invalidate(std::stoi(argv[4]))) std::printf("pending\n");
+  std::fflush(stdout);
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
 int main(int argc, char** argv) {
   if (argc >= 7 && std::string(argv[1]) == "stampede") return stampede(argv);
   if (argc >= 9 && std::string(argv[1]) == "checker") return checker(argv);
+  if (argc >= 6 && std::string(argv[1]) == "observe") return observe(argv);
+  if (argc >= 5 && std::string(argv[1]) == "spool") return spool(argv);
   std::fprintf(stderr, "usage: see the comment at the top of worker.cpp\n");
   return 2;
 }
