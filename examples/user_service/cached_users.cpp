@@ -6,11 +6,13 @@ namespace user_service {
 namespace {
 
 // TTLs as in the lesson; events feed the request's log line.
-cacheaside::Options options(const char* name, const char* prefix, int ttl_seconds) {
+cacheaside::Options options(const char* name, const char* prefix, int ttl_seconds,
+                            const std::string& spool_prefix) {
   cacheaside::Options o;
   o.name = name;
   o.key_prefix = prefix;
   o.ttl = std::chrono::seconds(ttl_seconds);
+  if (!spool_prefix.empty()) o.invalidation_spool = spool_prefix + name + ".spool";
   o.on_event = [](const cacheaside::Event& e) {
     auto& trace = RequestTrace::current();
     switch (e.type) {
@@ -30,6 +32,9 @@ cacheaside::Options options(const char* name, const char* prefix, int ttl_second
       case cacheaside::EventType::cache_error:
         trace.add("cache-error", e.key);
         break;
+      case cacheaside::EventType::invalidation_pending:
+        trace.add("invalidation-pending", e.key);
+        break;
       default:
         break;
     }
@@ -39,7 +44,8 @@ cacheaside::Options options(const char* name, const char* prefix, int ttl_second
 
 }  // namespace
 
-CachedUsers::CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepository& repo)
+CachedUsers::CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepository& repo,
+                         const std::string& spool_prefix)
     : store_(store),
       repo_(repo),
       by_id_(
@@ -50,16 +56,17 @@ CachedUsers::CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepositor
             for (long long id : ids) out.push_back(repo.find(id));
             return out;
           },
-          options("user", "user_", 120)),
+          options("user", "user_", 120, spool_prefix)),
       lists_(
           store,
           [&repo](const std::string&) -> std::optional<std::vector<User>> { return repo.all(); },
-          options("users", "", 60)) {}
+          options("users", "", 60, spool_prefix)) {}
 
 std::vector<User> CachedUsers::list() { return lists_.get(all_key).value_or(std::vector<User>{}); }
 
 // Writes: the database first (the source of truth), then the cache entries it made
-// wrong. A read that starts after the invalidation returns never sees the old value.
+// wrong. A read that starts after the invalidation returns never sees the old value;
+// an invalidation memcached does not confirm is retried until it does (and spooled).
 User CachedUsers::create(const std::string& name, const std::string& email) {
   User u = repo_.create(name, email);
   invalidate(u.id);  // user_<id> may hold a cached "not found"
@@ -89,8 +96,9 @@ std::string CachedUsers::cache_health() {
   return cacheaside::is_failure(store_->get("healthz", item)) ? "down" : "ok";
 }
 
-std::vector<std::pair<std::string, cacheaside::Stats>> CachedUsers::cache_stats() {
-  return {{by_id_.options().name, by_id_.stats()}, {lists_.options().name, lists_.stats()}};
+std::vector<CacheReport> CachedUsers::cache_stats() {
+  return {{by_id_.options().name, by_id_.stats(), by_id_.usage()},
+          {lists_.options().name, lists_.stats(), lists_.usage()}};
 }
 
 }  // namespace user_service

@@ -22,7 +22,10 @@ class CachedUsers final : public Users {
                                        cacheaside::JsonSerializer<std::vector<User>>>;
   static constexpr const char* all_key = "users_all";
 
-  CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepository& repo);
+  /// spool_prefix: where each cache keeps its pending invalidations across a
+  /// crash (prefix + name + ".spool"); empty: in memory only.
+  CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepository& repo,
+              const std::string& spool_prefix = "");
 
   std::vector<User> list() override;
   std::optional<User> find(long long id) override { return by_id_.get(id); }
@@ -33,7 +36,7 @@ class CachedUsers final : public Users {
 
   bool database_ok() override { return repo_.healthy(); }
   std::string cache_health() override;
-  std::vector<std::pair<std::string, cacheaside::Stats>> cache_stats() override;
+  std::vector<CacheReport> cache_stats() override;
 
  private:
   void invalidate(long long id);

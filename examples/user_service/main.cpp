@@ -33,13 +33,14 @@ struct Flags {
   int threads = 8;
   bool no_cache = false;
   bool quiet = false;
+  std::optional<std::string> spool_dir;  // unset: the directory of --db
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& problem) {
   if (!problem.empty()) std::cerr << argv0 << ": " << problem << "\n";
   std::cerr << "usage: " << argv0
             << " [--host H] [--port N] [--db PATH] [--memcached CONFIG] [--seed N]\n"
-               "       [--threads N] [--no-cache] [--quiet]\n";
+               "       [--threads N] [--no-cache] [--quiet] [--spool-dir DIR]\n";
   std::exit(2);
 }
 
@@ -71,6 +72,8 @@ Flags parse_flags(int argc, char** argv) {
       f.seed = number();
     else if (a == "--threads")
       f.threads = number();
+    else if (a == "--spool-dir")
+      f.spool_dir = value();
     else if (a == "--no-cache")
       f.no_cache = true;
     else if (a == "--quiet")
@@ -96,6 +99,21 @@ std::shared_ptr<cacheaside::MemcachedStore> make_store(const Flags& flags) {
   return std::make_shared<cacheaside::MemcachedStore>(so);
 }
 
+// Pending invalidations survive a crash in <spool dir>/cacheaside-<port>-<cache>.spool
+// (one per instance: two instances may share a database directory). An empty
+// --spool-dir keeps them in memory only.
+std::string spool_prefix(const Flags& flags) {
+  std::string dir;
+  if (flags.spool_dir) {
+    dir = *flags.spool_dir;
+    if (dir.empty()) return "";
+  } else {
+    auto slash = flags.db.rfind('/');
+    dir = slash == std::string::npos ? "." : flags.db.substr(0, slash);
+  }
+  return dir + "/cacheaside-" + std::to_string(flags.port) + "-";
+}
+
 httplib::Server* g_server = nullptr;
 
 extern "C" void on_signal(int) {
@@ -117,7 +135,8 @@ int main(int argc, char** argv) {
     if (flags.no_cache)
       users = std::make_unique<user_service::DatabaseUsers>(repo);
     else
-      users = std::make_unique<user_service::CachedUsers>(make_store(flags), repo);
+      users =
+          std::make_unique<user_service::CachedUsers>(make_store(flags), repo, spool_prefix(flags));
 
     httplib::Server svr;
     int threads = flags.threads;

@@ -36,26 +36,37 @@ bool path_id(const httplib::Request& req, httplib::Response& res, long long& id)
   return true;
 }
 
-// Prometheus text: one counter per Stats field, a line per cache (by Options::name).
+// Prometheus text: one counter per Stats field and a gauge per Usage field, a line
+// per cache (by Options::name).
 std::string metrics(Users& users) {
   auto caches = users.cache_stats();
   if (caches.empty()) return "# cache disabled (--no-cache)\n";
   std::vector<std::vector<std::uint64_t>> values(caches.size());
   for (std::size_t i = 0; i < caches.size(); ++i)
-    cacheaside::for_each_counter(caches[i].second, [&](const char*, const char*, std::uint64_t v) {
+    cacheaside::for_each_counter(caches[i].stats, [&](const char*, const char*, std::uint64_t v) {
       values[i].push_back(v);
     });
   std::ostringstream out;
   std::size_t k = 0;
-  cacheaside::for_each_counter(caches.front().second,
+  cacheaside::for_each_counter(caches.front().stats,
                                [&](const char* name, const char* help, std::uint64_t) {
                                  out << "# HELP cacheaside_" << name << "_total " << help << "\n"
                                      << "# TYPE cacheaside_" << name << "_total counter\n";
                                  for (std::size_t i = 0; i < caches.size(); ++i)
                                    out << "cacheaside_" << name << "_total{cache=\""
-                                       << caches[i].first << "\"} " << values[i][k] << "\n";
+                                       << caches[i].name << "\"} " << values[i][k] << "\n";
                                  ++k;
                                });
+  auto gauge = [&](const char* name, const char* help, auto field) {
+    out << "# HELP cacheaside_" << name << " " << help << "\n"
+        << "# TYPE cacheaside_" << name << " gauge\n";
+    for (const auto& c : caches)
+      out << "cacheaside_" << name << "{cache=\"" << c.name << "\"} " << c.usage.*field << "\n";
+  };
+  gauge("flights", "loads running now", &cacheaside::Usage::flights);
+  gauge("throttled_keys", "keys the fail-safe throttle rests", &cacheaside::Usage::throttled);
+  gauge("pending_invalidations", "invalidations waiting for memcached",
+        &cacheaside::Usage::pending);
   return out.str();
 }
 

@@ -13,6 +13,13 @@
 
 namespace user_service {
 
+/// One cache's counters and table sizes, by its Options::name.
+struct CacheReport {
+  std::string name;
+  cacheaside::Stats stats;
+  cacheaside::Usage usage;
+};
+
 class Users {
  public:
   virtual ~Users() = default;
@@ -27,8 +34,8 @@ class Users {
   virtual bool database_ok() = 0;
   /// "ok", "down", or "disabled" (no cache).
   virtual std::string cache_health() { return "disabled"; }
-  /// Each cache's counters, by its Options::name; none without a cache.
-  virtual std::vector<std::pair<std::string, cacheaside::Stats>> cache_stats() { return {}; }
+  /// Each cache's counters; none without a cache.
+  virtual std::vector<CacheReport> cache_stats() { return {}; }
 };
 
 /// Every request goes to SQLite (--no-cache).

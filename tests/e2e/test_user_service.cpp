@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "support/fault_proxy.hpp"
 #include "support/memcached_process.hpp"
 #include "support/raw_client.hpp"
 
@@ -26,20 +27,43 @@ using nlohmann::json;
 
 namespace {
 
+// How to start a service: its own memcached and database, or shared ones.
+struct Setup {
+  int seed = 20;
+  bool quiet = true;
+  std::string memcached;  // empty: its own memcached
+  std::string dir;        // empty: a fresh directory (and database), removed after
+};
+
 // memcached + user_service on free ports, with a fresh database.
 class Service {
  public:
-  explicit Service(int seed = 20, bool quiet = true) {
-    char dir[] = "/tmp/cacheaside_e2eXXXXXX";
-    REQUIRE(::mkdtemp(dir));
-    dir_ = dir;
+  explicit Service(int seed = 20, bool quiet = true) : Service(Setup{seed, quiet, "", ""}) {}
+  explicit Service(const Setup& setup) {
+    if (setup.memcached.empty()) own_memcached_ = std::make_unique<MemcachedProcess>();
+    if (setup.dir.empty()) {
+      char dir[] = "/tmp/cacheaside_e2eXXXXXX";
+      REQUIRE(::mkdtemp(dir));
+      dir_ = dir;
+      owns_dir_ = true;
+    } else {
+      dir_ = setup.dir;
+    }
     db_ = dir_ + "/users.db";
-    log_ = dir_ + "/service.log";
     port_ = free_port();
-    std::vector<std::string> args = {
-        USER_SERVICE_BIN,    "--port", std::to_string(port_), "--db",      db_, "--memcached",
-        memcached_.config(), "--seed", std::to_string(seed),  "--threads", "8"};
-    if (quiet) args.push_back("--quiet");
+    log_ = dir_ + "/service-" + std::to_string(port_) + ".log";
+    std::vector<std::string> args = {USER_SERVICE_BIN,
+                                     "--port",
+                                     std::to_string(port_),
+                                     "--db",
+                                     db_,
+                                     "--memcached",
+                                     own_memcached_ ? own_memcached_->config() : setup.memcached,
+                                     "--seed",
+                                     std::to_string(setup.seed),
+                                     "--threads",
+                                     "8"};
+    if (setup.quiet) args.push_back("--quiet");
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
@@ -66,10 +90,9 @@ class Service {
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, &status, 0);
     }
-    std::remove(db_.c_str());
-    std::remove((db_ + "-wal").c_str());
-    std::remove((db_ + "-shm").c_str());
     std::remove(log_.c_str());
+    if (!owns_dir_) return;
+    for (const char* f : {"", "-wal", "-shm"}) std::remove((db_ + f).c_str());
     ::rmdir(dir_.c_str());
   }
 
@@ -79,8 +102,12 @@ class Service {
     c.set_read_timeout(10, 0);
     return c;
   }
-  MemcachedProcess& memcached() { return memcached_; }
+  MemcachedProcess& memcached() {
+    REQUIRE(own_memcached_);
+    return *own_memcached_;
+  }
   const std::string& db() const { return db_; }
+  const std::string& dir() const { return dir_; }
   std::string log() const {
     std::ifstream in(log_);
     std::stringstream ss;
@@ -98,8 +125,9 @@ class Service {
   }
 
  private:
-  MemcachedProcess memcached_;
+  std::unique_ptr<MemcachedProcess> own_memcached_;
   std::string dir_, db_, log_;
+  bool owns_dir_ = false;
   int port_ = 0;
   pid_t pid_ = -1;
 };
@@ -384,4 +412,59 @@ TEST_CASE("16 concurrent clients: no 5xx, and the cache equals the database afte
     CHECK(*all == expected);
   }
   CHECK(compared > 0);
+}
+
+TEST_CASE(
+    "two instances through a partition: a PUT on one during it, both serve the new user "
+    "within the bound after the heal",
+    "[e2e]") {
+  MemcachedProcess mc;
+  FaultProxy proxy(mc.port());  // between instance a and memcached
+  Service a(Setup{20, true, proxy.config(), ""});
+  Service b(Setup{0, true, mc.config(), a.dir()});  // same database and memcached, no proxy
+  auto ca = a.client();
+  auto cb = b.client();
+  auto name_of = [](httplib::Client& c, const char* path) {
+    Answer r = call(c, "GET", path);
+    REQUIRE(r.status == 200);
+    return r.body;
+  };
+  std::string old_user = name_of(ca, "/users/5");
+  CHECK(name_of(cb, "/users/5") == old_user);  // cached by both
+  name_of(ca, "/users/");
+
+  proxy.drop();
+  auto t0 = std::chrono::steady_clock::now();
+  Answer put = call(ca, "PUT", "/users/5", R"({"name":"Partitioned","email":"p@example.com"})");
+  CHECK(put.status == 200);  // the database is the truth
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
+  CHECK(json::parse(name_of(ca, "/users/5"))["name"] == "Partitioned");  // a: held out
+  CHECK(name_of(ca, "/users/").find("Partitioned") != std::string::npos);
+  CHECK(name_of(cb, "/users/5") == old_user);  // b: memcached still has it
+  CHECK(a.metric("invalidations_pending", "user") == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+
+  auto healed = std::chrono::steady_clock::now();
+  proxy.pass();
+  long long lag_ms = -1;
+  while (std::chrono::steady_clock::now() - healed < std::chrono::seconds(5)) {
+    bool a_new = json::parse(name_of(ca, "/users/5"))["name"] == "Partitioned";
+    bool b_new = json::parse(name_of(cb, "/users/5"))["name"] == "Partitioned" &&
+                 name_of(cb, "/users/").find("Partitioned") != std::string::npos;
+    CHECK(a_new);  // never the old user in a
+    if (b_new) {
+      lag_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - healed)
+                   .count();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::printf("two instances: b served the PUT's user %lld ms after the heal\n", lag_ms);
+  CHECK(lag_ms >= 0);
+  CHECK(lag_ms <= 1500);  // the store's retry timeout + invalidation_retry (+ slack)
+  for (int i = 0; i < 100 && a.metric("invalidations_applied", "users") == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(a.metric("invalidations_applied", "users") == 1);
+  CHECK(a.metric("invalidations_applied", "user") == 1);
 }
