@@ -23,6 +23,7 @@
 #include "detail/group.hpp"
 #include "detail/key_batch.hpp"
 #include "detail/miss_path.hpp"
+#include "detail/near.hpp"
 #include "detail/pending.hpp"
 #include "detail/random.hpp"
 #include "detail/reporter.hpp"
@@ -78,12 +79,14 @@ class CacheAside {
         group_(store_, opt_.group.empty() ? "" : encode_key(opt_.group, max_key_length - 2) + "%G",
                opt_.group_cache, clock_),
         protocol_(make_protocol(store_, opt_, clock_, report_)),
+        near_(make_near(opt_, store_, clock_, report_)),
         pending_(
             pending_settings(opt_, group_.key()),
             [this](detail::PendingInvalidations::Op op, const std::string& key) {
-              if (op == detail::PendingInvalidations::Op::remove || key != group_.key())
-                return protocol_->remove(key);
-              return group_.bump();
+              bool all = op == detail::PendingInvalidations::Op::bump && key == group_.key();
+              StoreStatus st = all ? group_.bump() : protocol_->remove(key);
+              if (st == StoreStatus::not_found) st = StoreStatus::ok;
+              return st == StoreStatus::ok ? publish(all ? "*" : key) : st;
             },
             report_),
         path_(std::move(loader), std::move(bulk_loader), opt_, *clock_, report_, codec_, *protocol_,
@@ -99,14 +102,23 @@ class CacheAside {
     std::string mkey;
     if (!cache_key_to(key, mkey)) return path_.load_uncached(key, mkey);
     thread_local Lookup scratch;  // keeps its buffer: a hit allocates only its value
+    std::optional<Value> v;
+    typename Near::Ticket ticket;
     if (pending_.holds(mkey)) {
       scratch.reset();  // memcached may still have the old value
     } else {
+      if (near_) {
+        if (near_->get(mkey, v)) {
+          report_.near_hit(mkey, !v);
+          return v;
+        }
+        ticket = near_->ticket(mkey);  // before the read: a write after it voids the offer
+      }
       protocol_->read(mkey, scratch);
     }
-    std::optional<Value> v;
     if (scratch.state == LookupState::hit && codec_.decode(mkey, scratch, v)) {
       report_.hit(mkey, scratch.negative);
+      if (near_) near_->offer(mkey, v, scratch.expiry_ms, ticket);
       if (v && refresh_due(scratch)) {
         Miss m(key, std::move(mkey), scratch);
         return path_.refresh_early(m, std::move(v));
@@ -140,16 +152,36 @@ class CacheAside {
       for (Miss& m : misses) vals[m.slot] = std::move(m.value);
       return batch.spread(std::move(vals));
     }
+    // With a near cache, memcached is asked only for what it does not hold.
+    const std::vector<std::string>* to_read = &batch.unique();
+    std::vector<std::string> rest;
+    std::vector<std::size_t> slot_of;
+    std::vector<typename Near::Ticket> tickets;
+    if (near_) {
+      for (std::size_t u = 0; u < vals.size(); ++u) {
+        const std::string& mkey = batch.unique()[u];
+        if (!pending_.holds(mkey) && near_->get(mkey, vals[u])) {
+          report_.near_hit(mkey, !vals[u]);
+          continue;
+        }
+        tickets.push_back(near_->ticket(mkey));
+        rest.push_back(mkey);
+        slot_of.push_back(u);
+      }
+      to_read = &rest;
+    }
     std::vector<Lookup> looks;
-    protocol_->read_many(batch.unique(), looks);
+    if (!to_read->empty()) protocol_->read_many(*to_read, looks);
     std::uint64_t hits = 0, negative = 0;
-    for (std::size_t u = 0; u < looks.size(); ++u) {
+    for (std::size_t j = 0; j < looks.size(); ++j) {
+      std::size_t u = near_ ? slot_of[j] : j;
       const std::string& mkey = batch.unique()[u];
-      Lookup& l = looks[u];
+      Lookup& l = looks[j];
       if (pending_.holds(mkey)) l.reset();
       if (l.state == LookupState::hit && codec_.decode(mkey, l, vals[u])) {
         ++hits;
         if (l.negative) ++negative;
+        if (near_) near_->offer(mkey, vals[u], l.expiry_ms, tickets[j]);
         if (report_.hooked())
           report_.emit(l.negative ? EventType::negative_hit : EventType::hit, mkey);
         continue;
@@ -188,16 +220,17 @@ class CacheAside {
     if (!cache_key_to(key, mkey)) return unreachable_group();
     report_.emit(EventType::put, mkey);
     path_.forget(mkey);
+    drop_near(mkey);
+    bool stored = false;
     detail::Encoded e;
     if (codec_.encode(mkey, value, 0, e)) {  // a refusal here is counted by encode
-      if (report_.write(mkey, protocol_->store(mkey, e.bytes, e.flags, e.exptime), "set")) {
-        pending_.confirmed(mkey);
-        return true;
-      }
+      stored = report_.write(mkey, protocol_->store(mkey, e.bytes, e.flags, e.exptime), "set");
     }
+    bool ok = stored ? published(mkey, "near log append") : false;
     // The new value could not be cached: the old one must not stay.
-    remove_or_keep(mkey, "delete after a failed set");
-    return false;
+    if (!stored) remove_or_keep(mkey, "delete after a failed set");
+    drop_near(mkey);  // a read that raced the set may have offered the old value
+    return ok;
   }
 
   /// Deletes the cached entry (value, stale copy, negative entry or lease). A
@@ -211,7 +244,10 @@ class CacheAside {
     detail::Reporter::bump(report_.stats.invalidations);
     path_.forget(mkey);
     report_.emit(EventType::invalidate, mkey);
-    return remove_or_keep(mkey, "delete");
+    drop_near(mkey);
+    bool ok = remove_or_keep(mkey, "delete");
+    drop_near(mkey);  // a read that raced the delete may have offered the old value
+    return ok;
   }
 
   /// invalidate() for each key; false if any failed.
@@ -226,14 +262,27 @@ class CacheAside {
   /// configured.
   bool invalidate_all() {
     if (!group_.enabled()) throw Error("cacheaside: invalidate_all needs Options::group");
+    if (near_) near_->drop_all();
     StoreStatus st = group_.bump();
+    const char* what = "incr";
+    if (st == StoreStatus::ok) {
+      st = publish("*");
+      what = "near log append";
+    }
+    if (near_) near_->drop_all();
     if (st == StoreStatus::ok) {
       pending_.confirmed_all();
       return true;
     }
-    report_.cache_error(group_.key(), st, "incr");
-    pending_.add(detail::PendingInvalidations::Op::bump, group_.key(), st, "incr");
+    report_.cache_error(group_.key(), st, what);
+    pending_.add(detail::PendingInvalidations::Op::bump, group_.key(), st, what);
     return false;
+  }
+
+  /// Reads the near cache's invalidation log now (the background does so every
+  /// near_sync / 2). No-op without a near cache.
+  void sync_near() {
+    if (near_) near_->sync_now();
   }
 
   /// Retries pending invalidations now, in this thread (the background does so
@@ -248,7 +297,9 @@ class CacheAside {
   Stats stats() const { return report_.stats.snapshot(); }
 
   /// The sizes of the in-process tables (for monitoring: each is bounded).
-  Usage usage() { return {path_.flights(), path_.throttled(), pending_.size()}; }
+  Usage usage() {
+    return {path_.flights(), path_.throttled(), pending_.size(), near_ ? near_->size() : 0};
+  }
 
   /// The memcached key used for key (including the group generation, if any).
   std::string cache_key(const Key& key) {
@@ -261,6 +312,7 @@ class CacheAside {
 
  private:
   using Path = detail::MissPath<Key, Value, Serializer>;
+  using Near = detail::Near<Value>;
   using Miss = typename Path::Miss;
 
   static Options checked(Options o) {
@@ -268,8 +320,15 @@ class CacheAside {
     if (o.ttl_jitter < 0 || o.ttl_jitter >= 1)
       throw Error("cacheaside: ttl_jitter must be in [0, 1)");
     if (o.early_refresh_beta < 0) throw Error("cacheaside: early_refresh_beta must be >= 0");
-    if (o.max_stale.count() < 0 || o.soft_timeout.count() < 0 || o.hard_timeout.count() < 0)
+    if (o.max_stale.count() < 0 || o.soft_timeout.count() < 0 || o.hard_timeout.count() < 0 ||
+        o.near_ttl.count() < 0)
       throw Error("cacheaside: durations must not be negative");
+    if (o.near_ttl.count() > 0) {
+      if (o.format != Format::envelope)
+        throw Error("cacheaside: the near cache needs Format::envelope (it keeps the TTL)");
+      if (o.near_capacity == 0 || o.near_sync.count() <= 0)
+        throw Error("cacheaside: near_capacity and near_sync must be positive");
+    }
     return o;
   }
   static std::chrono::milliseconds negative_ttl(const Options& o) {
@@ -302,16 +361,36 @@ class CacheAside {
     return gen.has_value();
   }
 
-  // Deletes mkey; when the store does not confirm it, the delete is pending.
+  // Deletes mkey (and tells other near caches); when the store does not confirm
+  // it, the delete is pending.
   bool remove_or_keep(const std::string& mkey, const char* what) {
     StoreStatus st = protocol_->remove(mkey);
-    if (st == StoreStatus::ok || st == StoreStatus::not_found) {
+    if (st != StoreStatus::ok && st != StoreStatus::not_found) {
+      report_.cache_error(mkey, st, what);
+      pending_.add(detail::PendingInvalidations::Op::remove, mkey, st, what);
+      return false;
+    }
+    return published(mkey, "near log append");
+  }
+
+  // Appends a written key to the near cache's log; a failure leaves a pending
+  // delete (its retry appends too).
+  bool published(const std::string& mkey, const char* what) {
+    StoreStatus st = publish(mkey);
+    if (st == StoreStatus::ok) {
       pending_.confirmed(mkey);
       return true;
     }
     report_.cache_error(mkey, st, what);
     pending_.add(detail::PendingInvalidations::Op::remove, mkey, st, what);
     return false;
+  }
+
+  StoreStatus publish(const std::string& mkey) {
+    return near_ ? near_->publish(mkey) : StoreStatus::ok;
+  }
+  void drop_near(const std::string& mkey) {
+    if (near_) near_->drop(mkey);
   }
 
   // A write whose key needs the group generation, which could not be read: the
@@ -321,6 +400,16 @@ class CacheAside {
     pending_.add(detail::PendingInvalidations::Op::bump, group_.key(), StoreStatus::unavailable,
                  "group generation");
     return false;
+  }
+
+  // The near cache, if on. Its log in memcached is named after the cache's name
+  // and key prefix: processes that share those share the log.
+  static std::unique_ptr<Near> make_near(const Options& o, const std::shared_ptr<Store>& store,
+                                         const std::shared_ptr<Clock>& clock,
+                                         const detail::Reporter& report) {
+    if (o.near_ttl.count() == 0) return nullptr;
+    std::string base = encode_key("near_log:" + o.name + ":" + o.key_prefix, max_key_length - 16);
+    return std::make_unique<Near>(o, store, std::move(base), clock, report);
   }
 
   static detail::PendingInvalidations::Settings pending_settings(const Options& o,
@@ -367,6 +456,7 @@ class CacheAside {
   detail::ValueCodec<Value, Serializer> codec_;
   detail::GroupGeneration group_;
   std::unique_ptr<LookupProtocol> protocol_;
+  std::unique_ptr<Near> near_;            // null: off
   detail::PendingInvalidations pending_;  // after what it retries with, before path_
   Path path_;
 };

@@ -81,6 +81,19 @@ struct Options {
   /// item limit is 1 MiB by default, including key and overhead).
   std::size_t max_value_bytes = 1024 * 1024 - 512;
 
+  /// Near cache: hot values kept decoded in this process for at most this long
+  /// (and never past their memcached TTL). 0 (default): off. Every process that
+  /// writes these keys must have it on: its writes feed the invalidation log
+  /// the others read.
+  std::chrono::milliseconds near_ttl{0};
+  /// Bound of the near cache, in entries (segmented LRU: a scan does not push
+  /// out keys read more than once).
+  std::size_t near_capacity = 10000;
+  /// The staleness bound between processes: a near entry is served only while
+  /// this process read the invalidation log in memcached within the last
+  /// near_sync (read every near_sync / 2). A write here is seen here at once.
+  std::chrono::milliseconds near_sync{100};
+
   /// An invalidation (invalidate*, a failed put, invalidate_all) the store does
   /// not confirm is kept and retried in the background until it does; until
   /// then reads of that key in this process call the loader and store nothing.

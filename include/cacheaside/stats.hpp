@@ -34,6 +34,11 @@ struct Stats {
   std::uint64_t invalidations_overflowed = 0;  ///< failed while the pending table was full
   std::uint64_t invalidations_dropped = 0;     ///< given up: table full without a group, or
                                                ///< the cache destroyed without a spool
+  std::uint64_t near_hits = 0;                 ///< served from the near cache (counted in hits too)
+  std::uint64_t near_evictions = 0;            ///< near entries evicted for room
+  std::uint64_t near_log_reads = 0;            ///< reads of the invalidation log
+  std::uint64_t near_log_gaps = 0;  ///< log reads that could not account for every write:
+                                    ///< the whole near cache dropped
 };
 
 /// What one cache holds in process memory now, besides its options: each table
@@ -43,6 +48,7 @@ struct Usage {
   std::size_t throttled = 0;  ///< keys the fail-safe throttle rests (at most 100,000)
   std::size_t pending = 0;    ///< invalidations waiting for the store (at most
                               ///< Options::max_pending_invalidations, plus a group bump)
+  std::size_t near = 0;       ///< near cache entries (at most Options::near_capacity)
 };
 
 /// Calls f(name, help, value) for every counter of s, in declaration order (for
@@ -72,6 +78,10 @@ void for_each_counter(const Stats& s, F&& f) {
   f("invalidations_overflowed", "invalidations failed with the pending table full",
     s.invalidations_overflowed);
   f("invalidations_dropped", "pending invalidations given up", s.invalidations_dropped);
+  f("near_hits", "values served from the near cache", s.near_hits);
+  f("near_evictions", "near cache entries evicted", s.near_evictions);
+  f("near_log_reads", "reads of the invalidation log", s.near_log_reads);
+  f("near_log_gaps", "invalidation log gaps (near cache dropped)", s.near_log_gaps);
 }
 
 /// What happened, for `Options::on_event`.
@@ -95,6 +105,8 @@ enum class EventType {
   invalidation_pending,  ///< reason = the failed operation; retried in the background
   invalidation_applied,  ///< duration = time it was pending
   invalidation_dropped,  ///< reason = why it was given up
+  near_hit,              ///< a fresh value (or absence) from the near cache
+  near_gap,              ///< the invalidation log had a gap: near cache dropped
 };
 
 /// Name of an event type, e.g. "hit".
@@ -138,7 +150,8 @@ struct AtomicStats {
       cache_errors{0}, decode_errors{0}, oversize{0}, stale_served{0}, coalesced{0}, lease_waits{0},
       lease_timeouts{0}, stale_sets_prevented{0}, early_refreshes{0}, load_timeouts{0}, puts{0},
       invalidations{0}, invalidations_pending{0}, invalidation_retries{0}, invalidations_applied{0},
-      invalidations_overflowed{0}, invalidations_dropped{0};
+      invalidations_overflowed{0}, invalidations_dropped{0}, near_hits{0}, near_evictions{0},
+      near_log_reads{0}, near_log_gaps{0};
 
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
     c.fetch_add(n, std::memory_order_relaxed);
@@ -169,6 +182,10 @@ struct AtomicStats {
     s.invalidations_applied = r(invalidations_applied);
     s.invalidations_overflowed = r(invalidations_overflowed);
     s.invalidations_dropped = r(invalidations_dropped);
+    s.near_hits = r(near_hits);
+    s.near_evictions = r(near_evictions);
+    s.near_log_reads = r(near_log_reads);
+    s.near_log_gaps = r(near_log_gaps);
     return s;
   }
 };

@@ -35,6 +35,12 @@ class Reporter {
     if (negative) AtomicStats::bump(stats.negative_hits);
     emit(negative ? EventType::negative_hit : EventType::hit, key);
   }
+  void near_hit(std::string_view key, bool negative) const {
+    AtomicStats::bump(stats.hits);
+    AtomicStats::bump(stats.near_hits);
+    if (negative) AtomicStats::bump(stats.negative_hits);
+    emit(EventType::near_hit, key);
+  }
   void miss(std::string_view key) const {
     AtomicStats::bump(stats.misses);
     emit(EventType::miss, key);

@@ -1,0 +1,154 @@
+// A near cache: the table of decoded values, the log that keeps it coherent
+// with other processes, and the thread that reads the log (internal).
+//
+// The rule that bounds staleness between processes: an entry is served only
+// while this process has read the log successfully within the last
+// `near_sync` (counted from when that read began). A write elsewhere appends
+// to the log before it returns, so a read that began after it drops the key;
+// memcached away or partitioned stops near hits after `near_sync` too.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include "../clock.hpp"
+#include "../options.hpp"
+#include "../store.hpp"
+#include "near_cache.hpp"
+#include "near_log.hpp"
+#include "reporter.hpp"
+
+namespace cacheaside::detail {
+
+template <class Value>
+class Near {
+ public:
+  using Table = NearCache<Value>;
+  using Ticket = typename Table::Ticket;
+  static constexpr std::size_t ring = 1024;  // log slots
+
+  /// log_base: the memcached key the log's keys start with.
+  Near(const Options& opt, std::shared_ptr<Store> store, std::string log_base,
+       std::shared_ptr<Clock> clock, const Reporter& report)
+      : ttl_(opt.near_ttl),
+        sync_(opt.near_sync),
+        clock_(std::move(clock)),
+        report_(report),
+        table_(opt.near_capacity),
+        log_(std::move(store), std::move(log_base), ring, clock_) {
+    sync_now();
+    try {
+      thread_ = std::thread([this] { run(); });
+    } catch (const std::system_error&) {
+      // No thread: the log is never read again, so near hits stop after near_sync.
+    }
+  }
+
+  Near(const Near&) = delete;
+  Near& operator=(const Near&) = delete;
+
+  ~Near() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  /// True (out set) on a near hit.
+  bool get(const std::string& mkey, std::optional<Value>& out) {
+    if (!current()) return false;
+    auto p = table_.find(mkey, clock_->unix_ms());
+    if (!p) return false;
+    out = *p;
+    return true;
+  }
+
+  Ticket ticket(const std::string& mkey) const { return table_.ticket(mkey); }
+
+  /// A value read from memcached at ticket t, fresh until expiry_ms (unix ms;
+  /// 0: unknown, then not kept).
+  void offer(const std::string& mkey, const std::optional<Value>& v, std::int64_t expiry_ms,
+             Ticket t) {
+    if (expiry_ms == 0) return;
+    std::int64_t until = std::min<std::int64_t>(expiry_ms, clock_->unix_ms() + ttl_.count());
+    auto p = std::make_shared<const std::optional<Value>>(v);
+    if (std::size_t evicted = table_.insert(mkey, std::move(p), until, t)) {
+      Reporter::bump(report_.stats.near_evictions, evicted);
+    }
+  }
+
+  void drop(const std::string& mkey) { table_.drop(mkey); }
+  void drop_all() { table_.drop_all(); }
+
+  /// Tells the other processes (two round trips); "*" for everything.
+  StoreStatus publish(const std::string& mkey) { return log_.append(mkey); }
+
+  /// Reads the log now (the background does every near_sync / 2).
+  void sync_now() {
+    std::lock_guard<std::mutex> one(sync_mu_);
+    auto started = clock_->now();
+    NearLog::Read r = log_.read();
+    Reporter::bump(report_.stats.near_log_reads);
+    if (r.gap) {
+      table_.drop_all();
+      Reporter::bump(report_.stats.near_log_gaps);
+      report_.emit(EventType::near_gap, log_.counter_key());
+    }
+    for (const auto& k : r.keys) {
+      if (k == "*") {
+        table_.drop_all();
+      } else {
+        table_.drop(k);
+      }
+    }
+    if (r.ok) synced_.store(started.time_since_epoch().count(), std::memory_order_release);
+  }
+
+  std::size_t size() const { return table_.size(); }
+
+ private:
+  bool current() const {
+    auto at = synced_.load(std::memory_order_acquire);
+    if (at == never) return false;
+    auto since = clock_->now().time_since_epoch() - Clock::time_point::duration(at);
+    return since < sync_;
+  }
+
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto period = std::max<std::chrono::milliseconds>(sync_ / 2, std::chrono::milliseconds(1));
+    while (!cv_.wait_for(lock, period, [&] { return stop_; })) {
+      lock.unlock();
+      sync_now();
+      lock.lock();
+    }
+  }
+
+  static constexpr Clock::time_point::rep never = INT64_MIN;
+
+  std::chrono::milliseconds ttl_;
+  std::chrono::milliseconds sync_;
+  std::shared_ptr<Clock> clock_;
+  const Reporter& report_;
+  Table table_;
+  NearLog log_;
+  std::atomic<Clock::time_point::rep> synced_{never};
+  std::mutex sync_mu_;  // one log reader at a time
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace cacheaside::detail

@@ -1,0 +1,138 @@
+// The invalidation log that keeps near caches of different processes coherent
+// through memcached alone (internal).
+//
+// In memcached, for one cache: a sequence counter `<base>%c`, and a ring of
+// `ring` slots `<base>%<seq mod ring>`, each holding "<seq> <memcached key>"
+// ("*" for everything: a group bump). A writer increments the counter, then
+// fills the slot of the number it got. A reader remembers the last number it
+// applied and reads the slots after it; anything it cannot account for (the
+// counter evicted or reset, more new records than slots, a slot missing twice
+// or overwritten) is a gap: the reader drops its whole near cache.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../clock.hpp"
+#include "../store.hpp"
+
+namespace cacheaside::detail {
+
+class NearLog {
+ public:
+  /// What one read found.
+  struct Read {
+    bool ok = false;                // the log was read up to the counter: the near cache is current
+    bool gap = false;               // drop everything
+    std::vector<std::string> keys;  // drop these ("*": everything)
+  };
+
+  NearLog(std::shared_ptr<Store> store, std::string base, std::size_t ring,
+          std::shared_ptr<Clock> clock)
+      : store_(std::move(store)),
+        base_(std::move(base)),
+        ring_(ring),
+        clock_(std::move(clock)),
+        counter_(base_ + "%c") {}
+
+  /// Appends key: two round trips. Not ok: the record may be missing, which
+  /// readers take for a gap (or, if the counter did not move, never see).
+  StoreStatus append(const std::string& key) {
+    std::uint64_t seq = 0;
+    StoreStatus st = store_->incr(counter_, 1, start_value(), 0, seq);
+    if (st != StoreStatus::ok) return st;
+    return store_->set(slot(seq), std::to_string(seq) + " " + key, 0, 0);
+  }
+
+  /// Reads what was appended since the last read (one round trip, two when
+  /// there is something new). Not thread-safe: one reader per log.
+  Read read() {
+    Read r;
+    std::uint64_t now = 0;
+    // incr by 0: reads the counter, and creates it if nobody has (or it was
+    // evicted), so every reader and writer counts from the same start.
+    if (store_->incr(counter_, 0, start_value(), 0, now) != StoreStatus::ok) return r;
+    if (!started_) {  // the first read: nothing cached before it
+      started_ = true;
+      last_ = now;
+      r.ok = true;
+      return r;
+    }
+    if (now == last_) {
+      r.ok = true;
+      return r;
+    }
+    if (now < last_ || now - last_ > ring_) return gap(r, now);
+    std::vector<std::string> keys;
+    for (std::uint64_t s = last_ + 1; s <= now; ++s) keys.push_back(slot(s));
+    std::vector<StoreItem> items;
+    std::vector<char> found;
+    if (store_->get_multi(keys, items, found) != StoreStatus::ok) return r;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      std::uint64_t s = last_ + 1 + i;
+      std::uint64_t seq = 0;
+      std::size_t space = items[i].value.find(' ');
+      bool good = found[i] && space != std::string::npos &&
+                  parse(std::string_view(items[i].value).substr(0, space), seq) && seq == s;
+      if (!good) {
+        // A writer between its increment and its set, or a lost slot: wait
+        // one read for it, then give up on it.
+        if (missing_ == s) return gap(r, now);
+        missing_ = s;
+        last_ = s - 1;
+        return r;  // not current yet: r.keys so far are applied by the caller
+      }
+      r.keys.push_back(items[i].value.substr(space + 1));
+      last_ = s;
+    }
+    missing_ = 0;
+    r.ok = true;
+    return r;
+  }
+
+  const std::string& counter_key() const { return counter_; }
+  std::string slot(std::uint64_t seq) const { return base_ + "%" + std::to_string(seq % ring_); }
+
+ private:
+  // A new counter starts at the current time in microseconds: far ahead of any
+  // count an older counter reached, so readers see a re-created one as a jump
+  // (a gap), never as "nothing new".
+  std::uint64_t start_value() const { return static_cast<std::uint64_t>(clock_->unix_ms()) * 1000; }
+
+  Read& gap(Read& r, std::uint64_t now) {
+    last_ = now;
+    missing_ = 0;
+    r.ok = true;
+    r.gap = true;
+    r.keys.clear();
+    return r;
+  }
+
+  static bool parse(std::string_view s, std::uint64_t& out) {
+    out = 0;
+    std::size_t n = 0;
+    for (char c : s) {
+      if (c == ' ' || c == '\r' || c == '\n') break;  // incr may pad with spaces
+      if (c < '0' || c > '9') return false;
+      out = out * 10 + static_cast<std::uint64_t>(c - '0');
+      ++n;
+    }
+    return n > 0;
+  }
+
+  std::shared_ptr<Store> store_;
+  std::string base_;
+  std::uint64_t ring_;
+  std::shared_ptr<Clock> clock_;
+  std::string counter_;
+  bool started_ = false;
+  std::uint64_t last_ = 0;
+  std::uint64_t missing_ = 0;
+};
+
+}  // namespace cacheaside::detail

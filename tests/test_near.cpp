@@ -1,0 +1,280 @@
+// The near cache: hot values answered in-process, coherent across processes
+// through an invalidation log in memcached.
+#include <catch2/catch.hpp>
+#include <map>
+
+#include "support/common.hpp"
+#include "support/fault_store.hpp"
+#include "support/gate.hpp"
+
+using namespace cacheaside;
+using namespace cacheaside_test;
+
+namespace {
+
+// One store (in memory, on a manual clock) shared by several caches that stand
+// for processes; a database they all load from.
+struct NearWorld {
+  ManualWorld base;
+  std::shared_ptr<FaultStore> store = std::make_shared<FaultStore>(base.store);
+  std::map<std::string, std::string> db;
+  std::atomic<int> loads{0};
+
+  Options options() {
+    Options o = base.options();
+    o.name = "near";
+    o.ttl = std::chrono::seconds(60);
+    o.early_refresh_beta = 0;
+    o.near_ttl = std::chrono::seconds(30);
+    o.near_sync = std::chrono::hours(1);  // synced by hand: sync_near()
+    return o;
+  }
+  std::unique_ptr<StringCache> cache(Options o) {
+    return std::make_unique<StringCache>(
+        store,
+        [this](const std::string& k) -> std::optional<std::string> {
+          ++loads;
+          auto it = db.find(k);
+          if (it == db.end()) return std::nullopt;
+          return it->second;
+        },
+        o);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a near hit answers without a round trip, decoded", "[near]") {
+  NearWorld w;
+  auto c = w.cache(w.options());
+  w.db["a"] = "1";
+  CHECK(c->get("a") == "1");  // miss: loaded, stored
+  CHECK(c->get("a") == "1");  // memcached hit: kept near
+  w.store->reset_counts();
+  for (int i = 0; i < 100; ++i) CHECK(c->get("a") == "1");
+  CHECK(w.store->round_trips() == 0);
+  CHECK(c->stats().near_hits == 100);
+  CHECK(c->stats().hits == 101);
+  CHECK(c->usage().near == 1);
+  CHECK(c->get("missing") == std::nullopt);
+  CHECK(c->get("missing") == std::nullopt);  // a negative entry is kept near too
+  w.store->reset_counts();
+  CHECK(c->get("missing") == std::nullopt);
+  CHECK(w.store->round_trips() == 0);
+  CHECK(c->get_many({"a", "missing", "a"}) ==
+        std::vector<std::optional<std::string>>{"1", std::nullopt, "1"});
+  CHECK(w.store->round_trips() == 0);
+}
+
+TEST_CASE("writes here drop the near entry before they return", "[near]") {
+  NearWorld w;
+  Options o = w.options();
+  o.group = "g";
+  o.group_cache = std::chrono::seconds(60);
+  auto c = w.cache(o);
+  w.db["a"] = "1";
+  c->get("a");
+  c->get("a");
+  REQUIRE(c->usage().near == 1);
+
+  w.db["a"] = "2";
+  CHECK(c->invalidate("a"));
+  CHECK(c->get("a") == "2");
+  c->get("a");
+  w.db["a"] = "3";
+  CHECK(c->put("a", "3"));
+  CHECK(c->get("a") == "3");
+  c->get("a");
+  w.db["a"] = "4";
+  CHECK(c->invalidate_all());
+  CHECK(c->get("a") == "4");
+}
+
+TEST_CASE("a near entry never outlives its memcached TTL, nor near_ttl", "[near]") {
+  NearWorld w;
+  Options o = w.options();
+  o.ttl = std::chrono::seconds(10);
+  o.ttl_jitter = 0;
+  o.near_ttl = std::chrono::seconds(60);
+  auto c = w.cache(o);
+  w.db["a"] = "1";
+  c->get("a");
+  c->get("a");
+  w.base.clock->advance(std::chrono::milliseconds(9900));
+  int loads = w.loads;
+  CHECK(c->get("a") == "1");
+  CHECK(w.loads == loads);
+  w.db["a"] = "2";
+  w.base.clock->advance(std::chrono::milliseconds(200));  // past the memcached TTL
+  CHECK(c->get("a") == "2");
+
+  o.ttl = std::chrono::seconds(60);
+  o.near_ttl = std::chrono::seconds(5);
+  auto d = w.cache(o);
+  d->get("b");
+  d->get("b");
+  w.store->reset_counts();
+  d->get("b");
+  CHECK(w.store->round_trips() == 0);
+  w.base.clock->advance(std::chrono::seconds(5));
+  d->get("b");
+  CHECK(w.store->round_trips() == 1);  // memcached again
+}
+
+TEST_CASE("another process's write is seen at its next log read", "[near]") {
+  NearWorld w;
+  auto a = w.cache(w.options());
+  auto b = w.cache(w.options());
+  w.db["k"] = "1";
+  a->get("k");
+  a->get("k");
+  b->get("k");
+  REQUIRE(b->usage().near == 1);
+  w.db["k"] = "2";
+  CHECK(a->invalidate("k"));
+  CHECK(b->get("k") == "1");  // not read the log yet: the bound is near_sync
+  b->sync_near();
+  CHECK(b->get("k") == "2");
+  CHECK(b->stats().near_log_gaps == 0);
+
+  b->get("k");  // near again
+  w.db["k"] = "3";
+  CHECK(a->put("k", "3"));
+  b->sync_near();
+  CHECK(b->get("k") == "3");
+}
+
+TEST_CASE("more writes than the log holds: the reader drops everything", "[near]") {
+  NearWorld w;
+  auto a = w.cache(w.options());
+  auto b = w.cache(w.options());
+  w.db["keep"] = "1";
+  b->get("keep");
+  b->get("keep");
+  REQUIRE(b->usage().near == 1);
+  for (int i = 0; i < 1100; ++i) a->invalidate("x" + std::to_string(i));
+  b->sync_near();
+  CHECK(b->stats().near_log_gaps == 1);
+  CHECK(b->usage().near == 0);
+}
+
+TEST_CASE("a log slot that stays missing is a gap; the counter evicted is one too", "[near]") {
+  NearWorld w;
+  auto a = w.cache(w.options());
+  auto b = w.cache(w.options());
+  w.db["keep"] = "1";
+  b->get("keep");
+  b->get("keep");
+  a->invalidate("other");
+  // Evict every log slot (as memcached under memory pressure could).
+  for (int s = 0; s < 1024; ++s)
+    w.base.store->remove(encode_key("near_log:near:", max_key_length - 16) + "%" +
+                         std::to_string(s));
+  b->sync_near();  // the writer may still be between its two steps: wait once
+  CHECK(b->stats().near_log_gaps == 0);
+  CHECK(b->usage().near == 1);
+  b->sync_near();
+  CHECK(b->stats().near_log_gaps == 1);
+  CHECK(b->usage().near == 0);
+
+  b->get("keep");
+  b->get("keep");
+  w.base.store->remove(encode_key("near_log:near:", max_key_length - 16) + "%c");
+  a->invalidate("other");  // a new counter, started at the current time
+  b->sync_near();
+  CHECK(b->stats().near_log_gaps == 2);
+}
+
+TEST_CASE("a read that raced an invalidation does not leave the old value near", "[near]") {
+  NearWorld w;
+  auto c = w.cache(w.options());
+  w.db["k"] = "old";
+  c->get("k");
+  Gate gate;
+  std::atomic<bool> pause{true};
+  w.store->after = [&](const char* op, std::string_view key, StoreStatus) {
+    if (std::string(op) == "get" && key == "k" && pause.exchange(false))
+      gate.arrive();  // the old value is read; now the write happens
+  };
+  std::thread reader([&] { CHECK(c->get("k") == "old"); });
+  REQUIRE(gate.wait_arrival());
+  w.db["k"] = "new";
+  CHECK(c->invalidate("k"));
+  gate.open();
+  reader.join();
+  CHECK(c->get("k") == "new");
+  CHECK(c->get("k") == "new");
+}
+
+TEST_CASE("the near cache stays within its capacity, and a scan keeps hot keys", "[near]") {
+  NearWorld w;
+  Options o = w.options();
+  o.near_capacity = 1000;
+  auto c = w.cache(o);
+  for (int i = 0; i < 100; ++i) w.db["hot" + std::to_string(i)] = "h";
+  for (int round = 0; round < 3; ++round)
+    for (int i = 0; i < 100; ++i) c->get("hot" + std::to_string(i));
+  for (int i = 0; i < 20000; ++i) {
+    std::string k = "scan" + std::to_string(i);
+    c->get(k);
+    c->get(k);  // a memcached hit: offered to the near cache
+  }
+  CHECK(c->usage().near <= 1000);
+  CHECK(c->stats().near_evictions >= 19000);
+  w.store->reset_counts();
+  for (int i = 0; i < 100; ++i) c->get("hot" + std::to_string(i));
+  CHECK(w.store->round_trips() == 0);  // all still near
+}
+
+TEST_CASE("pending invalidations hold out near entries too", "[near]") {
+  NearWorld w;
+  Options o = w.options();
+  o.invalidation_retry = std::chrono::seconds(60);
+  auto c = w.cache(o);
+  w.db["k"] = "1";
+  c->get("k");
+  c->get("k");
+  w.store->fail = true;
+  w.db["k"] = "2";
+  CHECK_FALSE(c->invalidate("k"));
+  w.store->fail = false;
+  CHECK(c->get("k") == "2");
+  CHECK(c->retry_pending() == 0);
+  CHECK(c->get("k") == "2");
+}
+
+TEST_CASE("near options are checked", "[near]") {
+  NearWorld w;
+  Options o = w.options();
+  o.format = Format::raw;
+  CHECK_THROWS_AS(w.cache(o), Error);
+  o = w.options();
+  o.near_sync = std::chrono::milliseconds(0);
+  CHECK_THROWS_AS(w.cache(o), Error);
+}
+
+// Real memcached, real time.
+
+TEST_CASE("memcached killed: near entries stop being served after near_sync", "[near]") {
+  Server srv;
+  Options o;
+  o.near_ttl = std::chrono::seconds(60);
+  o.near_sync = std::chrono::milliseconds(100);
+  StringCache c(
+      srv.store, [](const std::string&) -> std::optional<std::string> { return "v"; }, o);
+  c.get("k");
+  c.get("k");
+  REQUIRE(c.usage().near == 1);
+  srv.process.stop();
+  auto killed = std::chrono::steady_clock::now();
+  long long last_near_ms = -1;
+  while (ms_since(killed) < 400) {
+    auto before = c.stats().near_hits;
+    auto at = ms_since(killed);
+    CHECK(c.get("k") == "v");
+    if (c.stats().near_hits > before) last_near_ms = at;
+  }
+  INFO("last near hit " << last_near_ms << " ms after the kill");
+  CHECK(last_near_ms >= 0);
+  CHECK(last_near_ms < 100);
+}
