@@ -7,18 +7,25 @@ namespace {
 
 // TTLs as in the lesson; events feed the request's log line.
 cacheaside::Options options(const char* name, const char* prefix, int ttl_seconds,
-                            const std::string& spool_prefix) {
+                            const std::string& spool_prefix, std::chrono::milliseconds near_sync) {
   cacheaside::Options o;
   o.name = name;
   o.key_prefix = prefix;
   o.ttl = std::chrono::seconds(ttl_seconds);
   if (!spool_prefix.empty()) o.invalidation_spool = spool_prefix + name + ".spool";
+  if (near_sync.count() > 0) {  // hot users answered in-process, as fresh as memcached's
+    o.near_ttl = o.ttl;
+    o.near_sync = near_sync;
+  }
   o.on_event = [](const cacheaside::Event& e) {
     auto& trace = RequestTrace::current();
     switch (e.type) {
       case cacheaside::EventType::hit:
       case cacheaside::EventType::negative_hit:
         trace.add("hit", e.key);
+        break;
+      case cacheaside::EventType::near_hit:
+        trace.add("near-hit", e.key);
         break;
       case cacheaside::EventType::miss:
         trace.add("miss", e.key);
@@ -45,7 +52,7 @@ cacheaside::Options options(const char* name, const char* prefix, int ttl_second
 }  // namespace
 
 CachedUsers::CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepository& repo,
-                         const std::string& spool_prefix)
+                         const std::string& spool_prefix, std::chrono::milliseconds near_sync)
     : store_(store),
       repo_(repo),
       by_id_(
@@ -56,11 +63,11 @@ CachedUsers::CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepositor
             for (long long id : ids) out.push_back(repo.find(id));
             return out;
           },
-          options("user", "user_", 120, spool_prefix)),
+          options("user", "user_", 120, spool_prefix, near_sync)),
       lists_(
           store,
           [&repo](const std::string&) -> std::optional<std::vector<User>> { return repo.all(); },
-          options("users", "", 60, spool_prefix)) {}
+          options("users", "", 60, spool_prefix, near_sync)) {}
 
 std::vector<User> CachedUsers::list() { return lists_.get(all_key).value_or(std::vector<User>{}); }
 

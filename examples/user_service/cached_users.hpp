@@ -5,6 +5,7 @@
 #include <cacheaside/cacheaside.hpp>
 #include <cacheaside/json.hpp>
 #include <cacheaside/libmemcached.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,9 +24,11 @@ class CachedUsers final : public Users {
   static constexpr const char* all_key = "users_all";
 
   /// spool_prefix: where each cache keeps its pending invalidations across a
-  /// crash (prefix + name + ".spool"); empty: in memory only.
+  /// crash (prefix + name + ".spool"); empty: in memory only. near_sync: the
+  /// near cache's bound between instances; 0: no near cache.
   CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepository& repo,
-              const std::string& spool_prefix = "");
+              const std::string& spool_prefix = "",
+              std::chrono::milliseconds near_sync = std::chrono::milliseconds(0));
 
   std::vector<User> list() override;
   std::optional<User> find(long long id) override { return by_id_.get(id); }

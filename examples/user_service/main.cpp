@@ -34,13 +34,15 @@ struct Flags {
   bool no_cache = false;
   bool quiet = false;
   std::optional<std::string> spool_dir;  // unset: the directory of --db
+  int near_ms = 100;                     // near cache sync bound; 0: no near cache
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& problem) {
   if (!problem.empty()) std::cerr << argv0 << ": " << problem << "\n";
   std::cerr << "usage: " << argv0
             << " [--host H] [--port N] [--db PATH] [--memcached CONFIG] [--seed N]\n"
-               "       [--threads N] [--no-cache] [--quiet] [--spool-dir DIR]\n";
+               "       [--threads N] [--no-cache] [--quiet] [--spool-dir DIR]\n"
+               "       [--near-ms N]\n";
   std::exit(2);
 }
 
@@ -72,6 +74,8 @@ Flags parse_flags(int argc, char** argv) {
       f.seed = number();
     else if (a == "--threads")
       f.threads = number();
+    else if (a == "--near-ms")
+      f.near_ms = number();
     else if (a == "--spool-dir")
       f.spool_dir = value();
     else if (a == "--no-cache")
@@ -84,6 +88,7 @@ Flags parse_flags(int argc, char** argv) {
       usage(argv[0], "unknown flag " + a);
   }
   if (f.threads < 1) usage(argv[0], "--threads must be at least 1");
+  if (f.near_ms < 0) usage(argv[0], "--near-ms must not be negative");
   return f;
 }
 
@@ -135,8 +140,8 @@ int main(int argc, char** argv) {
     if (flags.no_cache)
       users = std::make_unique<user_service::DatabaseUsers>(repo);
     else
-      users =
-          std::make_unique<user_service::CachedUsers>(make_store(flags), repo, spool_prefix(flags));
+      users = std::make_unique<user_service::CachedUsers>(
+          make_store(flags), repo, spool_prefix(flags), std::chrono::milliseconds(flags.near_ms));
 
     httplib::Server svr;
     int threads = flags.threads;

@@ -67,6 +67,7 @@ std::string metrics(Users& users) {
   gauge("throttled_keys", "keys the fail-safe throttle rests", &cacheaside::Usage::throttled);
   gauge("pending_invalidations", "invalidations waiting for memcached",
         &cacheaside::Usage::pending);
+  gauge("near_entries", "values in the near cache", &cacheaside::Usage::near);
   return out.str();
 }
 

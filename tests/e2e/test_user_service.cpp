@@ -31,8 +31,9 @@ namespace {
 struct Setup {
   int seed = 20;
   bool quiet = true;
-  std::string memcached;  // empty: its own memcached
-  std::string dir;        // empty: a fresh directory (and database), removed after
+  std::string memcached;                // empty: its own memcached
+  std::string dir;                      // empty: a fresh directory (and database), removed after
+  std::vector<std::string> extra = {};  // more flags
 };
 
 // memcached + user_service on free ports, with a fresh database.
@@ -64,6 +65,7 @@ class Service {
                                      "--threads",
                                      "8"};
     if (setup.quiet) args.push_back("--quiet");
+    args.insert(args.end(), setup.extra.begin(), setup.extra.end());
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
@@ -467,4 +469,50 @@ TEST_CASE(
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK(a.metric("invalidations_applied", "users") == 1);
   CHECK(a.metric("invalidations_applied", "user") == 1);
+}
+
+TEST_CASE("near cache: a PUT on one instance is seen by the other within near_sync", "[e2e]") {
+  MemcachedProcess mc;
+  Service a(Setup{20, true, mc.config(), ""});  // --near-ms 100, the default
+  Service b(Setup{0, true, mc.config(), a.dir()});
+  auto ca = a.client();
+  auto cb = b.client();
+  using Clock = std::chrono::steady_clock;
+  long long worst_ms = -1000;
+  for (int trial = 0; trial < 20; ++trial) {
+    std::string path = "/users/" + std::to_string(1 + trial % 20);
+    for (int i = 0; i < 3; ++i) REQUIRE(call(cb, "GET", path).status == 200);  // near in b
+    std::string name = "Trial " + std::to_string(trial);
+    REQUIRE(call(ca, "PUT", path, json{{"name", name}, {"email", "t@example.com"}}.dump()).status ==
+            200);
+    auto returned = Clock::now();
+    // The start of the last request b answered with the old user, after the PUT
+    // returned: the rule says it is less than near_sync.
+    Clock::time_point last_old = returned - std::chrono::seconds(1);
+    for (;;) {
+      auto start = Clock::now();
+      Answer r = call(cb, "GET", path);
+      REQUIRE(r.status == 200);
+      if (json::parse(r.body)["name"] == name) break;
+      last_old = start;
+      REQUIRE(start - returned < std::chrono::seconds(2));
+    }
+    worst_ms = std::max<long long>(
+        worst_ms,
+        std::chrono::duration_cast<std::chrono::milliseconds>(last_old - returned).count());
+  }
+  std::printf(
+      "near cache, two instances: the last old answer began %lld ms after the PUT returned "
+      "(worst of 20; bound 100 ms)\n",
+      worst_ms);
+  CHECK(worst_ms < 100);
+  CHECK(b.metric("near_hits", "user") > 0);
+}
+
+TEST_CASE("--near-ms 0 turns the near cache off", "[e2e]") {
+  Service s(Setup{20, true, "", "", {"--near-ms", "0"}});
+  auto c = s.client();
+  for (int i = 0; i < 3; ++i) REQUIRE(call(c, "GET", "/users/3").status == 200);
+  CHECK(s.metric("near_hits", "user") == 0);
+  CHECK(s.metric("hits", "user") == 2);
 }
