@@ -29,7 +29,7 @@ CheckerResult run_checker(const Shape& shape, const std::string& mode, unsigned 
   char path[] = "/tmp/cacheaside_versionsXXXXXX";
   int fd = ::mkstemp(path);
   REQUIRE(fd >= 0);
-  std::vector<std::uint64_t> zero(2 * shape.keys, 0);
+  std::vector<std::uint64_t> zero(3 * shape.keys, 0);
   REQUIRE(::write(fd, zero.data(), zero.size() * sizeof(std::uint64_t)) ==
           static_cast<ssize_t>(zero.size() * sizeof(std::uint64_t)));
   std::vector<std::string> cmds;
@@ -105,4 +105,21 @@ TEST_CASE("randomized checker finds stale reads when leases are off (the canary)
   auto r = run_checker(s, "noleases", 1);
   report("noleases", s, 1, r);
   CHECK(r.stale_reads > 0);
+}
+
+TEST_CASE(
+    "randomized checker with the near cache on: another process's invalidation is seen "
+    "within near_sync, this process's at once",
+    "[concurrency][processes][checker][near]") {
+  const Shape shapes[] = {
+      {4, 4, 8, 1500},  // many processes, few keys: near hits race invalidations
+      {2, 8, 2, 1500},  // two hot keys
+  };
+  for (const Shape& s : shapes) {
+    auto r = run_checker(s, "near", 1);
+    report("near", s, 1, r);
+    CHECK(r.ops == s.processes * s.threads * s.ops_per_thread);
+    CHECK(r.stale_reads == 0);
+    CHECK(r.stale_keys == 0);
+  }
 }

@@ -3,7 +3,8 @@
 //       prints the number of loader calls made in this process
 //   worker checker <config> <versions_file> <keys> <threads> <ops> <mode> <seed>
 //       random get / get_many / update-then-invalidate against versions kept in a shared
-//       file; mode: leases | noleases | nosingleflight;
+//       file; mode: leases | noleases | nosingleflight | near (near cache on: a
+//       read may miss another process's invalidation for near_sync, none of its own);
 //       prints "<ops> <loads> <reads> <stale reads>"
 //   worker observe <config> <key> <want> <deadline_ms>
 //       gets key (the loader answers want) every 2 ms until it answers want; prints
@@ -20,9 +21,12 @@
 #include <cacheaside/libmemcached.hpp>
 #include <chrono>
 #include <cstdio>
+#include <deque>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 using namespace cacheaside;
@@ -66,10 +70,12 @@ static int checker(char** argv) {
   int keys = std::stoi(argv[4]);
   // versions[k]: the source of truth; invalidated[k]: highest version whose invalidation
   // has returned. A read that starts after that must not return anything older.
+  // settled[k] (near mode): highest version whose invalidation returned near_sync ago.
   auto* versions = static_cast<std::atomic<std::uint64_t>*>(
-      ::mmap(nullptr, 2 * sizeof(std::uint64_t) * keys, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+      ::mmap(nullptr, 3 * sizeof(std::uint64_t) * keys, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
   if (versions == MAP_FAILED) return 2;
   auto* invalidated = versions + keys;
+  auto* settled = versions + 2 * keys;
   int threads = std::stoi(argv[5]);
   int ops = std::stoi(argv[6]);
   std::string mode = argv[7];  // leases | noleases | nosingleflight
@@ -88,6 +94,35 @@ static int checker(char** argv) {
   o.leases = mode != "noleases";
   o.single_flight = mode != "nosingleflight";
   o.lease_wait = std::chrono::milliseconds(200);
+  bool near = mode == "near";
+  if (near) {
+    o.near_ttl = std::chrono::seconds(60);
+    o.near_sync = std::chrono::milliseconds(100);
+  }
+  // Near mode: this process's own invalidations must be seen at once (own[k]),
+  // other processes' within near_sync: a settler raises settled[k] to a version
+  // near_sync after its invalidation returned (late is lenient, never strict).
+  std::vector<std::atomic<std::uint64_t>> own(static_cast<std::size_t>(keys));
+  std::mutex settle_mu;
+  std::deque<std::tuple<std::chrono::steady_clock::time_point, int, std::uint64_t>> to_settle;
+  std::atomic<bool> done{false};
+  std::thread settler([&] {
+    while (!done) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      std::lock_guard<std::mutex> lock(settle_mu);
+      while (!to_settle.empty() &&
+             std::get<0>(to_settle.front()) <= std::chrono::steady_clock::now()) {
+        auto [due, k, v] = to_settle.front();
+        to_settle.pop_front();
+        std::uint64_t cur = settled[k].load();
+        while (cur < v && !settled[k].compare_exchange_weak(cur, v)) {
+        }
+      }
+    }
+  });
+  auto floor_of = [&](int k) {
+    return near ? std::max(own[k].load(), settled[k].load()) : invalidated[k].load();
+  };
   Cache c(
       store, [&](const int& k) -> std::optional<std::string> { return load(k); },
       [&](const std::vector<int>& ks) {
@@ -109,13 +144,13 @@ static int checker(char** argv) {
         int k = static_cast<int>(rng() % static_cast<unsigned>(keys));
         unsigned op = rng() % 10;
         if (op < 5) {
-          std::uint64_t floor = invalidated[k].load();
+          std::uint64_t floor = floor_of(k);
           check(c.get(k), floor);
         } else if (op < 7) {  // get_many of three keys (duplicates allowed)
           std::vector<int> ks = {k, static_cast<int>(rng() % static_cast<unsigned>(keys)),
                                  static_cast<int>(rng() % static_cast<unsigned>(keys))};
           std::vector<std::uint64_t> floors;
-          for (int x : ks) floors.push_back(invalidated[x].load());
+          for (int x : ks) floors.push_back(floor_of(x));
           auto vs = c.get_many(ks);
           for (std::size_t j = 0; j < ks.size(); ++j) check(vs[j], floors[j]);
         } else {
@@ -124,10 +159,19 @@ static int checker(char** argv) {
           std::uint64_t cur = invalidated[k].load();
           while (cur < v && !invalidated[k].compare_exchange_weak(cur, v)) {
           }
+          if (near) {
+            cur = own[k].load();
+            while (cur < v && !own[k].compare_exchange_weak(cur, v)) {
+            }
+            std::lock_guard<std::mutex> lock(settle_mu);
+            to_settle.emplace_back(std::chrono::steady_clock::now() + o.near_sync, k, v);
+          }
         }
       }
     });
   for (auto& t : ts) t.join();
+  done = true;
+  settler.join();
   std::printf("%d %d %d %d\n", threads * ops, loads.load(), reads.load(), stale_reads.load());
   return 0;
 }
