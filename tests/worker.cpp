@@ -9,6 +9,10 @@
 //   worker observe <config> <key> <want> <deadline_ms>
 //       gets key (the loader answers want) every 2 ms until it answers want; prints
 //       the unix ms it first did, or -1 at the deadline
+//   worker near-observe <config> <versions_file> <key>
+//       reads key (the loader answers the version in the file) through a near cache
+//       until it hits near, prints "ready <value>", then reads every 0.2 ms until the
+//       value changes; prints the unix ms at which its last read of the old value began
 //   worker spool <config> <spool> <key>
 //       invalidates key with a spool; prints "pending" if it failed, then sleeps
 //       until killed
@@ -205,6 +209,43 @@ static int observe(char** argv) {
   return 0;
 }
 
+static int near_observe(char** argv) {
+  auto store = std::make_shared<MemcachedStore>(argv[2]);
+  int fd = ::open(argv[3], O_RDWR);
+  if (fd < 0) return 2;
+  auto* version = static_cast<std::atomic<std::uint64_t>*>(
+      ::mmap(nullptr, sizeof(std::uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  if (version == MAP_FAILED) return 2;
+  int key = std::stoi(argv[4]);
+  Options o;
+  o.name = "coherence";
+  o.ttl = std::chrono::seconds(120);
+  o.early_refresh_beta = 0;
+  o.near_ttl = std::chrono::seconds(60);
+  o.near_sync = std::chrono::milliseconds(100);
+  Cache c(
+      store,
+      [&](const int&) -> std::optional<std::string> { return std::to_string(version->load()); }, o);
+  std::string old;
+  for (int i = 0; i < 10000 && c.stats().near_hits == 0; ++i) old = c.get(key).value_or("");
+  if (c.stats().near_hits == 0) return 3;
+  std::printf("ready %s\n", old.c_str());
+  std::fflush(stdout);
+  long long last_old = 0;
+  long long deadline = unix_ms() + 10000;
+  while (unix_ms() < deadline) {
+    long long began = unix_ms();
+    if (c.get(key) != old) {
+      std::printf("%lld\n", last_old);
+      return 0;
+    }
+    last_old = began;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  std::printf("-1\n");
+  return 0;
+}
+
 static int spool(char** argv) {
   auto store = std::make_shared<MemcachedStore>(argv[2]);
   Options o;
@@ -222,6 +263,7 @@ int main(int argc, char** argv) {
   if (argc >= 9 && std::string(argv[1]) == "checker") return checker(argv);
   if (argc >= 6 && std::string(argv[1]) == "observe") return observe(argv);
   if (argc >= 5 && std::string(argv[1]) == "spool") return spool(argv);
+  if (argc >= 5 && std::string(argv[1]) == "near-observe") return near_observe(argv);
   std::fprintf(stderr, "usage: see the comment at the top of worker.cpp\n");
   return 2;
 }
