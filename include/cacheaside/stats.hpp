@@ -144,21 +144,50 @@ struct Event {
 
 namespace detail {
 
+// A counter that many threads bump at once (hits): a padded slot per thread
+// (threads take slots in turn), summed when read, so hits on different cores do
+// not fight over one cache line.
+class StripedCounter {
+ public:
+  void fetch_add(std::uint64_t n, std::memory_order) {
+    slots_[slot()].v.fetch_add(n, std::memory_order_relaxed);
+  }
+  std::uint64_t load(std::memory_order = std::memory_order_relaxed) const {
+    std::uint64_t sum = 0;
+    for (const Slot& s : slots_) sum += s.v.load(std::memory_order_relaxed);
+    return sum;
+  }
+
+ private:
+  static constexpr std::size_t n = 16;
+  struct alignas(64) Slot {
+    std::atomic<std::uint64_t> v{0};
+  };
+  static std::size_t slot() {
+    static std::atomic<std::size_t> next{0};
+    thread_local std::size_t mine = next.fetch_add(1, std::memory_order_relaxed) % n;
+    return mine;
+  }
+  Slot slots_[n];
+};
+
 // Relaxed atomics: counters are statistics, not synchronization.
 struct AtomicStats {
-  std::atomic<std::uint64_t> hits{0}, negative_hits{0}, misses{0}, loads{0}, load_errors{0},
-      cache_errors{0}, decode_errors{0}, oversize{0}, stale_served{0}, coalesced{0}, lease_waits{0},
-      lease_timeouts{0}, stale_sets_prevented{0}, early_refreshes{0}, load_timeouts{0}, puts{0},
-      invalidations{0}, invalidations_pending{0}, invalidation_retries{0}, invalidations_applied{0},
-      invalidations_overflowed{0}, invalidations_dropped{0}, near_hits{0}, near_evictions{0},
-      near_log_reads{0}, near_log_gaps{0};
+  StripedCounter hits, negative_hits, near_hits;
+  std::atomic<std::uint64_t> misses{0}, loads{0}, load_errors{0}, cache_errors{0}, decode_errors{0},
+      oversize{0}, stale_served{0}, coalesced{0}, lease_waits{0}, lease_timeouts{0},
+      stale_sets_prevented{0}, early_refreshes{0}, load_timeouts{0}, puts{0}, invalidations{0},
+      invalidations_pending{0}, invalidation_retries{0}, invalidations_applied{0},
+      invalidations_overflowed{0}, invalidations_dropped{0}, near_evictions{0}, near_log_reads{0},
+      near_log_gaps{0};
 
-  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
+  template <class Counter>
+  static void bump(Counter& c, std::uint64_t n = 1) {
     c.fetch_add(n, std::memory_order_relaxed);
   }
 
   Stats snapshot() const {
-    auto r = [](const std::atomic<std::uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+    auto r = [](const auto& c) { return c.load(std::memory_order_relaxed); };
     Stats s;
     s.hits = r(hits);
     s.negative_hits = r(negative_hits);

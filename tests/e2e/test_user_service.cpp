@@ -509,7 +509,7 @@ TEST_CASE("near cache: a PUT on one instance is seen by the other within near_sy
   CHECK(b.metric("near_hits", "user") > 0);
 }
 
-TEST_CASE("--near-ms 0 turns the near cache off", "[e2e]") {
+TEST_CASE("the near cache is off with --near-ms 0", "[e2e]") {
   Service s(Setup{20, true, "", "", {"--near-ms", "0"}});
   auto c = s.client();
   for (int i = 0; i < 3; ++i) REQUIRE(call(c, "GET", "/users/3").status == 200);

@@ -67,11 +67,7 @@ class Near {
 
   /// True (out set) on a near hit.
   bool get(const std::string& mkey, std::optional<Value>& out) {
-    if (!current()) return false;
-    auto p = table_.find(mkey, clock_->unix_ms());
-    if (!p) return false;
-    out = *p;
-    return true;
+    return current() && table_.find(mkey, clock_->unix_ms(), out);
   }
 
   Ticket ticket(const std::string& mkey) const { return table_.ticket(mkey); }

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 
@@ -55,18 +56,27 @@ class NearCache {
     return {i, shards_[i].epoch.load(std::memory_order_acquire)};
   }
 
-  /// The entry, unless absent or expired (now and expiry in unix ms).
-  Ptr find(const std::string& key, std::int64_t now_ms) {
+  /// Copies the entry into out, unless absent or expired (now and expiry in
+  /// unix ms). A hit on a protected entry takes the shard's lock shared and
+  /// writes nothing shared: readers of one hot key do not serialize. (The
+  /// protected segment is therefore ordered by promotion, not by last use: a
+  /// demoted key that is still read is promoted again at its next hit.)
+  bool find(const std::string& key, std::int64_t now_ms, std::optional<Value>& out) {
     Shard& s = shards_[shard_of(key)];
-    std::lock_guard<std::mutex> lock(s.mu);
-    auto it = s.index.find(key);
-    if (it == s.index.end()) return nullptr;
-    auto node = it->second;
-    if (node->expires_ms <= now_ms) {
-      s.erase(it);
-      return nullptr;
+    {
+      std::shared_lock<std::shared_mutex> lock(s.mu);
+      auto it = s.index.find(key);
+      if (it == s.index.end() || it->second->expires_ms <= now_ms) return false;
+      if (it->second->hot) {
+        out = *it->second->value;
+        return true;
+      }
     }
-    if (!node->hot) {  // second touch: promote
+    std::unique_lock<std::shared_mutex> lock(s.mu);  // second touch: promote
+    auto it = s.index.find(key);
+    if (it == s.index.end() || it->second->expires_ms <= now_ms) return false;
+    auto node = it->second;
+    if (!node->hot) {
       node->hot = true;
       s.hot.splice(s.hot.begin(), s.probation, node);
       if (s.hot.size() > s.protected_capacity) {
@@ -74,17 +84,16 @@ class NearCache {
         last->hot = false;
         s.probation.splice(s.probation.begin(), s.hot, last);
       }
-    } else if (node != s.hot.begin()) {
-      s.hot.splice(s.hot.begin(), s.hot, node);
     }
-    return node->value;
+    out = *node->value;
+    return true;
   }
 
   /// Adds or replaces key, unless its shard was dropped since t was taken.
   /// Returns the number of entries evicted to make room.
   std::size_t insert(const std::string& key, Ptr value, std::int64_t expires_ms, Ticket t) {
     Shard& s = shards_[t.shard];
-    std::lock_guard<std::mutex> lock(s.mu);
+    std::unique_lock<std::shared_mutex> lock(s.mu);
     if (s.epoch.load(std::memory_order_relaxed) != t.epoch) return 0;
     auto it = s.index.find(key);
     if (it != s.index.end()) {
@@ -107,7 +116,7 @@ class NearCache {
   /// Removes key, and refuses inserts whose tickets predate this.
   void drop(const std::string& key) {
     Shard& s = shards_[shard_of(key)];
-    std::lock_guard<std::mutex> lock(s.mu);
+    std::unique_lock<std::shared_mutex> lock(s.mu);
     s.epoch.fetch_add(1, std::memory_order_release);
     auto it = s.index.find(key);
     if (it != s.index.end()) s.erase(it);
@@ -117,7 +126,7 @@ class NearCache {
   void drop_all() {
     for (std::size_t i = 0; i < n_; ++i) {
       Shard& s = shards_[i];
-      std::lock_guard<std::mutex> lock(s.mu);
+      std::unique_lock<std::shared_mutex> lock(s.mu);
       s.epoch.fetch_add(1, std::memory_order_release);
       s.index.clear();
       s.probation.clear();
@@ -128,7 +137,7 @@ class NearCache {
   std::size_t size() const {
     std::size_t n = 0;
     for (std::size_t i = 0; i < n_; ++i) {
-      std::lock_guard<std::mutex> lock(shards_[i].mu);
+      std::shared_lock<std::shared_mutex> lock(shards_[i].mu);
       n += shards_[i].index.size();
     }
     return n;
@@ -143,7 +152,7 @@ class NearCache {
   };
   using List = std::list<Node>;
   struct Shard {
-    mutable std::mutex mu;
+    mutable std::shared_mutex mu;
     std::atomic<std::uint64_t> epoch{0};
     List probation, hot;
     std::unordered_map<std::string, typename List::iterator> index;

@@ -18,7 +18,10 @@ class Reporter {
       : name_(std::move(name)), hook_(std::move(hook)) {}
 
   mutable AtomicStats stats;
-  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) { AtomicStats::bump(c, n); }
+  template <class Counter>
+  static void bump(Counter& c, std::uint64_t n = 1) {
+    AtomicStats::bump(c, n);
+  }
 
   bool hooked() const { return static_cast<bool>(hook_); }
   void emit(EventType type, std::string_view key, std::chrono::nanoseconds d = {},
