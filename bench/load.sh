@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load test of the example service with wrk: GET /users/5 and GET /users/, with the cache
-# (a private memcached on loopback) and with --no-cache (straight SQLite), 100 seeded users.
+# (near cache + a private memcached on loopback, the default), with memcached alone
+# (--near-ms 0) and with --no-cache (straight SQLite), 100 seeded users.
 #   bench/load.sh                  wrk -t1 -c16 -d10s --latency, one run per cell
 #   RUNS=3 bench/load.sh           median of 3 runs per cell (by req/s)
 #   DURATION=3s bench/load.sh      shorter runs
@@ -50,8 +51,10 @@ wait_port "$mc_port" "${pids[-1]}"
 # Both services on one database; the first seeds it (--seed fills only an empty table)
 # before it listens, so the second starts on the seeded file.
 declare -A port
-for mode in cache no-cache; do
+modes=(cache memcached no-cache)
+for mode in "${modes[@]}"; do
   extra=(--memcached "--SERVER=127.0.0.1:$mc_port")
+  [[ $mode == memcached ]] && extra+=(--near-ms 0)
   [[ $mode == no-cache ]] && extra=(--no-cache)
   port[$mode]=$(free_port $((18080 + ${#pids[@]})))
   "$bin" --host 127.0.0.1 --port "${port[$mode]}" --db "$work/users.db" --seed 100 \
@@ -92,13 +95,13 @@ pretty_us() {
 }
 
 declare -A answered
-for mode in cache no-cache; do answered[$mode]=$(answered_at_once "${port[$mode]}"); done
+for mode in "${modes[@]}"; do answered[$mode]=$(answered_at_once "${port[$mode]}"); done
 
 routes=(/users/5 /users/)
 # results[mode route] = lines "rps p50_us p99_us problems", one per run.
 declare -A results
 for ((run = 1; run <= runs; run++)); do
-  for mode in cache no-cache; do
+  for mode in "${modes[@]}"; do
     for route in "${routes[@]}"; do
       url="http://127.0.0.1:${port[$mode]}$route"
       # The first request loads the value into memcached; the cached figures are hits.
@@ -117,29 +120,38 @@ for ((run = 1; run <= runs; run++)); do
 done
 
 declare -A reference=(["/users/5"]=1600 ["/users/"]=380)
-declare -A mode_name=([cache]="cacheaside + memcached" [no-cache]="\`--no-cache\` (SQLite)")
+declare -A mode_name=([cache]="cacheaside: near cache + memcached (default)"
+  [memcached]="cacheaside: memcached only (\`--near-ms 0\`)" [no-cache]="\`--no-cache\` (SQLite)")
 declare -A route_name=(["/users/5"]="\`GET /users/5\`" ["/users/"]="\`GET /users/\` (100 users)")
 echo
-echo "| mode | route | req/s | p50 | p99 | vs FastAPI reference |"
-echo "|---|---|---:|---:|---:|---:|"
-for mode in cache no-cache; do
+echo "| mode | route | req/s | p50 | p99 | vs \`--no-cache\` | vs FastAPI reference |"
+echo "|---|---|---:|---:|---:|---:|---:|"
+declare -A median_rps
+for mode in "${modes[@]}"; do
+  for route in "${routes[@]}"; do
+    median_rps["$mode $route"]=$(sort -g -k1,1 <<<"${results["$mode $route"]%$'\n'}" |
+      awk -v n="$runs" 'NR == int((n + 1) / 2) {print $1}')
+  done
+done
+for mode in "${modes[@]}"; do
   for route in "${routes[@]}"; do
     # The run with the median req/s, and its latencies.
     read -r rps p50 p99 problems < <(sort -g -k1,1 <<<"${results["$mode $route"]%$'\n'}" |
       awk -v n="$runs" 'NR == int((n + 1) / 2)')
     ratio=$(awk -v r="$rps" -v ref="${reference[$route]}" 'BEGIN {printf "%.1f×", r / ref}')
+    vs_db=$(awk -v r="$rps" -v d="${median_rps["no-cache $route"]}" 'BEGIN {printf "%.2f×", r / d}')
     rps_fmt=$(LC_ALL=C awk -v r="$rps" 'BEGIN {
       s = sprintf("%.0f", r); out = ""
       while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
       print s out }')
     note=""
     [[ -n "$problems" ]] && note=" (wrk: ${problems//_/ })"
-    printf "| %s | %s | %s%s | %s | %s | %s |\n" "${mode_name[$mode]}" "${route_name[$route]}" \
-      "$rps_fmt" "$note" "$(pretty_us "$p50")" "$(pretty_us "$p99")" "$ratio"
+    printf "| %s | %s | %s%s | %s | %s | %s | %s |\n" "${mode_name[$mode]}" "${route_name[$route]}" \
+      "$rps_fmt" "$note" "$(pretty_us "$p50")" "$(pretty_us "$p99")" "$vs_db" "$ratio"
   done
 done
 echo
-for mode in cache no-cache; do
+for mode in "${modes[@]}"; do
   if ((${answered[$mode]} < 16)); then
     echo "Only ${answered[$mode]} of 16 keep-alive connections open at once were answered ($mode):"
     echo "wrk's other connections waited all run long. Each open connection holds one of the"
