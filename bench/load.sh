@@ -21,10 +21,11 @@ threads=${THREADS:-16}
 if [[ -x scripts/deps.sh ]]; then scripts/deps.sh >&2; fi
 
 bin=${USER_SERVICE:-build/release/examples/user_service/user_service}
+ceiling=${HTTP_CEILING:-build/release/bench/http_ceiling}
 if [[ -z "${USER_SERVICE:-}" ]]; then
   # Configure once; the build is a no-op when the binary is up to date.
   [[ -x "$bin" ]] || cmake --preset release >&2
-  cmake --build --preset release -j 2 --target user_service >&2
+  cmake --build --preset release -j 2 --target user_service http_ceiling >&2
 fi
 [[ -x "$bin" ]] || { echo "load.sh: $bin was not built" >&2; exit 1; }
 
@@ -62,6 +63,18 @@ for mode in "${modes[@]}"; do
   pids+=($!)
   wait_port "${port[$mode]}" "${pids[-1]}" || { cat "$work/$mode.log" >&2; exit 1; }
 done
+
+# The ceiling: the same HTTP stack answering the same bodies with nothing behind it.
+if [[ -x "$ceiling" ]]; then
+  curl -s "http://127.0.0.1:${port[no-cache]}/users/5" >"$work/user.json"
+  curl -s "http://127.0.0.1:${port[no-cache]}/users/" >"$work/list.json"
+  port[http-only]=$(free_port $((18080 + ${#pids[@]})))
+  "$ceiling" "${port[http-only]}" "$threads" "$work/user.json" "$work/list.json" \
+    >"$work/http-only.log" 2>&1 &
+  pids+=($!)
+  wait_port "${port[http-only]}" "${pids[-1]}"
+  modes+=(http-only)
+fi
 
 # How many of 16 keep-alive connections, all open at once, the service on port answers
 # within a second. wrk reports no error for a connection that is never answered.
@@ -121,7 +134,8 @@ done
 
 declare -A reference=(["/users/5"]=1600 ["/users/"]=380)
 declare -A mode_name=([cache]="cacheaside: near cache + memcached (default)"
-  [memcached]="cacheaside: memcached only (\`--near-ms 0\`)" [no-cache]="\`--no-cache\` (SQLite)")
+  [memcached]="cacheaside: memcached only (\`--near-ms 0\`)" [no-cache]="\`--no-cache\` (SQLite)"
+  [http-only]="ceiling: the same HTTP stack, fixed bodies, nothing behind")
 declare -A route_name=(["/users/5"]="\`GET /users/5\`" ["/users/"]="\`GET /users/\` (100 users)")
 echo
 echo "| mode | route | req/s | p50 | p99 | vs \`--no-cache\` | vs FastAPI reference |"
