@@ -61,14 +61,48 @@ inline std::string memcached_binary() {
   return "/usr/bin/memcached";
 }
 
+/// The pid the memcached on 127.0.0.1:port reports ("stats"), or -1.
+inline pid_t listening_pid(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  std::string reply;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::write(fd, "stats\r\n", 7) == 7) {
+    char buf[4096];
+    while (reply.find("END\r\n") == std::string::npos) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      reply.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  auto at = reply.find("STAT pid ");
+  return at == std::string::npos ? -1 : static_cast<pid_t>(std::atol(reply.c_str() + at + 9));
+}
+
 /// One memcached process on 127.0.0.1:<free port>.
 class MemcachedProcess {
  public:
   /// Starts memcached; extra_args are appended (e.g. {"-I", "2m"}).
   explicit MemcachedProcess(std::vector<std::string> extra_args = {})
       : extra_args_(std::move(extra_args)) {
-    port_ = free_port();
-    start();
+    // Another test running at the same time may take the same free port first:
+    // then ours cannot bind, and a new port is tried.
+    for (int attempt = 0;; ++attempt) {
+      port_ = free_port();
+      try {
+        start();
+        return;
+      } catch (const PortTaken&) {
+        if (attempt == 4) throw;
+      }
+    }
   }
   MemcachedProcess(const MemcachedProcess&) = delete;
   MemcachedProcess& operator=(const MemcachedProcess&) = delete;
@@ -111,6 +145,7 @@ class MemcachedProcess {
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
+        if (port_open(port_)) throw PortTaken("memcached: port taken meanwhile");
         throw std::runtime_error("memcached exited at start (is " + memcached_binary() +
                                  " installed?)");
       }
@@ -119,6 +154,10 @@ class MemcachedProcess {
         throw std::runtime_error("memcached did not start listening");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (listening_pid(port_) != pid_) {  // someone else's memcached answered
+      stop();
+      throw PortTaken("memcached: port " + std::to_string(port_) + " was taken meanwhile");
     }
   }
 
@@ -140,6 +179,10 @@ class MemcachedProcess {
   void resume() {
     if (pid_ > 0) ::kill(pid_, SIGCONT);
   }
+
+  struct PortTaken : std::runtime_error {
+    using std::runtime_error::runtime_error;
+  };
 
  private:
   std::vector<std::string> extra_args_;
