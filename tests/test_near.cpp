@@ -18,11 +18,9 @@ namespace {
 
 // One store (in memory, on a manual clock) shared by several caches that stand
 // for processes; a database they all load from.
-struct NearWorld {
+struct NearWorld : Database {
   ManualWorld base;
   std::shared_ptr<FaultStore> store = std::make_shared<FaultStore>(base.store);
-  std::map<std::string, std::string> db;
-  std::atomic<int> loads{0};
 
   Options options() {
     Options o = base.options();
@@ -34,15 +32,7 @@ struct NearWorld {
     return o;
   }
   std::unique_ptr<StringCache> cache(Options o) {
-    return std::make_unique<StringCache>(
-        store,
-        [this](const std::string& k) -> std::optional<std::string> {
-          ++loads;
-          auto it = db.find(k);
-          if (it == db.end()) return std::nullopt;
-          return it->second;
-        },
-        o);
+    return std::make_unique<StringCache>(store, loader(), o);
   }
 };
 

@@ -18,11 +18,9 @@ using namespace cacheaside_test;
 namespace {
 
 // A source of truth, the cache's store behind a switch, and a cache on both.
-struct World {
+struct World : Database {
   ManualWorld base;
   std::shared_ptr<FaultStore> store = std::make_shared<FaultStore>(base.store);
-  std::map<std::string, std::string> db;
-  int loads = 0;
   std::vector<std::string> events;
 
   Options options() {
@@ -38,15 +36,7 @@ struct World {
     return o;
   }
   std::unique_ptr<StringCache> cache(Options o) {
-    return std::make_unique<StringCache>(
-        store,
-        [this](const std::string& k) -> std::optional<std::string> {
-          ++loads;
-          auto it = db.find(k);
-          if (it == db.end()) return std::nullopt;
-          return it->second;
-        },
-        o);
+    return std::make_unique<StringCache>(store, loader(), o);
   }
   // What memcached holds for k, decoded: "" when nothing.
   std::string cached(StringCache& c, const std::string& k) {

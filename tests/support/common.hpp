@@ -5,7 +5,9 @@
 #include <cacheaside/cacheaside.hpp>
 #include <cacheaside/libmemcached.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -36,6 +38,21 @@ struct ManualWorld {
     o.clock = clock;
     o.ttl_jitter = 0;
     return o;
+  }
+};
+
+/// A source of truth for string caches: rows by key, and how often it was read.
+struct Database {
+  std::map<std::string, std::string> db;
+  std::atomic<int> loads{0};
+  /// A loader over db (a missing key: nullopt).
+  StringCache::Loader loader() {
+    return [this](const std::string& k) -> std::optional<std::string> {
+      ++loads;
+      auto it = db.find(k);
+      if (it == db.end()) return std::nullopt;
+      return it->second;
+    };
   }
 };
 
