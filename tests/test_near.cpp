@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <map>
 
+#include "support/coherence.hpp"
 #include "support/common.hpp"
 #include "support/fault_store.hpp"
 #include "support/gate.hpp"
@@ -283,12 +284,7 @@ TEST_CASE("two processes: a write in one is seen by the other's near cache withi
   auto* version = static_cast<std::atomic<std::uint64_t>*>(
       ::mmap(nullptr, sizeof(std::uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
   REQUIRE(version != MAP_FAILED);
-  Options o;
-  o.name = "coherence";
-  o.ttl = std::chrono::seconds(120);
-  o.early_refresh_beta = 0;
-  o.near_ttl = std::chrono::seconds(60);
-  o.near_sync = std::chrono::milliseconds(100);
+  Options o = coherence_options();
   CacheAside<int, std::string, StringSerializer> writer(
       srv.store,
       [&](const int&) -> std::optional<std::string> { return std::to_string(version->load()); }, o);

@@ -33,6 +33,8 @@
 #include <tuple>
 #include <vector>
 
+#include "support/coherence.hpp"
+
 using namespace cacheaside;
 using Cache = CacheAside<int, std::string, StringSerializer>;
 
@@ -217,12 +219,7 @@ static int near_observe(char** argv) {
       ::mmap(nullptr, sizeof(std::uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
   if (version == MAP_FAILED) return 2;
   int key = std::stoi(argv[4]);
-  Options o;
-  o.name = "coherence";
-  o.ttl = std::chrono::seconds(120);
-  o.early_refresh_beta = 0;
-  o.near_ttl = std::chrono::seconds(60);
-  o.near_sync = std::chrono::milliseconds(100);
+  Options o = cacheaside_test::coherence_options();
   Cache c(
       store,
       [&](const int&) -> std::optional<std::string> { return std::to_string(version->load()); }, o);
