@@ -196,7 +196,7 @@ std::optional<std::string> stale_set_scenario(bool leases) {
   Server srv;
   // Two stores = two processes' connection pools; separate CacheAside instances, so
   // in-process single-flight cannot help.
-  auto store_b = std::make_shared<MemcachedStore>(srv.process.config());
+  auto store_b = make_store(srv.process.config());
   std::atomic<int> version{1};
   Gate loaded_old;  // the load has read v1 and waits for the invalidation
   Options o;

@@ -70,7 +70,7 @@ TEST_CASE("events and stats for every outcome", "[events]") {
 
 TEST_CASE("lease waiters are counted and get the holder's value", "[events]") {
   Server srv;
-  auto store_b = std::make_shared<MemcachedStore>(srv.process.config());
+  auto store_b = make_store(srv.process.config());
   std::atomic<int> loads{0};
   Gate holding;
   auto slow = [&](const std::string&) -> std::optional<std::string> {

@@ -30,7 +30,7 @@ TEST_CASE("group invalidation bumps a generation, costs one round trip unless ca
   CHECK(before.rfind("user_1%g", 0) == 0);
 
   // another process's instance invalidates the whole group
-  auto other_store = std::make_shared<MemcachedStore>(srv.process.config());
+  auto other_store = make_store(srv.process.config());
   CacheAside<int, std::string, StringSerializer> other(
       other_store, [](const int& id) -> std::optional<std::string> { return std::to_string(id); },
       o);

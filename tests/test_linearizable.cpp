@@ -19,7 +19,7 @@ namespace {
 struct TwoProcesses {
   Server srv;
   std::shared_ptr<FaultStore> a_store =
-      std::make_shared<FaultStore>(std::make_shared<MemcachedStore>(srv.process.config()));
+      std::make_shared<FaultStore>(make_store(srv.process.config()));
   std::atomic<int> version{1};
   std::function<void()> a_loading;  // called inside A's loader after it read the version
 

@@ -44,7 +44,7 @@ TEST_CASE(
     "[partition]") {
   Server srv;
   FaultProxy proxy(srv.process.port());
-  auto store = std::make_shared<MemcachedStore>(proxy.config());
+  auto store = make_store(proxy.config());
   std::atomic<int> version{1};
   Options o;
   o.ttl = std::chrono::seconds(120);
@@ -150,8 +150,8 @@ TEST_CASE("a process killed during a partition: the next one replays its spool",
   };
   {
     IntCache restarted(
-        std::make_shared<MemcachedStore>(proxy.config()),
-        [](const int&) -> std::optional<std::string> { return "new"; }, o);
+        make_store(proxy.config()), [](const int&) -> std::optional<std::string> { return "new"; },
+        o);
     CHECK(restarted.get(7) == "new");  // held out until the replay is applied
     REQUIRE(eventually([&] { return restarted.usage().pending == 0; }));
     CHECK(srv.store->get("7", item) == StoreStatus::not_found);

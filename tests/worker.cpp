@@ -34,12 +34,14 @@
 #include <vector>
 
 #include "support/coherence.hpp"
+#include "support/store_choice.hpp"
 
 using namespace cacheaside;
+using cacheaside_test::make_store;
 using Cache = CacheAside<int, std::string, StringSerializer>;
 
 static int stampede(char** argv) {
-  auto store = std::make_shared<MemcachedStore>(argv[2]);
+  auto store = make_store(argv[2]);
   int key = std::stoi(argv[3]);
   int threads = std::stoi(argv[4]);
   long long start_ms = std::stoll(argv[5]);
@@ -70,7 +72,7 @@ static int stampede(char** argv) {
 }
 
 static int checker(char** argv) {
-  auto store = std::make_shared<MemcachedStore>(argv[2]);
+  auto store = make_store(argv[2]);
   int fd = ::open(argv[3], O_RDWR);
   if (fd < 0) return 2;
   int keys = std::stoi(argv[4]);
@@ -191,7 +193,7 @@ static long long unix_ms() {
 // Another process that reads a key through its own cache: when does it stop
 // seeing the old value?
 static int observe(char** argv) {
-  auto store = std::make_shared<MemcachedStore>(argv[2]);
+  auto store = make_store(argv[2]);
   int key = std::stoi(argv[3]);
   std::string want = argv[4];
   long long deadline = unix_ms() + std::stoll(argv[5]);
@@ -212,7 +214,7 @@ static int observe(char** argv) {
 }
 
 static int near_observe(char** argv) {
-  auto store = std::make_shared<MemcachedStore>(argv[2]);
+  auto store = make_store(argv[2]);
   int fd = ::open(argv[3], O_RDWR);
   if (fd < 0) return 2;
   auto* version = static_cast<std::atomic<std::uint64_t>*>(
@@ -244,7 +246,7 @@ static int near_observe(char** argv) {
 }
 
 static int spool(char** argv) {
-  auto store = std::make_shared<MemcachedStore>(argv[2]);
+  auto store = make_store(argv[2]);
   Options o;
   o.invalidation_spool = argv[3];
   o.invalidation_retry = std::chrono::seconds(60);  // this process dies before any retry

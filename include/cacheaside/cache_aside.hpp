@@ -114,7 +114,7 @@ class CacheAside {
         }
         ticket = near_->ticket(mkey);  // before the read: a write after it voids the offer
       }
-      protocol_->read(mkey, scratch);
+      protocol_->lookup(mkey, scratch);  // a miss may take its lease here
     }
     if (scratch.state == LookupState::hit && codec_.decode(mkey, scratch, v)) {
       report_.hit(mkey, scratch.negative);
@@ -171,13 +171,13 @@ class CacheAside {
       to_read = &rest;
     }
     std::vector<Lookup> looks;
-    if (!to_read->empty()) protocol_->read_many(*to_read, looks);
+    if (!to_read->empty()) protocol_->lookup_many(*to_read, looks);
     std::uint64_t hits = 0, negative = 0;
     for (std::size_t j = 0; j < looks.size(); ++j) {
       std::size_t u = near_ ? slot_of[j] : j;
       const std::string& mkey = batch.unique()[u];
       Lookup& l = looks[j];
-      if (pending_.holds(mkey)) l.reset();
+      if (pending_.holds(mkey)) path_.drop(mkey, l);
       if (l.state == LookupState::hit && codec_.decode(mkey, l, vals[u])) {
         ++hits;
         if (l.negative) ++negative;
@@ -321,7 +321,7 @@ class CacheAside {
       throw Error("cacheaside: ttl_jitter must be in [0, 1)");
     if (o.early_refresh_beta < 0) throw Error("cacheaside: early_refresh_beta must be >= 0");
     if (o.max_stale.count() < 0 || o.soft_timeout.count() < 0 || o.hard_timeout.count() < 0 ||
-        o.near_ttl.count() < 0)
+        o.near_ttl.count() < 0 || o.stale_on_invalidate.count() < 0)
       throw Error("cacheaside: durations must not be negative");
     if (o.near_ttl.count() > 0) {
       if (o.format != Format::envelope)
@@ -329,6 +329,8 @@ class CacheAside {
       if (o.near_capacity == 0 || o.near_sync.count() <= 0)
         throw Error("cacheaside: near_capacity and near_sync must be positive");
     }
+    if (o.stale_on_invalidate.count() > 0 && (o.format != Format::envelope || !o.leases))
+      throw Error("cacheaside: stale_on_invalidate needs Format::envelope and leases");
     return o;
   }
   static std::chrono::milliseconds negative_ttl(const Options& o) {
@@ -442,10 +444,16 @@ class CacheAside {
     policy.codec = Serializer::codec;
     policy.lease_ttl = opt.lease_ttl;
     policy.max_stale = opt.max_stale;
+    policy.stale_on_invalidate = opt.stale_on_invalidate;
     policy.clock = std::move(clock);
     policy.on_unreadable = [&report](std::string_view key, const char* why) {
       report.decode_error(key, why);
     };
+    if (auto* own = dynamic_cast<LookupProtocolSource*>(store.get()))
+      return own->make_lookup_protocol(std::move(policy));
+    if (opt.stale_on_invalidate.count() > 0)
+      throw Error(
+          "cacheaside: stale_on_invalidate needs a store with the meta protocol (MetaStore)");
     return std::make_unique<detail::ClassicProtocol>(store, std::move(policy));
   }
 

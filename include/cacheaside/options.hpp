@@ -52,6 +52,12 @@ struct Options {
   /// How long a caller waits for another process's lease holder before loading
   /// itself (without storing the result).
   std::chrono::milliseconds lease_wait{1000};
+  /// Stale-while-revalidate on invalidation (needs a store with the meta
+  /// protocol, MetaStore, and leases): invalidate marks the entry stale for this
+  /// long instead of deleting it; the next reader anywhere reloads it while the
+  /// others keep getting the previous value, for at most this long. 0 = off:
+  /// after invalidate returns, nobody gets the previous value.
+  std::chrono::seconds stale_on_invalidate{0};
 
   /// Fail-safe: keep items this long past their TTL and serve them when the loader
   /// fails or is slow. 0 = off (the memcached TTL is the TTL).

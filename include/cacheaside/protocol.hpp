@@ -28,9 +28,10 @@ enum class LookupState {
 
 /// The right to store one key, as the lookup that won it left it.
 struct LeaseToken {
-  std::uint64_t cas = 0;  ///< the store is guarded by this CAS id; 0: unguarded set
-  bool marker = false;    ///< a lease marker sits under the key itself
-  std::string side_key;   ///< a refresh lease to release
+  std::uint64_t cas = 0;    ///< the store is guarded by this CAS id; 0: unguarded set
+  bool marker = false;      ///< a lease marker sits under the key itself
+  std::string side_key;     ///< a refresh lease to release
+  bool revalidate = false;  ///< won over an item marked stale (meta): release hands it on
   /// True when a write to the key after the lease was taken refuses the store.
   bool guarded() const { return cas != 0; }
 };
@@ -43,6 +44,7 @@ struct Lookup {
   bool present = false;                  ///< an item was there (its CAS id guards a refresh)
   bool has_copy = false;                 ///< item holds a value or negative entry (decoded below)
   bool negative = false;                 ///< the copy is a cached "does not exist"
+  bool claimed = false;                  ///< the server gave the right to load to another caller
   std::int64_t expiry_ms = 0;            ///< logical expiry (unix ms); 0 in Format::raw
   std::int64_t read_ms = 0;              ///< when freshness was judged (unix ms)
   std::uint32_t load_us = 0;             ///< how long its load took
@@ -70,10 +72,23 @@ struct LookupPolicy {
   std::uint8_t codec = 0;  ///< the serializer's codec id; other codecs are unreadable
   std::chrono::seconds lease_ttl{3};
   std::chrono::milliseconds max_stale{0};
+  /// remove() marks the item stale for this long instead of deleting it, where
+  /// the protocol can (0: delete).
+  std::chrono::seconds stale_on_invalidate{0};
   std::shared_ptr<Clock> clock = SystemClock::instance();
   /// Told about each item dropped as unreadable (foreign flags, other codec,
   /// bad header), with the reason.
   std::function<void(std::string_view key, const char* why)> on_unreadable;
+};
+
+/// One loaded value to store under the right its lookup won (commit_many).
+struct CommitRequest {
+  std::string_view key;
+  LeaseToken* token = nullptr;
+  std::string_view bytes;
+  std::uint32_t flags = 0;
+  Exptime exptime = 0;
+  StoreStatus status = StoreStatus::error;  ///< out: as commit() returns it
 };
 
 /// The round trips of a cache-aside miss: read, take the right to load, store
@@ -86,6 +101,13 @@ class LookupProtocol {
   virtual void read(std::string_view key, Lookup& out) = 0;
   /// Reads distinct keys in one round trip, taking no lease; out is resized.
   virtual void read_many(const std::vector<std::string>& keys, std::vector<Lookup>& out) = 0;
+  /// A read for a caller that loads the key on a miss: a protocol that can take
+  /// the lease in the same round trip does (the lookup is then won or busy).
+  virtual void lookup(std::string_view key, Lookup& out) { read(key, out); }
+  /// lookup() for distinct keys, in one round trip where the protocol can.
+  virtual void lookup_many(const std::vector<std::string>& keys, std::vector<Lookup>& out) {
+    read_many(keys, out);
+  }
   /// After a read that found nothing usable (absent, stale) or a copy to
   /// refresh (hit): tries to take the right to load the key. Leaves `l` won,
   /// busy, hit, stale or error.
@@ -94,6 +116,11 @@ class LookupProtocol {
   /// `exists` or `not_found` on a guarded store: a write came first.
   virtual StoreStatus commit(std::string_view key, LeaseToken& token, std::string_view bytes,
                              std::uint32_t flags, Exptime exptime) = 0;
+  /// commit() for several keys, pipelined where the protocol can.
+  virtual void commit_many(std::vector<CommitRequest>& requests) {
+    for (CommitRequest& r : requests)
+      r.status = commit(r.key, *r.token, r.bytes, r.flags, r.exptime);
+  }
   /// Gives up a right without storing.
   virtual void release(std::string_view key, LeaseToken& token) = 0;
   /// Stores unconditionally (a write-through).
@@ -101,6 +128,16 @@ class LookupProtocol {
                             Exptime exptime) = 0;
   /// Deletes the key (value, stale copy, negative entry or lease marker).
   virtual StoreStatus remove(std::string_view key) = 0;
+};
+
+/// Implemented by a Store whose wire protocol has lookups of its own
+/// (MetaStore): a CacheAside over it uses them instead of the classic ones
+/// built from get/add/cas/delete.
+class LookupProtocolSource {
+ public:
+  virtual ~LookupProtocolSource() = default;
+  /// A protocol for one cache. It must not outlive this object.
+  virtual std::unique_ptr<LookupProtocol> make_lookup_protocol(LookupPolicy policy) = 0;
 };
 
 }  // namespace cacheaside

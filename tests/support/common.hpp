@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "support/memcached_process.hpp"
+#include "support/store_choice.hpp"
 
 namespace cacheaside_test {
 
@@ -22,8 +23,7 @@ using StringCache = cacheaside::CacheAside<std::string, std::string, cacheaside:
 /// A memcached for this test plus a store on it.
 struct Server {
   MemcachedProcess process;
-  std::shared_ptr<cacheaside::MemcachedStore> store =
-      std::make_shared<cacheaside::MemcachedStore>(process.config());
+  std::shared_ptr<cacheaside::Store> store = make_store(process.config());
 };
 
 /// A manual clock and an in-memory store that reads it: timing tests without

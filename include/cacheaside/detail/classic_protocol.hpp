@@ -11,6 +11,7 @@
 #include "../envelope.hpp"
 #include "../protocol.hpp"
 #include "../store.hpp"
+#include "judge.hpp"
 #include "random.hpp"
 #include "sha256.hpp"
 
@@ -125,12 +126,7 @@ class ClassicProtocol final : public LookupProtocol {
  private:
   Exptime lease_exptime() const { return static_cast<Exptime>(policy_.lease_ttl.count()); }
 
-  static void fail(Lookup& l, StoreStatus st, const char* op) {
-    l.state = LookupState::error;
-    l.status = st;
-    l.op = op;
-    l.present = l.has_copy = false;
-  }
+  static void fail(Lookup& l, StoreStatus st, const char* op) { fail_lookup(l, st, op); }
 
   // A present item: refresh under a side lease, then cas against the CAS id read,
   // so an invalidation or put in between wins.
@@ -149,46 +145,16 @@ class ClassicProtocol final : public LookupProtocol {
 
   // Sorts what a read found into the lookup states.
   void classify(std::string_view key, StoreStatus st, Lookup& l, std::int64_t now) {
-    l.present = l.has_copy = l.negative = false;
-    l.token = LeaseToken{};
-    l.read_ms = now;
-    l.expiry_ms = 0;
-    l.load_us = 0;
-    l.payload_offset = 0;
-    l.state = LookupState::absent;
+    clear_lookup(l, now);
     if (st == StoreStatus::not_found) return;
     if (st != StoreStatus::ok) return fail(l, st, "get");
-    l.present = true;
-    envelope::Entry e = envelope::decode(l.item.value, l.item.flags);
-    switch (e.kind) {
-      case envelope::Kind::raw:
-        if (policy_.envelope) return unreadable(key, l, "foreign value (flags 0)");
-        l.has_copy = true;
-        l.state = LookupState::hit;
-        return;
-      case envelope::Kind::lease:
-        // With leases off a marker is overwritten like any expired item.
-        l.state = policy_.leases ? LookupState::busy : LookupState::absent;
-        return;
-      case envelope::Kind::unknown:
-        return unreadable(key, l, "unknown flags or header");
-      case envelope::Kind::negative:
-      case envelope::Kind::value:
-        break;
+    // A meta client's placeholder (a load in progress): refreshed under a side
+    // lease like an expired item, its CAS id guarding the store.
+    if (policy_.envelope && is_placeholder(l.item)) {
+      l.present = true;
+      return;
     }
-    if (e.codec != policy_.codec) return unreadable(key, l, "codec mismatch");
-    l.negative = e.kind == envelope::Kind::negative;
-    l.expiry_ms = e.expiry_ms;
-    l.load_us = e.load_us;
-    l.payload_offset = envelope::header_size;
-    if (now < e.expiry_ms) {
-      l.has_copy = true;
-      l.state = LookupState::hit;
-    } else if (!l.negative && policy_.max_stale.count() > 0 &&
-               now < e.expiry_ms + policy_.max_stale.count()) {
-      l.has_copy = true;
-      l.state = LookupState::stale;
-    }  // else expired: absent, but present (its CAS id guards a refresh)
+    if (const char* why = judge(policy_, l, now)) unreadable(key, l, why);
   }
 
   // Bytes nobody can read would fail every reader: delete them, then it is a miss.

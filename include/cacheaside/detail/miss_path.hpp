@@ -88,6 +88,13 @@ class MissPath {
     throttle_.clear(mkey);
   }
 
+  /// Gives up a lookup of a key whose invalidation is pending here (memcached
+  /// may still have the old value): a right it won is handed back.
+  void drop(const std::string& mkey, Lookup& l) {
+    if (l.state == LookupState::won) protocol_.release(mkey, l.token);
+    l.reset();
+  }
+
   /// Flights running and keys the fail-safe throttle holds, now.
   std::size_t flights() { return flights_.size(); }
   std::size_t throttled() { return throttle_.size(); }
@@ -153,7 +160,13 @@ class MissPath {
       for (Miss& m : ms) {
         if (m.done) continue;
         // The last round leads privately: a caller never loops on other flights.
-        if (round + 1 < max_rounds) {
+        // So does one whose read won the right to load (a protocol that leases
+        // in the read) while a flight here waits for it: it must not wait on
+        // a wait for itself.
+        if (m.look.state == LookupState::won) {
+          auto led = flights_.try_lead(m.mkey);
+          m.fl = led ? std::move(*led) : flights_.alone(flights_.stamp());
+        } else if (round + 1 < max_rounds) {
           m.fl = flights_.join(m.mkey);
         } else {
           m.fl = flights_.alone(flights_.stamp());
@@ -258,7 +271,7 @@ class MissPath {
       }
       m->seen = flights_.stamp();
       if (pending_.holds(m->mkey)) {
-        m->look.reset();  // load, store nothing
+        drop(m->mkey, m->look);  // load, store nothing
       } else {
         protocol_.acquire(m->mkey, m->look);
       }
@@ -281,12 +294,28 @@ class MissPath {
       }
       clock_.sleep_for(std::min<Clock::time_point::duration>(backoff, deadline - now));
       backoff = std::min(backoff * 2, std::chrono::milliseconds(50));
-      std::vector<Miss*> still;
+      // All of them in one lookup round trip (which may take their leases).
+      std::vector<Miss*> still, asked;
+      std::vector<std::string> keys;
       for (Miss* m : busy) {
         m->seen = flights_.stamp();
-        read(*m);
-        if (m->look.state != LookupState::hit && m->look.state != LookupState::busy &&
-            !pending_.holds(m->mkey))
+        if (pending_.holds(m->mkey)) {
+          m->look.reset();
+          settle(*m, to_load, still, &wait_start);
+        } else {
+          asked.push_back(m);
+          keys.push_back(m->mkey);
+        }
+      }
+      if (asked.size() == 1) {
+        protocol_.lookup(keys.front(), asked.front()->look);
+      } else if (!asked.empty()) {
+        std::vector<Lookup> looks;
+        protocol_.lookup_many(keys, looks);
+        for (std::size_t i = 0; i < asked.size(); ++i) asked[i]->look = std::move(looks[i]);
+      }
+      for (Miss* m : asked) {
+        if (m->look.state != LookupState::hit && m->look.state != LookupState::busy)
           protocol_.acquire(m->mkey, m->look);
         settle(*m, to_load, still, &wait_start);
       }
@@ -348,27 +377,36 @@ class MissPath {
         Reporter::bump(report_.stats.load_errors, keys.size());  // per key, like loads
       }
       auto d = clock_.now() - t0;
-      for (std::size_t i = 0; i < ms.size(); ++i) {
-        if (error) {
-          report_.emit(EventType::load_error, ms[i]->mkey, d, "bulk loader failed");
-          if (!recover(*ms[i], error)) unrecovered = error;
-          continue;
+      if (error) {
+        for (Miss* m : ms) {
+          report_.emit(EventType::load_error, m->mkey, d, "bulk loader failed");
+          if (!recover(*m, error)) unrecovered = error;
         }
-        report_.emit(EventType::load_end, ms[i]->mkey, d);
-        Stamp proof = commit(*ms[i], loaded[i], micros(d), s);
-        finish(*ms[i], std::move(loaded[i]), false, proof);
+      } else {
+        for (Miss* m : ms) report_.emit(EventType::load_end, m->mkey, d);
+        std::vector<std::uint32_t> load_us(ms.size(), micros(d));
+        std::vector<Stamp> loaded_at(ms.size(), s);
+        commit_and_finish(ms, loaded, load_us, loaded_at);
       }
     } else {
+      // Key by key, then every store in one go.
+      std::vector<Miss*> done;
+      std::vector<std::optional<Value>> values;
+      std::vector<std::uint32_t> load_us;
+      std::vector<Stamp> loaded_at;
       for (Miss* m : ms) {
         Stamp s = flights_.stamp();
         try {
           Loaded l = call_loader(m->key, m->mkey);
-          Stamp proof = commit(*m, l.value, l.load_us, s);
-          finish(*m, std::move(l.value), false, proof);
+          done.push_back(m);
+          values.push_back(std::move(l.value));
+          load_us.push_back(l.load_us);
+          loaded_at.push_back(s);
         } catch (...) {
           if (!recover(*m, std::current_exception())) unrecovered = std::current_exception();
         }
       }
+      commit_and_finish(done, values, load_us, loaded_at);
     }
     if (unrecovered) std::rethrow_exception(unrecovered);
   }
@@ -389,21 +427,72 @@ class MissPath {
     return false;
   }
 
+  // Stores what loaded (commit_all) and publishes each result.
+  void commit_and_finish(std::vector<Miss*>& ms, std::vector<std::optional<Value>>& values,
+                         const std::vector<std::uint32_t>& load_us,
+                         const std::vector<Stamp>& loaded_at) {
+    if (ms.empty()) return;
+    std::vector<Stamp> proofs = commit_all(ms, values, load_us, loaded_at);
+    for (std::size_t i = 0; i < ms.size(); ++i)
+      finish(*ms[i], std::move(values[i]), false, proofs[i]);
+  }
+
   // Stores a loaded value if the lookup won the right to, and returns the stamp
   // that proves it current: the guarded store's when it succeeded (no write came
   // between the lease and the store), else the loader call's.
   Stamp commit(Miss& m, const std::optional<Value>& value, std::uint32_t load_us, Stamp loaded_at) {
-    if (!m.store) return loaded_at;
-    m.store = false;
-    Encoded e;
-    if (!codec_.encode(m.mkey, value, load_us, e)) {
-      protocol_.release(m.mkey, m.look.token);
-      return loaded_at;
+    std::vector<Miss*> one{&m};
+    return commit_all(one, &value, &load_us, &loaded_at).front();
+  }
+
+  std::vector<Stamp> commit_all(std::vector<Miss*>& ms,
+                                const std::vector<std::optional<Value>>& values,
+                                const std::vector<std::uint32_t>& load_us,
+                                const std::vector<Stamp>& loaded_at) {
+    return commit_all(ms, values.data(), load_us.data(), loaded_at.data());
+  }
+
+  // commit() for several keys, with every store in one pipeline where the
+  // protocol can.
+  std::vector<Stamp> commit_all(std::vector<Miss*>& ms, const std::optional<Value>* values,
+                                const std::uint32_t* load_us, const Stamp* loaded_at) {
+    std::vector<Stamp> proofs(loaded_at, loaded_at + ms.size());
+    std::vector<Encoded> encoded(ms.size());
+    std::vector<CommitRequest> requests;
+    std::vector<std::size_t> which;
+    std::vector<char> guarded;
+    for (std::size_t i = 0; i < ms.size(); ++i) {
+      Miss& m = *ms[i];
+      if (!m.store) continue;
+      m.store = false;
+      if (!codec_.encode(m.mkey, values[i], load_us[i], encoded[i])) {
+        protocol_.release(m.mkey, m.look.token);
+        continue;
+      }
+      CommitRequest r;
+      r.key = m.mkey;
+      r.token = &m.look.token;
+      r.bytes = encoded[i].bytes;
+      r.flags = encoded[i].flags;
+      r.exptime = encoded[i].exptime;
+      requests.push_back(r);
+      which.push_back(i);
+      guarded.push_back(m.look.token.guarded() ? 1 : 0);
     }
-    bool guarded = m.look.token.guarded();
+    if (requests.empty()) return proofs;
     Stamp s = flights_.stamp();
-    StoreStatus st = protocol_.commit(m.mkey, m.look.token, e.bytes, e.flags, e.exptime);
-    return report_.write(m.mkey, st, guarded ? "cas" : "set") && guarded ? s : loaded_at;
+    if (requests.size() == 1) {
+      CommitRequest& r = requests.front();
+      r.status = protocol_.commit(r.key, *r.token, r.bytes, r.flags, r.exptime);
+    } else {
+      protocol_.commit_many(requests);
+    }
+    for (std::size_t j = 0; j < requests.size(); ++j) {
+      std::size_t i = which[j];
+      if (report_.write(ms[i]->mkey, requests[j].status, guarded[j] ? "cas" : "set") && guarded[j])
+        proofs[i] = s;
+    }
+    return proofs;
   }
 
   // Publishes a result to the flight's followers (after leaving the table, so

@@ -1,0 +1,73 @@
+// Sorting an item read back into lookup states, shared by the protocols
+// (internal).
+#pragma once
+
+#include <cstdint>
+
+#include "../envelope.hpp"
+#include "../protocol.hpp"
+
+namespace cacheaside::detail {
+
+/// Clears what a previous read left in l (keeps item).
+inline void clear_lookup(Lookup& l, std::int64_t now) {
+  l.present = l.has_copy = l.negative = l.claimed = false;
+  l.token = LeaseToken{};
+  l.read_ms = now;
+  l.expiry_ms = 0;
+  l.load_us = 0;
+  l.payload_offset = 0;
+  l.state = LookupState::absent;
+}
+
+/// Marks l failed.
+inline void fail_lookup(Lookup& l, StoreStatus st, const char* op) {
+  l.state = LookupState::error;
+  l.status = st;
+  l.op = op;
+  l.present = l.has_copy = false;
+}
+
+/// Judges the item in l.item (present): hit, stale, busy (a lease marker), or
+/// absent (expired; still present, its CAS id guards a refresh). Returns why
+/// the item is unreadable (nobody can use it: delete it), or nullptr.
+inline const char* judge(const LookupPolicy& policy, Lookup& l, std::int64_t now) {
+  l.present = true;
+  envelope::Entry e = envelope::decode(l.item.value, l.item.flags);
+  switch (e.kind) {
+    case envelope::Kind::raw:
+      if (policy.envelope) return "foreign value (flags 0)";
+      l.has_copy = true;
+      l.state = LookupState::hit;
+      return nullptr;
+    case envelope::Kind::lease:
+      // With leases off a marker is overwritten like any expired item.
+      l.state = policy.leases ? LookupState::busy : LookupState::absent;
+      return nullptr;
+    case envelope::Kind::unknown:
+      return "unknown flags or header";
+    case envelope::Kind::negative:
+    case envelope::Kind::value:
+      break;
+  }
+  if (e.codec != policy.codec) return "codec mismatch";
+  l.negative = e.kind == envelope::Kind::negative;
+  l.expiry_ms = e.expiry_ms;
+  l.load_us = e.load_us;
+  l.payload_offset = envelope::header_size;
+  if (now < e.expiry_ms) {
+    l.has_copy = true;
+    l.state = LookupState::hit;
+  } else if (!l.negative && policy.max_stale.count() > 0 &&
+             now < e.expiry_ms + policy.max_stale.count()) {
+    l.has_copy = true;
+    l.state = LookupState::stale;
+  }  // else expired: absent, but present
+  return nullptr;
+}
+
+/// An empty value with flags 0: memcached's own placeholder for a load in
+/// progress (meta protocol `mg ... N`), which no envelope ever is.
+inline bool is_placeholder(const StoreItem& item) { return item.value.empty() && item.flags == 0; }
+
+}  // namespace cacheaside::detail

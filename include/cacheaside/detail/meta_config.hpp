@@ -1,0 +1,139 @@
+// MetaStore's configuration string: the subset of libmemcached's syntax it
+// implements, parsed strictly (internal).
+#pragma once
+
+#include <cctype>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../error.hpp"
+
+namespace cacheaside::detail {
+
+struct MetaServerAddress {
+  std::string host;
+  std::uint16_t port = 11211;
+  std::string spec;  ///< as written: ketama hashes the name, not the address
+  std::string name() const { return host + ":" + std::to_string(port); }
+};
+
+struct MetaConfig {
+  std::vector<MetaServerAddress> servers;
+  std::size_t pool_max = 0;  ///< per server; 0: the default
+  std::chrono::milliseconds connect_timeout{200};
+  std::chrono::milliseconds poll_timeout{100};
+  std::chrono::seconds retry_timeout{1};
+  int failure_limit = 2;
+
+  /// Parses "--SERVER=host:port --POOL-MAX=n ..." or a bare "host:port".
+  /// Throws Error naming what it does not support.
+  static MetaConfig parse(const std::string& text) {
+    MetaConfig c;
+    std::vector<std::string> tokens;
+    std::string tok;
+    for (char ch : text + " ") {
+      if (std::isspace(static_cast<unsigned char>(ch))) {
+        if (!tok.empty()) tokens.push_back(tok);
+        tok.clear();
+      } else {
+        tok += ch;
+      }
+    }
+    if (tokens.empty()) throw Error("cacheaside: empty MetaStore configuration");
+    for (const std::string& t : tokens) {
+      if (t.rfind("--", 0) != 0) {
+        if (tokens.size() != 1)
+          throw Error("cacheaside: MetaStore configuration: '" + t + "' is not an option");
+        c.servers.push_back(address(t));  // "host:port" alone
+        continue;
+      }
+      std::string name = t, value;
+      bool has_value = false;
+      if (auto eq = t.find('='); eq != std::string::npos) {
+        name = t.substr(0, eq);
+        value = t.substr(eq + 1);
+        has_value = true;
+      }
+      for (char& ch : name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      auto need = [&]() -> const std::string& {
+        if (!has_value || value.empty())
+          throw Error("cacheaside: MetaStore configuration: " + name + " needs a value");
+        return value;
+      };
+      if (name == "--SERVER") {
+        c.servers.push_back(address(need()));
+      } else if (name == "--POOL-MAX") {
+        c.pool_max = static_cast<std::size_t>(number(name, need(), 1, 100000));
+      } else if (name == "--CONNECT-TIMEOUT") {
+        c.connect_timeout = std::chrono::milliseconds(number(name, need(), 1, 3600000));
+      } else if (name == "--POLL-TIMEOUT") {
+        c.poll_timeout = std::chrono::milliseconds(number(name, need(), 1, 3600000));
+      } else if (name == "--RETRY-TIMEOUT") {
+        c.retry_timeout = std::chrono::seconds(number(name, need(), 0, 86400));
+      } else if (name == "--SERVER-FAILURE-LIMIT") {
+        c.failure_limit = static_cast<int>(number(name, need(), 1, 1000));
+      } else if (name == "--TCP-NODELAY") {
+        // always on
+      } else if (name == "--DISTRIBUTION") {
+        std::string v = need();
+        for (char& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (v != "consistent")
+          throw Error("cacheaside: MetaStore distributes keys with ketama only (--DISTRIBUTION=" +
+                      value + ")");
+      } else {
+        throw Error("cacheaside: MetaStore does not support " + name +
+                    " (supported: --SERVER, --POOL-MAX, --CONNECT-TIMEOUT, --POLL-TIMEOUT, "
+                    "--RETRY-TIMEOUT, --SERVER-FAILURE-LIMIT, --TCP-NODELAY, "
+                    "--DISTRIBUTION=consistent)");
+      }
+    }
+    if (c.servers.empty()) throw Error("cacheaside: no server in configuration '" + text + "'");
+    return c;
+  }
+
+ private:
+  static std::int64_t number(const std::string& name, const std::string& v, std::int64_t lo,
+                             std::int64_t hi) {
+    std::int64_t n = 0;
+    for (char ch : v) {
+      if (ch < '0' || ch > '9' || n > hi)
+        throw Error("cacheaside: MetaStore configuration: " + name + "=" + v +
+                    " is not a number from " + std::to_string(lo) + " to " + std::to_string(hi));
+      n = n * 10 + (ch - '0');
+    }
+    if (n < lo || n > hi)
+      throw Error("cacheaside: MetaStore configuration: " + name + "=" + v + " is out of range (" +
+                  std::to_string(lo) + " to " + std::to_string(hi) + ")");
+    return n;
+  }
+
+  static MetaServerAddress address(const std::string& v) {
+    if (v.find('/') != std::string::npos || v.find('?') != std::string::npos)
+      throw Error("cacheaside: MetaStore takes host:port servers only (no sockets, no weights): '" +
+                  v + "'");
+    MetaServerAddress a;
+    a.spec = v;
+    std::string port;
+    if (!v.empty() && v[0] == '[') {  // [v6]:port
+      auto close = v.find(']');
+      if (close == std::string::npos) throw Error("cacheaside: bad server address '" + v + "'");
+      a.host = v.substr(1, close - 1);
+      if (close + 1 < v.size()) {
+        if (v[close + 1] != ':') throw Error("cacheaside: bad server address '" + v + "'");
+        port = v.substr(close + 2);
+      }
+    } else {
+      auto colon = v.rfind(':');
+      a.host = v.substr(0, colon);
+      if (colon != std::string::npos) port = v.substr(colon + 1);
+    }
+    if (a.host.empty()) throw Error("cacheaside: bad server address '" + v + "'");
+    if (!port.empty()) a.port = static_cast<std::uint16_t>(number("port", port, 1, 65535));
+    return a;
+  }
+};
+
+}  // namespace cacheaside::detail

@@ -1,0 +1,229 @@
+// One TCP connection to a memcached server: non-blocking POSIX socket, every
+// wait bounded by poll() against a deadline (internal).
+#pragma once
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "../store.hpp"
+
+namespace cacheaside::detail {
+
+class MetaConnection {
+ public:
+  using Deadline = std::chrono::steady_clock::time_point;
+
+  MetaConnection(const MetaConnection&) = delete;
+  MetaConnection& operator=(const MetaConnection&) = delete;
+  ~MetaConnection() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  /// Connects within `timeout`: ok, timeout, or unavailable (refused, unresolvable).
+  static std::unique_ptr<MetaConnection> open(const std::string& host, const std::string& port,
+                                              std::chrono::milliseconds timeout, StoreStatus& st) {
+    Deadline deadline = std::chrono::steady_clock::now() + timeout;
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    st = StoreStatus::unavailable;
+    if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || !res) return nullptr;
+    std::unique_ptr<MetaConnection> conn;
+    for (addrinfo* a = res; a && !conn; a = a->ai_next) {
+      int fd =
+          ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+      if (fd < 0) continue;
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
+      if (rc != 0 && errno == EINPROGRESS) {
+        StoreStatus w = wait(fd, POLLOUT, deadline);
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (w == StoreStatus::ok && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+            err == 0) {
+          rc = 0;
+        } else if (w == StoreStatus::timeout) {
+          st = StoreStatus::timeout;
+        }
+      }
+      if (rc == 0) {
+        conn.reset(new MetaConnection(fd));
+        st = StoreStatus::ok;
+      } else {
+        ::close(fd);
+      }
+    }
+    ::freeaddrinfo(res);
+    return conn;
+  }
+
+  /// Requests to send; flush() sends them.
+  std::string out;
+
+  /// Sends `out` whole. While the server does not take more, what it already
+  /// answered is read aside, so a long pipeline cannot deadlock on full buffers.
+  StoreStatus flush(Deadline deadline) {
+    std::size_t sent = 0;
+    while (sent < out.size()) {
+      ssize_t n = ::send(fd_, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        short ev = 0;
+        StoreStatus w = wait(fd_, POLLOUT | POLLIN, deadline, &ev);
+        if (w != StoreStatus::ok) return fail(w);
+        if ((ev & POLLIN) && fill() == StoreStatus::unavailable)
+          return fail(StoreStatus::unavailable);
+        continue;
+      }
+      return fail(StoreStatus::unavailable);
+    }
+    out.clear();
+    return StoreStatus::ok;
+  }
+
+  /// The next line, without "\r\n"; valid until the next read.
+  StoreStatus read_line(std::string_view& line, Deadline deadline) {
+    for (;;) {
+      std::size_t eol = in_.find("\r\n", scan_);
+      if (eol != std::string::npos) {
+        line = std::string_view(in_).substr(pos_, eol - pos_);
+        pos_ = eol + 2;
+        scan_ = pos_;
+        return StoreStatus::ok;
+      }
+      if (in_.size() - pos_ > max_line) return fail(StoreStatus::error);
+      scan_ = in_.size() > pos_ ? in_.size() - 1 : pos_;
+      StoreStatus st = more(deadline);
+      if (st != StoreStatus::ok) return st;
+    }
+  }
+
+  /// The next n bytes, which must end in "\r\n" (not part of them).
+  StoreStatus read_value(std::size_t n, std::string& dst, Deadline deadline) {
+    while (in_.size() - pos_ < n + 2) {
+      StoreStatus st = more(deadline);
+      if (st != StoreStatus::ok) return st;
+    }
+    if (in_.compare(pos_ + n, 2, "\r\n") != 0) return fail(StoreStatus::error);
+    dst.assign(in_, pos_, n);
+    pos_ += n + 2;
+    scan_ = pos_;
+    return StoreStatus::ok;
+  }
+
+  /// Nothing half-read and nothing failed: fit to go back to the pool.
+  bool clean() const { return !broken_ && pos_ == in_.size() && out.empty(); }
+  /// Broken: closed, timed out, or out of step with the server.
+  bool broken() const { return broken_; }
+  /// The server closed or reset the connection (as opposed to a timeout).
+  bool closed_by_peer() const { return peer_closed_; }
+  /// Some reply bytes arrived since the last reset_received().
+  bool received() const { return received_; }
+  void reset_received() { received_ = false; }
+  /// Marks it unusable (the caller found the replies out of step).
+  void poison() { broken_ = true; }
+
+ private:
+  static constexpr std::size_t max_line = 8192;  // longer is not a reply line
+
+  explicit MetaConnection(int fd) : fd_(fd) {}
+
+  StoreStatus fail(StoreStatus st) {
+    broken_ = true;
+    return st;
+  }
+
+  static StoreStatus wait(int fd, short events, Deadline deadline, short* got = nullptr) {
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() < 0) return StoreStatus::timeout;
+      pollfd p{fd, events, 0};
+      int rc = ::poll(&p, 1, static_cast<int>(left.count()) + 1);
+      if (rc < 0 && errno == EINTR) continue;
+      if (rc < 0) return StoreStatus::unavailable;
+      if (rc == 0) {
+        if (std::chrono::steady_clock::now() >= deadline) return StoreStatus::timeout;
+        continue;
+      }
+      if (got) *got = p.revents;
+      if (p.revents & (POLLERR | POLLNVAL)) return StoreStatus::unavailable;
+      return StoreStatus::ok;  // POLLHUP: the read sees EOF
+    }
+  }
+
+  // Waits for and reads more bytes.
+  StoreStatus more(Deadline deadline) {
+    if (broken_) return StoreStatus::unavailable;
+    StoreStatus st = fill();
+    if (st == StoreStatus::timeout) {  // nothing yet: wait
+      st = wait(fd_, POLLIN, deadline);
+      if (st != StoreStatus::ok) return fail(st);
+      st = fill();
+      if (st == StoreStatus::timeout) return StoreStatus::ok;  // spurious wakeup: loop
+    }
+    return st == StoreStatus::ok ? st : fail(st);
+  }
+
+  // One non-blocking recv into the buffer: ok (bytes), timeout (none yet), or
+  // unavailable (closed, reset).
+  StoreStatus fill() {
+    if (pos_ > 0 && pos_ == in_.size()) {
+      in_.clear();
+      pos_ = scan_ = 0;
+    } else if (pos_ > 65536 && pos_ * 2 > in_.size()) {
+      in_.erase(0, pos_);
+      scan_ -= pos_;
+      pos_ = 0;
+    }
+    std::size_t old = in_.size();
+    std::size_t room = old - pos_ < 16384 ? 16384 : old - pos_;
+    in_.resize(old + room);
+    for (;;) {
+      ssize_t n = ::recv(fd_, &in_[old], room, 0);
+      if (n > 0) {
+        in_.resize(old + static_cast<std::size_t>(n));
+        received_ = true;
+        return StoreStatus::ok;
+      }
+      in_.resize(old);
+      if (n < 0 && errno == EINTR) {
+        in_.resize(old + room);
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return StoreStatus::timeout;
+      peer_closed_ = true;
+      return StoreStatus::unavailable;
+    }
+  }
+
+  int fd_ = -1;
+  std::string in_;
+  std::size_t pos_ = 0;   // first unread byte
+  std::size_t scan_ = 0;  // where to look for the next "\r\n"
+  bool broken_ = false;
+  bool peer_closed_ = false;
+  bool received_ = false;
+};
+
+}  // namespace cacheaside::detail

@@ -1,0 +1,24 @@
+// Which memcached store the suite runs over: CACHEASIDE_TEST_STORE=meta for
+// MetaStore, anything else (or unset) for MemcachedStore. ctest runs the suite
+// once with each.
+#pragma once
+
+#include <cacheaside/libmemcached.hpp>
+#include <cacheaside/meta.hpp>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+namespace cacheaside_test {
+
+inline bool meta_store() {
+  const char* s = std::getenv("CACHEASIDE_TEST_STORE");
+  return s && std::string(s) == "meta";
+}
+
+inline std::shared_ptr<cacheaside::Store> make_store(const std::string& config) {
+  if (meta_store()) return std::make_shared<cacheaside::MetaStore>(config);
+  return std::make_shared<cacheaside::MemcachedStore>(config);
+}
+
+}  // namespace cacheaside_test
