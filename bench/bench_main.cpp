@@ -24,6 +24,7 @@
 #include <cacheaside/cacheaside.hpp>
 #include <cacheaside/json.hpp>
 #include <cacheaside/libmemcached.hpp>
+#include <cacheaside/meta.hpp>
 #include <chrono>
 #include <cinttypes>
 #include <cstdint>
@@ -129,6 +130,7 @@ struct World {
   std::string config;
   std::string placement;
   std::shared_ptr<cacheaside::MemcachedStore> store;
+  std::shared_ptr<cacheaside::MetaStore> meta;  // the meta protocol, same server
   memcached_st* raw = nullptr;
 
   std::map<std::string, std::string> string_rows;  // the "database"
@@ -140,6 +142,11 @@ struct World {
   std::unique_ptr<UserCache> users_raw;         // Format::raw: plain JSON in memcached
   std::unique_ptr<StringCache> near_strings;    // near cache on
   std::unique_ptr<ListCache> near_lists;        // a list of 100 users, near cache on
+  std::unique_ptr<StringCache> meta_strings;    // over MetaStore (same keys as strings)
+  std::unique_ptr<StringCache> cold_classic;    // cold keys, leases on, MemcachedStore
+  std::unique_ptr<StringCache> cold_meta;       // cold keys, leases on, MetaStore
+  std::string cold_value = std::string(200, 'c');
+  std::uint64_t cold_next = 0;  // cold keys are never reused
   std::vector<User> list_rows;
   std::string mkey_list_raw;  // the list as plain JSON, for the baseline
 
@@ -151,6 +158,9 @@ struct World {
   std::vector<std::size_t> many_lens;
 
   ~World() {
+    meta_strings.reset();
+    cold_classic.reset();
+    cold_meta.reset();
     near_strings.reset();
     near_lists.reset();
     strings.reset();
@@ -179,6 +189,12 @@ std::string stored_bytes(memcached_st* mc, const std::string& mkey) {
 }
 
 enum class Placement { same, split, none };
+
+/// Extra arguments for the memcached the benchmark starts (--server-args="-R 200").
+std::vector<std::string>& server_args() {
+  static std::vector<std::string> args;
+  return args;
+}
 
 bool pin_self(int cpu) {
   cpu_set_t set;
@@ -209,7 +225,7 @@ std::vector<int> allowed_cpus() {
 std::string start_server(World& w, Placement placement, int cpu) {
   std::vector<int> cpus = allowed_cpus();
   if (placement == Placement::none || cpus.empty()) {
-    w.server = std::make_unique<cacheaside_test::MemcachedProcess>();
+    w.server = std::make_unique<cacheaside_test::MemcachedProcess>(server_args());
     return "not pinned";
   }
   if (cpu < 0 || std::find(cpus.begin(), cpus.end(), cpu) == cpus.end()) {
@@ -219,13 +235,13 @@ std::string start_server(World& w, Placement placement, int cpu) {
   if (placement == Placement::split && cpus.size() > 1) {
     int other = cpu == cpus.front() ? cpus[1] : cpus.front();
     if (!pin_self(other)) throw std::runtime_error("sched_setaffinity failed");
-    w.server = std::make_unique<cacheaside_test::MemcachedProcess>();
+    w.server = std::make_unique<cacheaside_test::MemcachedProcess>(server_args());
     if (!pin_self(cpu)) throw std::runtime_error("sched_setaffinity failed");
     return "benchmark on CPU " + std::to_string(cpu) + ", memcached on CPU " +
            std::to_string(other);
   }
   if (!pin_self(cpu)) throw std::runtime_error("sched_setaffinity failed");
-  w.server = std::make_unique<cacheaside_test::MemcachedProcess>();
+  w.server = std::make_unique<cacheaside_test::MemcachedProcess>(server_args());
   return "benchmark and memcached on CPU " + std::to_string(cpu);
 }
 
@@ -238,6 +254,7 @@ void setup(World& w, const std::string& config_arg, Placement placement, int cpu
     w.placement = "external server, not pinned";
   }
   w.store = std::make_shared<cacheaside::MemcachedStore>(w.config);
+  w.meta = std::make_shared<cacheaside::MetaStore>(w.config);
 
   // The baseline connection gets exactly the store's configuration (its defaults
   // included: TCP_NODELAY, timeouts) and CAS like the store, so the two send the same
@@ -296,6 +313,19 @@ void setup(World& w, const std::string& config_arg, Placement placement, int cpu
   ro.key_prefix = "cabench_rawuser_";
   ro.format = cacheaside::Format::raw;
   w.users_raw = std::make_unique<UserCache>(w.store, load_user, ro);
+
+  // The same string cache over MetaStore (it reads what `strings` stores), and
+  // caches for cold keys: an instant loader, 200-byte values, leases on.
+  w.meta_strings = std::make_unique<StringCache>(w.meta, load_string, so);
+  cacheaside::Options co = so;
+  co.name = "cold";
+  co.key_prefix = "cabench_cold_";
+  auto load_cold = [&w](const std::string&) -> std::optional<std::string> { return w.cold_value; };
+  StringCache::BulkLoader bulk_cold = [&w](const std::vector<std::string>& ks) {
+    return std::vector<std::optional<std::string>>(ks.size(), w.cold_value);
+  };
+  w.cold_classic = std::make_unique<StringCache>(w.store, load_cold, bulk_cold, co);
+  w.cold_meta = std::make_unique<StringCache>(w.meta, load_cold, bulk_cold, co);
 
   // Near caches: a hit is served in-process once memcached has answered it once.
   cacheaside::Options no = so;
@@ -426,6 +456,54 @@ bool raw_sequential_gets(World& w) {
   return true;
 }
 
+// The lesson's miss, by hand: get (a miss), then set the loaded value with a TTL.
+bool naive_get_set(World& w, const std::string& mkey) {
+  std::size_t len = 0;
+  std::uint32_t flags = 0;
+  memcached_return_t rc;
+  char* v = memcached_get(w.raw, mkey.data(), mkey.size(), &len, &flags, &rc);
+  if (v) {
+    std::free(v);
+    return false;  // not cold
+  }
+  return memcached_set(w.raw, mkey.data(), mkey.size(), w.cold_value.data(), w.cold_value.size(),
+                       3600, 0) == MEMCACHED_SUCCESS;
+}
+
+// The same for a batch: one mget (all misses), then a set per key.
+bool naive_mget_sets(World& w, const std::vector<std::string>& mkeys) {
+  std::vector<const char*> ptrs;
+  std::vector<std::size_t> lens;
+  for (auto& k : mkeys) {
+    ptrs.push_back(k.data());
+    lens.push_back(k.size());
+  }
+  memcached_return_t rc = memcached_mget(w.raw, ptrs.data(), lens.data(), ptrs.size());
+  if (rc != MEMCACHED_SUCCESS) return false;
+  memcached_result_st result;
+  memcached_result_create(w.raw, &result);
+  std::size_t found = 0;
+  while (memcached_fetch_result(w.raw, &result, &rc)) ++found;
+  memcached_result_free(&result);
+  if (found) return false;
+  for (auto& k : mkeys)
+    if (memcached_set(w.raw, k.data(), k.size(), w.cold_value.data(), w.cold_value.size(), 3600,
+                      0) != MEMCACHED_SUCCESS)
+      return false;
+  return true;
+}
+
+std::string cold_key(World& w, const char* tag) {
+  return std::string(tag) + std::to_string(w.cold_next++);
+}
+
+std::vector<std::string> cold_keys(World& w, const char* tag) {
+  std::vector<std::string> ks;
+  ks.reserve(many_count);
+  for (int i = 0; i < many_count; ++i) ks.push_back(cold_key(w, tag));
+  return ks;
+}
+
 void register_all(World& w) {
   // fn(state, id): id names the benchmark's samples.
   auto reg = [](const char* name, auto fn) {
@@ -524,6 +602,89 @@ void register_all(World& w) {
   });
   reg("get_many_100/raw_100_gets", [&w](benchmark::State& state, const std::string& id) {
     measure(state, id, [&] { return raw_sequential_gets(w); });
+  });
+
+  // MetaStore: hits, and misses with leases (a fresh key every time).
+  reg("get/string_100B/meta", [&w](benchmark::State& state, const std::string& id) {
+    auto before = w.meta_strings->stats();
+    measure(state, id, [&] {
+      std::optional<std::string> v = w.meta_strings->get(w.key_100);
+      bool ok = v && v->size() == 100;
+      benchmark::DoNotOptimize(v);
+      return ok;
+    });
+    expect_hits(state, id, before, w.meta_strings->stats(), 1);
+  });
+  reg("get_many_100/meta", [&w](benchmark::State& state, const std::string& id) {
+    auto before = w.meta_strings->stats();
+    measure(state, id, [&] {
+      std::vector<std::optional<std::string>> v = w.meta_strings->get_many(w.many_keys);
+      bool ok = v.size() == w.many_keys.size() &&
+                std::all_of(v.begin(), v.end(), [](auto& x) { return x.has_value(); });
+      benchmark::DoNotOptimize(v);
+      return ok;
+    });
+    expect_hits(state, id, before, w.meta_strings->stats(), w.many_keys.size());
+  });
+  auto cold_get = [&w](StringCache* cache, const char* tag) {
+    return [&w, cache, tag](benchmark::State& state, const std::string& id) {
+      measure(state, id, [&] {
+        std::optional<std::string> v = cache->get(cold_key(w, tag));
+        return v && v->size() == w.cold_value.size();
+      });
+    };
+  };
+  reg("cold_get/leases/classic", cold_get(w.cold_classic.get(), "c"));
+  reg("cold_get/leases/meta", cold_get(w.cold_meta.get(), "m"));
+  reg("cold_get/naive_get_set", [&w](benchmark::State& state, const std::string& id) {
+    measure(state, id,
+            [&] { return naive_get_set(w, "cabench_cold_n" + std::to_string(w.cold_next++)); });
+  });
+  auto cold_many = [&w](StringCache* cache, const char* tag) {
+    return [&w, cache, tag](benchmark::State& state, const std::string& id) {
+      auto before = cache->stats();
+      measure(state, id, [&] {
+        std::vector<std::optional<std::string>> v = cache->get_many(cold_keys(w, tag));
+        return v.size() == static_cast<std::size_t>(many_count) && v.back().has_value();
+      });
+      if (cache->stats().hits != before.hits) state.SkipWithError("a cold key hit");
+    };
+  };
+  reg("cold_get_many_100/leases/classic", cold_many(w.cold_classic.get(), "bc"));
+  reg("cold_get_many_100/leases/meta", cold_many(w.cold_meta.get(), "bm"));
+  // The server's share: the same two pipelines (100 mg N, 100 ms C) sent straight
+  // through MetaStore, with no cache around them.
+  reg("cold_get_many_100/meta_pipelines", [&w](benchmark::State& state, const std::string& id) {
+    std::vector<cacheaside::detail::MetaOp> ops(many_count);
+    std::vector<cacheaside::StoreItem> items(many_count);
+    std::string bytes(216, 'c');
+    measure(state, id, [&] {
+      std::vector<std::string> ks = cold_keys(w, "cabench_cold_p");
+      for (int i = 0; i < many_count; ++i) {
+        ops[i] = cacheaside::detail::MetaOp();
+        ops[i].key = ks[i];
+        ops[i].item = &items[i];
+        ops[i].vivify = 3;
+      }
+      w.meta->execute(ops.data(), ops.size());
+      for (int i = 0; i < many_count; ++i) {
+        std::uint64_t cas = items[i].cas;
+        ops[i] = cacheaside::detail::MetaOp();
+        ops[i].cmd = cacheaside::detail::MetaCmd::cas;
+        ops[i].key = ks[i];
+        ops[i].value = bytes;
+        ops[i].exptime = 3600;
+        ops[i].cas = cas;
+      }
+      w.meta->execute(ops.data(), ops.size());
+      return ops.back().status == cacheaside::StoreStatus::ok;
+    });
+  });
+  reg("cold_get_many_100/naive_mget_sets", [&w](benchmark::State& state, const std::string& id) {
+    measure(state, id, [&] {
+      std::vector<std::string> ks = cold_keys(w, "cabench_cold_bn");
+      return naive_mget_sets(w, ks);
+    });
   });
 }
 
@@ -666,6 +827,21 @@ std::string summary(const World& w) {
        "get_many_100/raw_mget"},
       {"`get_many(100)` hits vs 100 × `memcached_get`", "get_many_100/cacheaside",
        "get_many_100/raw_100_gets"},
+      {"MetaStore: `get` hit, 100 B string", "get/string_100B/meta", "get/string_100B/raw"},
+      {"MetaStore: `get_many(100)` hits vs `memcached_mget`", "get_many_100/meta",
+       "get_many_100/raw_mget"},
+      {"MemcachedStore: cold `get`, leases vs naive get + set", "cold_get/leases/classic",
+       "cold_get/naive_get_set"},
+      {"MetaStore: cold `get`, leases vs naive get + set", "cold_get/leases/meta",
+       "cold_get/naive_get_set"},
+      {"MemcachedStore: cold `get_many(100)`, leases vs naive mget + 100 sets",
+       "cold_get_many_100/leases/classic", "cold_get_many_100/naive_mget_sets"},
+      {"MetaStore: cold `get_many(100)`, leases vs naive mget + 100 sets",
+       "cold_get_many_100/leases/meta", "cold_get_many_100/naive_mget_sets"},
+      {"MetaStore: cold `get_many(100)`, leases vs its two pipelines alone",
+       "cold_get_many_100/leases/meta", "cold_get_many_100/meta_pipelines"},
+      {"cold `get_many(100)`, leases: MetaStore vs MemcachedStore", "cold_get_many_100/leases/meta",
+       "cold_get_many_100/leases/classic"},
   };
   std::string out;
   char line[512];
@@ -691,7 +867,15 @@ std::string summary(const World& w) {
                 w.stored_100, w.stored_1k, w.stored_user, w.stored_user_raw);
   out += line;
   out += "Placement: " + w.placement + ".\n";
-  out += "Targets: hit <= 1.05x raw, get_many(100) <= 1.3x raw mget, near hit <= 0.02x raw.\n";
+  if (!server_args().empty()) {
+    out += "memcached started with:";
+    for (auto& arg : server_args()) out += " " + arg;
+    out += ".\n";
+  }
+  out +=
+      "Targets: hit <= 1.05x raw, get_many(100) <= 1.3x raw mget, near hit <= 0.02x raw; "
+      "MetaStore: hit <= 1.02x, get_many(100) hits <= 1.1x mget, cold get <= 1.1x naive, "
+      "cold get_many(100) <= 0.07x naive and >= 30x faster than MemcachedStore.\n";
   out += near_scaling(w);
   out += "\n### All benchmarks (every operation timed on its own)\n\n";
   out += "| benchmark | samples | min | p50 | p90 | allocs/op |\n";
@@ -735,7 +919,17 @@ int main(int argc, char** argv) {
       placement = bench::Placement::split;
     else if (a == "--placement=none")
       placement = bench::Placement::none;
-    else if (a.rfind("--cpu=", 0) == 0)
+    else if (a.rfind("--server-args=", 0) == 0) {
+      std::string rest = a.substr(14), word;
+      for (char ch : rest + " ") {
+        if (ch == ' ') {
+          if (!word.empty()) bench::server_args().push_back(word);
+          word.clear();
+        } else {
+          word += ch;
+        }
+      }
+    } else if (a.rfind("--cpu=", 0) == 0)
       cpu = std::atoi(a.c_str() + 6);
     else
       args.push_back(a);
@@ -755,8 +949,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cacheaside_bench: %s\n", ex.what());
     return 1;
   }
-  std::printf("memcached: %s (libmemcached %s); %s\n", world.store->config().c_str(),
-              LIBMEMCACHED_VERSION_STRING, world.placement.c_str());
+  std::string extra;
+  for (auto& arg : bench::server_args()) extra += " " + arg;
+  std::printf("memcached: %s (libmemcached %s); %s%s\n", world.store->config().c_str(),
+              LIBMEMCACHED_VERSION_STRING, world.placement.c_str(),
+              extra.empty() ? "" : ("; server started with" + extra).c_str());
   std::fflush(stdout);
   bench::register_all(world);
   benchmark::RunSpecifiedBenchmarks();

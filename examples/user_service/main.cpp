@@ -6,6 +6,8 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <cacheaside/libmemcached.hpp>
+#include <cacheaside/meta.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -35,6 +37,7 @@ struct Flags {
   bool quiet = false;
   std::optional<std::string> spool_dir;  // unset: the directory of --db
   int near_ms = 100;                     // near cache sync bound; 0: no near cache
+  std::string protocol = "meta";         // meta (MetaStore) or classic (MemcachedStore)
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& problem) {
@@ -42,7 +45,7 @@ struct Flags {
   std::cerr << "usage: " << argv0
             << " [--host H] [--port N] [--db PATH] [--memcached CONFIG] [--seed N]\n"
                "       [--threads N] [--no-cache] [--quiet] [--spool-dir DIR]\n"
-               "       [--near-ms N]\n";
+               "       [--near-ms N] [--protocol meta|classic]\n";
   std::exit(2);
 }
 
@@ -76,6 +79,8 @@ Flags parse_flags(int argc, char** argv) {
       f.threads = number();
     else if (a == "--near-ms")
       f.near_ms = number();
+    else if (a == "--protocol")
+      f.protocol = value();
     else if (a == "--spool-dir")
       f.spool_dir = value();
     else if (a == "--no-cache")
@@ -89,18 +94,23 @@ Flags parse_flags(int argc, char** argv) {
   }
   if (f.threads < 1) usage(argv[0], "--threads must be at least 1");
   if (f.near_ms < 0) usage(argv[0], "--near-ms must not be negative");
+  if (f.protocol != "meta" && f.protocol != "classic")
+    usage(argv[0], "--protocol is meta or classic, not '" + f.protocol + "'");
   return f;
 }
 
 // The store: the --memcached configuration, with a pool connection for every server
-// thread (plus a few for background refreshes) unless it says otherwise.
-std::shared_ptr<cacheaside::MemcachedStore> make_store(const Flags& flags) {
+// thread (plus a few for background refreshes) unless it says otherwise. The meta
+// protocol by default; classic where something in between passes only the classic
+// commands (twemproxy).
+std::shared_ptr<cacheaside::Store> make_store(const Flags& flags) {
   cacheaside::ServerOptions so;
   so.pool_max = static_cast<std::size_t>(flags.threads) + 4;
   if (flags.memcached.find("--") == std::string::npos)
     so.servers.push_back(flags.memcached);  // plain "host:port"
   else
     so.extra = flags.memcached;  // given after ours: its options win
+  if (flags.protocol == "meta") return std::make_shared<cacheaside::MetaStore>(so);
   return std::make_shared<cacheaside::MemcachedStore>(so);
 }
 
@@ -158,8 +168,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "cannot listen on %s:%d\n", flags.host.c_str(), flags.port);
       return 1;
     }
+    std::string cache = flags.no_cache ? "no cache" : flags.memcached + ", " + flags.protocol;
     std::printf("listening on http://%s:%d (%s, %d threads)\n", flags.host.c_str(), flags.port,
-                flags.no_cache ? "no cache" : flags.memcached.c_str(), flags.threads);
+                cache.c_str(), flags.threads);
     std::fflush(stdout);
     svr.listen_after_bind();
   } catch (const std::exception& e) {

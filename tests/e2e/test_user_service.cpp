@@ -11,6 +11,7 @@
 #include <cacheaside/envelope.hpp>
 #include <cacheaside/serializer.hpp>
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -65,6 +66,11 @@ class Service {
                                      "--threads",
                                      "8"};
     if (setup.quiet) args.push_back("--quiet");
+    // ctest runs these once per protocol (the service's default is meta).
+    if (const char* p = std::getenv("CACHEASIDE_TEST_STORE")) {
+      args.push_back("--protocol");
+      args.push_back(std::string(p) == "classic" ? "classic" : "meta");
+    }
     args.insert(args.end(), setup.extra.begin(), setup.extra.end());
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
