@@ -80,6 +80,7 @@ if [[ -n "${TWEMPROXY:-}" ]]; then
   wait_port "$proxy_port" "${pids[-1]}"
   echo "twemproxy on 127.0.0.1:$proxy_port in front of ${servers[*]}"
   config="--SERVER=127.0.0.1:$proxy_port"
+  set -- --protocol classic "$@"  # twemproxy passes no meta commands
 else
   for s in "${servers[@]}"; do config+="--SERVER=$s "; done
   config=${config% }

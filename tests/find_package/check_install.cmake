@@ -71,6 +71,10 @@ if(NOT out MATCHES "user_1: Ada" OR NOT out MATCHES "users_all: 2 users")
   message(FATAL_ERROR "unexpected output:\n${out}")
 endif()
 
+find_program(meta_consumer meta_consumer PATHS "${consumer}" "${consumer}/Release"
+  NO_DEFAULT_PATH REQUIRED)
+step("run the meta consumer with no server" "${meta_consumer}")
+
 refused(unknown_required "nosuch")
 refused(wrong_major "compatible with requested version")
 refused(old_libmemcached "unsuitable version \"1.0.18\"")
