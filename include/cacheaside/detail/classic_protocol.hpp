@@ -133,14 +133,7 @@ class ClassicProtocol final : public LookupProtocol {
   void take_side_lease(std::string_view key, Lookup& l) {
     std::string side = side_key(key);
     StoreStatus st = store_->add(side, lease_token(), envelope::lease_flags(), lease_exptime());
-    if (st == StoreStatus::ok) {
-      l.state = LookupState::won;
-      l.token = LeaseToken{l.item.cas, false, std::move(side)};
-    } else if (is_failure(st)) {
-      fail(l, st, "add lease");
-    } else if (l.state == LookupState::absent) {
-      l.state = LookupState::busy;  // an expired item someone else refreshes
-    }                               // else hit or stale: someone else refreshes; use the copy
+    side_lease_taken(l, st, std::move(side));
   }
 
   // Sorts what a read found into the lookup states.

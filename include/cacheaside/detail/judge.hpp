@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <utility>
 
 #include "../envelope.hpp"
 #include "../protocol.hpp"
@@ -64,6 +66,19 @@ inline const char* judge(const LookupPolicy& policy, Lookup& l, std::int64_t now
     l.state = LookupState::stale;
   }  // else expired: absent, but present
   return nullptr;
+}
+
+/// After `add`ing the side lease of a present item (a refresh): won, the store
+/// failed, or someone else refreshes it.
+inline void side_lease_taken(Lookup& l, StoreStatus st, std::string side_key) {
+  if (st == StoreStatus::ok) {
+    l.state = LookupState::won;
+    l.token = LeaseToken{l.item.cas, false, std::move(side_key)};
+  } else if (is_failure(st)) {
+    fail_lookup(l, st, "add lease");
+  } else if (l.state == LookupState::absent) {
+    l.state = LookupState::busy;  // an expired item someone else refreshes
+  }                               // else hit or stale: someone else refreshes; use the copy
 }
 
 /// An empty value with flags 0: memcached's own placeholder for a load in

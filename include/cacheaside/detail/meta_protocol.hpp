@@ -278,14 +278,7 @@ class MetaProtocol final : public LookupProtocol {
     op.flags = envelope::lease_flags();
     op.exptime = lease_seconds();
     exec_.execute(&op, 1);
-    if (op.status == StoreStatus::ok) {
-      l.state = LookupState::won;
-      l.token = LeaseToken{l.item.cas, false, std::move(side)};
-    } else if (is_failure(op.status)) {
-      fail_lookup(l, op.status, "add lease");
-    } else if (l.state == LookupState::absent) {
-      l.state = LookupState::busy;  // an expired item someone else refreshes
-    }                               // else hit or stale: someone else refreshes; use the copy
+    side_lease_taken(l, op.status, std::move(side));
   }
 
   MetaExecutor& exec_;
