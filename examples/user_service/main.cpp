@@ -110,7 +110,12 @@ std::shared_ptr<cacheaside::Store> make_store(const Flags& flags) {
     so.servers.push_back(flags.memcached);  // plain "host:port"
   else
     so.extra = flags.memcached;  // given after ours: its options win
-  if (flags.protocol == "meta") return std::make_shared<cacheaside::MetaStore>(so);
+  if (flags.protocol == "meta") {
+    // Every connection the server threads can use, opened now: the pool does not grow
+    // under load later.
+    so.extra = "--POOL-MIN=" + std::to_string(so.pool_max) + " " + so.extra;
+    return std::make_shared<cacheaside::MetaStore>(so);
+  }
   return std::make_shared<cacheaside::MemcachedStore>(so);
 }
 

@@ -40,6 +40,7 @@ namespace cacheaside {
 ///
 /// Takes the same configuration strings as MemcachedStore for what it supports:
 /// `--SERVER=host:port` (repeated), `--POOL-MAX` (connections per server),
+/// `--POOL-MIN` (connections opened by the constructor, per server),
 /// `--CONNECT-TIMEOUT` (ms), `--POLL-TIMEOUT` (ms), `--RETRY-TIMEOUT` (s),
 /// `--SERVER-FAILURE-LIMIT`, `--TCP-NODELAY`, `--DISTRIBUTION=consistent`; the
 /// constructor throws `cacheaside::Error` for anything else. Defaults as
@@ -86,6 +87,18 @@ class MetaStore : public Store, public LookupProtocolSource, public detail::Meta
       }
     } else {
       servers_.push_back(std::make_unique<Server>(c.servers.front()));
+    }
+    // --POOL-MIN: connections opened now, so the pool does not grow under load later
+    // (a server that refuses or does not answer is left for the first call).
+    std::size_t want = std::min(c.pool_min, pool_max_);
+    for (auto& s : servers_) {
+      for (std::size_t i = 0; i < want; ++i) {
+        StoreStatus st = StoreStatus::ok;
+        std::unique_ptr<Conn> conn = Conn::open(s->address.host, s->port, connect_timeout_, st);
+        if (!conn) break;
+        s->idle.push_back(std::move(conn));
+        ++s->open;
+      }
     }
   }
 

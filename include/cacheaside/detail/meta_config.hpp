@@ -23,6 +23,7 @@ struct MetaServerAddress {
 struct MetaConfig {
   std::vector<MetaServerAddress> servers;
   std::size_t pool_max = 0;  ///< per server; 0: the default
+  std::size_t pool_min = 0;  ///< per server, opened by the constructor
   std::chrono::milliseconds connect_timeout{200};
   std::chrono::milliseconds poll_timeout{100};
   std::chrono::seconds retry_timeout{1};
@@ -67,6 +68,8 @@ struct MetaConfig {
         c.servers.push_back(address(need()));
       } else if (name == "--POOL-MAX") {
         c.pool_max = static_cast<std::size_t>(number(name, need(), 1, 100000));
+      } else if (name == "--POOL-MIN") {
+        c.pool_min = static_cast<std::size_t>(number(name, need(), 0, 100000));
       } else if (name == "--CONNECT-TIMEOUT") {
         c.connect_timeout = std::chrono::milliseconds(number(name, need(), 1, 3600000));
       } else if (name == "--POLL-TIMEOUT") {
@@ -84,10 +87,11 @@ struct MetaConfig {
           throw Error("cacheaside: MetaStore distributes keys with ketama only (--DISTRIBUTION=" +
                       value + ")");
       } else {
-        throw Error("cacheaside: MetaStore does not support " + name +
-                    " (supported: --SERVER, --POOL-MAX, --CONNECT-TIMEOUT, --POLL-TIMEOUT, "
-                    "--RETRY-TIMEOUT, --SERVER-FAILURE-LIMIT, --TCP-NODELAY, "
-                    "--DISTRIBUTION=consistent)");
+        throw Error(
+            "cacheaside: MetaStore does not support " + name +
+            " (supported: --SERVER, --POOL-MIN, --POOL-MAX, --CONNECT-TIMEOUT, --POLL-TIMEOUT, "
+            "--RETRY-TIMEOUT, --SERVER-FAILURE-LIMIT, --TCP-NODELAY, "
+            "--DISTRIBUTION=consistent)");
       }
     }
     if (c.servers.empty()) throw Error("cacheaside: no server in configuration '" + text + "'");
