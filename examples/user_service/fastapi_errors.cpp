@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <vector>
 
 namespace user_service {
 namespace {
@@ -13,7 +16,21 @@ using nlohmann::ordered_json;
 std::string detail(const ordered_json& errors) {
   ordered_json body;
   body["detail"] = errors;
-  return body.dump();
+  // Bytes that are not UTF-8 (quoted back from the request) become U+FFFD.
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// Code points in a UTF-8 string (the parser has checked it is UTF-8).
+std::size_t code_points(const std::string& s) {
+  std::size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+bool has_control(const std::string& s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7F) return true;
+  return false;
 }
 
 ordered_json error(ordered_json loc, const char* msg, const char* type) {
@@ -35,11 +52,23 @@ bool str_field(const nlohmann::json& body, const char* name, std::string& out,
   const auto& v = *it;
   if (v.is_string()) {
     out = v.get<std::string>();
+    if (has_control(out)) {
+      errors.push_back(
+          error({"body", name}, "control characters are not allowed", "value_error.str.control"));
+      return false;
+    }
   } else if (v.is_boolean()) {
     out = v.get<bool>() ? "True" : "False";
   } else if (v.is_number_integer()) {
     out = v.dump();
   } else if (v.is_number_float()) {
+    // Past 2^53 a double no longer holds what was sent (an integer past 64 bits is
+    // read as one): refused rather than stored as something else.
+    double d = v.get<double>();
+    if (!std::isfinite(d) || std::fabs(d) >= 9007199254740992.0) {
+      errors.push_back(error({"body", name}, "number out of range", "value_error.number"));
+      return false;
+    }
     out = v.dump();  // 1.5 -> "1.5", like Python's str()
   } else if (v.is_null()) {
     errors.push_back(
@@ -128,10 +157,37 @@ std::string invalid_id_body() {
 UserBody parse_user_body(const std::string& body) {
   UserBody out;
   nlohmann::json doc;
+  // Nesting deeper than a user can be, or a field given twice (which one would count?),
+  // ends the parse: the callback sees every key and every level as it is read.
+  const char* refused = nullptr;
+  std::vector<std::string> top_keys;
+  auto check = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (depth > max_json_depth) {
+      refused = "nested too deeply";
+      throw std::invalid_argument(refused);
+    }
+    if (event == nlohmann::json::parse_event_t::key && depth == 1) {
+      const std::string& k = parsed.get_ref<const std::string&>();
+      if (std::find(top_keys.begin(), top_keys.end(), k) != top_keys.end()) {
+        refused = "duplicate key";
+        throw std::invalid_argument(refused);
+      }
+      top_keys.push_back(k);
+    }
+    return true;
+  };
   try {
-    doc = nlohmann::json::parse(body);  // rejects NaN and Infinity, as JSON does
+    doc = nlohmann::json::parse(body, check);  // rejects NaN and Infinity, as JSON does
   } catch (const nlohmann::json::parse_error& e) {
     out.error = json_error_body(body, e);
+    return out;
+  } catch (const nlohmann::json::out_of_range&) {  // 1e999: no double holds it
+    out.error = detail(ordered_json::array(
+        {error(ordered_json::array({"body"}), "number out of range", "value_error.number")}));
+    return out;
+  } catch (const std::invalid_argument&) {
+    out.error = detail(ordered_json::array(
+        {error(ordered_json::array({"body"}), refused, "value_error.jsondecode")}));
     return out;
   }
   if (!doc.is_object()) {
@@ -140,8 +196,17 @@ UserBody parse_user_body(const std::string& body) {
     return out;
   }
   ordered_json errors = ordered_json::array();
-  str_field(doc, "name", out.name, errors);
-  str_field(doc, "email", out.email, errors);
+  auto limited = [&](const char* name, std::string& value, std::size_t limit) {
+    if (!str_field(doc, name, value, errors) || code_points(value) <= limit) return;
+    ordered_json e =
+        error({"body", name},
+              ("ensure this value has at most " + std::to_string(limit) + " characters").c_str(),
+              "value_error.any_str.max_length");
+    e["ctx"] = {{"limit_value", limit}};
+    errors.push_back(std::move(e));
+  };
+  limited("name", out.name, max_name_chars);
+  limited("email", out.email, max_email_chars);
   if (!errors.empty()) out.error = detail(errors);
   return out;
 }

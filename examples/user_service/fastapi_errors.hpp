@@ -3,6 +3,7 @@
 // position and words, where FastAPI quotes Python's json module).
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 
@@ -16,7 +17,14 @@ std::optional<long long> parse_path_id(const std::string& text, bool& too_big);
 /// The 422 body for a path id that is not an integer.
 std::string invalid_id_body();
 
-/// A validated {"name": str, "email": str} body, or the 422 body to send.
+/// Limits of a user body: longer names and emails, deeper JSON are a 422.
+inline constexpr std::size_t max_name_chars = 100;
+inline constexpr std::size_t max_email_chars = 254;  // the longest address SMTP carries
+inline constexpr int max_json_depth = 32;
+
+/// A validated {"name": str, "email": str} body, or the 422 body to send. Also
+/// refused: invalid UTF-8, control characters (NUL included) in a field, a field
+/// given twice, nesting past max_json_depth, numbers no double holds.
 struct UserBody {
   std::string name, email;
   std::string error;  // non-empty: the 422 body

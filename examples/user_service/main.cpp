@@ -38,6 +38,7 @@ struct Flags {
   std::optional<std::string> spool_dir;  // unset: the directory of --db
   int near_ms = 100;                     // near cache sync bound; 0: no near cache
   std::string protocol = "meta";         // meta (MetaStore) or classic (MemcachedStore)
+  long long max_body = 1 << 20;          // larger request bodies get 413
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& problem) {
@@ -45,7 +46,7 @@ struct Flags {
   std::cerr << "usage: " << argv0
             << " [--host H] [--port N] [--db PATH] [--memcached CONFIG] [--seed N]\n"
                "       [--threads N] [--no-cache] [--quiet] [--spool-dir DIR]\n"
-               "       [--near-ms N] [--protocol meta|classic]\n";
+               "       [--near-ms N] [--protocol meta|classic] [--max-body BYTES]\n";
   std::exit(2);
 }
 
@@ -79,6 +80,8 @@ Flags parse_flags(int argc, char** argv) {
       f.threads = number();
     else if (a == "--near-ms")
       f.near_ms = number();
+    else if (a == "--max-body")
+      f.max_body = number();
     else if (a == "--protocol")
       f.protocol = value();
     else if (a == "--spool-dir")
@@ -94,6 +97,7 @@ Flags parse_flags(int argc, char** argv) {
   }
   if (f.threads < 1) usage(argv[0], "--threads must be at least 1");
   if (f.near_ms < 0) usage(argv[0], "--near-ms must not be negative");
+  if (f.max_body < 64) usage(argv[0], "--max-body must be at least 64 bytes");
   if (f.protocol != "meta" && f.protocol != "classic")
     usage(argv[0], "--protocol is meta or classic, not '" + f.protocol + "'");
   return f;
@@ -164,7 +168,7 @@ int main(int argc, char** argv) {
     // Debian's cpp-httplib leaves Nagle on: without this every keep-alive reply waits ~40 ms.
     svr.set_tcp_nodelay(true);
     svr.set_keep_alive_max_count(100000);
-    user_service::add_routes(svr, *users);
+    user_service::add_routes(svr, *users, static_cast<std::size_t>(flags.max_body));
     if (!flags.quiet) user_service::add_request_log(svr);
     g_server = &svr;
     std::signal(SIGINT, on_signal);

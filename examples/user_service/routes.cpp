@@ -1,7 +1,9 @@
 #include "routes.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -76,9 +78,60 @@ std::chrono::steady_clock::time_point& request_start() {
   return t;
 }
 
+std::atomic<bool> g_logging{false};  // add_request_log was called
+
+// The methods each path answers, for 405's Allow ("" : an unknown path).
+const char* allowed_methods(const std::string& path) {
+  static const std::regex user(R"(/users/[^/]+)");
+  if (path == "/users/") return "GET, POST";
+  if (std::regex_match(path, user)) return "GET, PUT, DELETE";
+  if (path == "/users" || path == "/metrics" || path == "/healthz") return "GET";
+  return "";
+}
+
+bool says_length(const httplib::Request& req) {
+  return req.has_header("Content-Length") ||
+         req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+}
+
+void delete_user(Users& users, const httplib::Request& req, httplib::Response& res) {
+  long long id = 0;
+  if (!path_id(req, res, id)) return;
+  if (!users.remove(id)) return reply(res, 404, kNotFound);  // database, then invalidation
+  res.status = 204;
+}
+
 }  // namespace
 
-void add_routes(httplib::Server& svr, Users& users) {
+void add_routes(httplib::Server& svr, Users& users, std::size_t max_body) {
+  svr.set_payload_max_length(max_body);
+  // Runs before the server reads a body: a request that gives no length would make it
+  // read until the client closes the connection.
+  svr.set_pre_routing_handler([&users](const httplib::Request& req, httplib::Response& res) {
+    if (g_logging) {
+      RequestTrace::current().begin();
+      request_start() = std::chrono::steady_clock::now();
+    }
+    if (says_length(req)) return httplib::Server::HandlerResponse::Unhandled;
+    if (req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
+      reply(res, 411, R"({"detail":"Length Required"})");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (req.method == "DELETE") {  // no body is expected: answer it here
+      static const std::regex user(R"(/users/([^/]+))");
+      httplib::Request r = req;
+      if (std::regex_match(r.path, r.matches, user)) {
+        delete_user(users, r, res);
+      } else if (const char* allow = allowed_methods(r.path); *allow) {
+        reply(res, 405, R"({"detail":"Method Not Allowed"})");
+        res.set_header("Allow", allow);
+      } else {
+        reply(res, 404, kNotFound);
+      }
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
   svr.Get("/users/", [&users](const httplib::Request&, httplib::Response& res) {
     res.set_content(to_json(users.list()), kJson);
   });
@@ -108,10 +161,7 @@ void add_routes(httplib::Server& svr, Users& users) {
     res.set_content(to_json(*u), kJson);
   });
   svr.Delete(R"(/users/([^/]+))", [&users](const httplib::Request& req, httplib::Response& res) {
-    long long id = 0;
-    if (!path_id(req, res, id)) return;
-    if (!users.remove(id)) return reply(res, 404, kNotFound);  // database, then invalidation
-    res.status = 204;
+    delete_user(users, req, res);
   });
   svr.Get("/metrics", [&users](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics(users), "text/plain; version=0.0.4");
@@ -122,9 +172,17 @@ void add_routes(httplib::Server& svr, Users& users) {
           std::string(R"({"status":")") + (db ? "ok" : "fail") + R"(","database":")" +
               (db ? "ok" : "down") + R"(","memcached":")" + users.cache_health() + "\"}");
   });
-  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    const char* allow = allowed_methods(req.path);
+    // No route matched (a handler's 404 has its body): a known path, another method.
+    if (res.status == 404 && res.body.empty() && *allow) res.status = 405;
     if (res.status == 404) reply(res, 404, kNotFound);
-    if (res.status == 405) reply(res, 405, R"({"detail":"Method Not Allowed"})");
+    if (res.status == 405) {
+      reply(res, 405, R"({"detail":"Method Not Allowed"})");
+      if (*allow) res.set_header("Allow", allow);
+    }
+    if (res.status == 413) reply(res, 413, R"({"detail":"Request body too large"})");
+    if (res.status == 400 && res.body.empty()) reply(res, 400, R"({"detail":"Bad Request"})");
   });
   svr.set_exception_handler(
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
@@ -141,11 +199,7 @@ void add_routes(httplib::Server& svr, Users& users) {
 }
 
 void add_request_log(httplib::Server& svr) {
-  svr.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
-    RequestTrace::current().begin();
-    request_start() = std::chrono::steady_clock::now();
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
+  g_logging = true;  // the pre-routing handler starts each request's trace
   svr.set_logger([](const httplib::Request& req, const httplib::Response& res) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                   std::chrono::steady_clock::now() - request_start())

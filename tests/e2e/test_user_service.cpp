@@ -115,6 +115,7 @@ class Service {
     return *own_memcached_;
   }
   const std::string& db() const { return db_; }
+  int port() const { return port_; }
   const std::string& dir() const { return dir_; }
   std::string log() const {
     std::ifstream in(log_);
@@ -521,4 +522,106 @@ TEST_CASE("the near cache is off with --near-ms 0", "[e2e]") {
   for (int i = 0; i < 3; ++i) REQUIRE(call(c, "GET", "/users/3").status == 200);
   CHECK(s.metric("near_hits", "user") == 0);
   CHECK(s.metric("hits", "user") == 2);
+}
+
+long long ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               t0)
+      .count();
+}
+
+// One HTTP/1.1 request as raw bytes on a fresh connection: the status line of the
+// answer (or "" when none came within the wait), and how long it took.
+std::pair<std::string, long long> raw_request(int port, const std::string& bytes) {
+  RawClient http(port);
+  auto t0 = std::chrono::steady_clock::now();
+  http.send(bytes);
+  std::string status;
+  try {
+    status = http.line();
+  } catch (const std::exception&) {
+  }
+  return {status, ms_since(t0)};
+}
+
+TEST_CASE("hostile requests get a clear 4xx at once and change nothing", "[e2e]") {
+  Service svc;
+  auto c = svc.client();
+  RawClient raw(svc.memcached().port());
+  call(c, "GET", "/users/");
+  call(c, "GET", "/users/5");
+  auto list_before = raw.get("users_all");
+  auto user_before = raw.get("user_5");
+  REQUIRE(list_before);
+  REQUIRE(user_before);
+  std::string deep =
+      R"({"name": )" + std::string(100000, '[') + std::string(100000, ']') + R"(, "email": "e"})";
+  struct Case {
+    std::string name, method, path, body;
+    int status;
+  };
+  const std::vector<Case> cases = {
+      {"invalid UTF-8", "PUT", "/users/5", "{\"name\":\"\xff\xfe\",\"email\":\"a@b.c\"}", 422},
+      {"invalid UTF-8 on POST", "POST", "/users/", "{\"name\":\"\xc3\x28\",\"email\":\"a\"}", 422},
+      {"2 MiB body", "POST", "/users/", std::string(2 << 20, ' '), 413},
+      {"2 MiB name", "PUT", "/users/5",
+       R"({"name":")" + std::string(2 << 20, 'n') + R"(","email":"e"})", 413},
+      {"101-character name", "POST", "/users/",
+       R"({"name":")" + std::string(101, 'n') + R"(","email":"e"})", 422},
+      {"255-character email", "PUT", "/users/5",
+       R"({"name":"n","email":")" + std::string(255, 'e') + R"("})", 422},
+      {"deep nesting", "PUT", "/users/5", deep, 422},
+      {"a number no double holds", "POST", "/users/", R"({"name": 1e999, "email": "e"})", 422},
+      {"an integer past 64 bits", "PUT", "/users/5",
+       R"({"name": 123456789012345678901234567890, "email": "e"})", 422},
+      {"NUL in a field", "PUT", "/users/5", R"({"name": "a\u0000b", "email": "e"})", 422},
+      {"a control character", "POST", "/users/", R"({"name": "a\u001bb", "email": "e"})", 422},
+      {"duplicate keys", "PUT", "/users/5", R"({"name": "a", "name": "b", "email": "e"})", 422},
+  };
+  for (const Case& k : cases) {
+    INFO(k.name);
+    auto t0 = std::chrono::steady_clock::now();
+    Answer a = call(c, k.method, k.path, k.body);
+    CHECK(ms_since(t0) < 1000);
+    CHECK(a.status == k.status);
+    CHECK(json::parse(a.body).contains("detail"));
+  }
+  // Within the limits: accepted.
+  Answer ok =
+      call(c, "PUT", "/users/6", R"({"name":")" + std::string(100, 'n') + R"(","email":"e@x"})");
+  CHECK(ok.status == 200);
+
+  // Methods a path does not answer: 405 with what it does.
+  httplib::Result r = c.Patch("/users/5", "{}", "application/json");
+  REQUIRE(r);
+  CHECK(r->status == 405);
+  CHECK(r->get_header_value("Allow") == "GET, PUT, DELETE");
+  r = c.Delete("/users/");
+  REQUIRE(r);
+  CHECK(r->status == 405);
+  CHECK(r->get_header_value("Allow") == "GET, POST");
+  CHECK(call(c, "GET", "/nowhere").status == 404);
+
+  // Requests that say no length: an answer at once, not after the read timeout.
+  auto [post, post_ms] = raw_request(
+      svc.port(), "POST /users/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n");
+  CHECK(post.rfind("HTTP/1.1 411", 0) == 0);
+  CHECK(post_ms < 1000);
+  auto [put, put_ms] = raw_request(svc.port(), "PUT /users/5 HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(put.rfind("HTTP/1.1 411", 0) == 0);
+  CHECK(put_ms < 1000);
+  auto [del, del_ms] = raw_request(svc.port(), "DELETE /users/7 HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(del.rfind("HTTP/1.1 204", 0) == 0);  // no body expected: served
+  CHECK(del_ms < 1000);
+  auto [odd, odd_ms] = raw_request(svc.port(), "BREW /users/5 HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(odd.rfind("HTTP/1.1 4", 0) == 0);
+  CHECK(odd_ms < 1000);
+
+  // Nothing written but the one PUT and the one DELETE above.
+  auto rows = db_rows(svc.db());
+  CHECK(rows.size() == 19);
+  CHECK(rows.at(5)["name"] == "user5");
+  auto user_after = raw.get("user_5");
+  REQUIRE(user_after);
+  CHECK(user_after->value == user_before->value);
 }
