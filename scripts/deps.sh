@@ -7,6 +7,7 @@ CACHEASIDE_DEB_PACKAGES=(
   libmemcached-dev libmemcached-tools memcached
   nlohmann-json3-dev catch2 libcpp-httplib-dev libsqlite3-dev libbenchmark-dev
   python3 python3-pymemcache wrk sqlite3 curl
+  clang libclang-rt-14-dev
 )
 
 cacheaside_deps() {

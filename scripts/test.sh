@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # The test command: installs missing Debian packages, then configures, builds and runs
-# every test under the dev, asan and tsan presets, stopping at the first failure.
+# every test under the dev, asan and tsan presets, then the libFuzzer targets for a
+# bounded time each (fuzz preset, clang), stopping at the first failure.
 # (tsan does not build the example service, so leaves out its e2e and soak tests: Debian's
 # cpp-httplib is a prebuilt, uninstrumented library, and TSan reports races inside it it
 # cannot see through; asan leaves out the soak tests, whose memory slopes its allocator
 # distorts; both leave the packaging tests to dev: they check installs, not memory.)
-#   scripts/test.sh            all three presets
-#   scripts/test.sh dev        one preset (dev, asan, tsan or release)
+#   scripts/test.sh            all four presets
+#   scripts/test.sh dev        one preset (dev, asan, tsan, fuzz or release)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 presets=("$@")
-((${#presets[@]})) || presets=(dev asan tsan)
+((${#presets[@]})) || presets=(dev asan tsan fuzz)
 for p in "${presets[@]}"; do
   case "$p" in
-    dev | asan | tsan | release) ;;
-    *) echo "test.sh: unknown preset '$p' (dev, asan, tsan, release)" >&2; exit 2 ;;
+    dev | asan | tsan | fuzz | release) ;;
+    *) echo "test.sh: unknown preset '$p' (dev, asan, tsan, fuzz, release)" >&2; exit 2 ;;
   esac
 done
 
