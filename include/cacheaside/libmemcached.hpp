@@ -88,6 +88,13 @@ class MemcachedStore : public Store {
     // Not expressible in the configuration string.
     memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 2);
     memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_DEAD_TIMEOUT, dead_retry_seconds);
+    // A free connection is waited for at most the poll timeout: a full pool costs a
+    // caller no more than a server that does not answer.
+    std::uint64_t poll_ms = 0;
+    if (memcached_pool_behavior_get(pool_, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, &poll_ms) ==
+            MEMCACHED_SUCCESS &&
+        poll_ms > 0)
+      pool_wait_ms_ = static_cast<long>(poll_ms);
   }
 
   MemcachedStore(const MemcachedStore&) = delete;
@@ -101,7 +108,7 @@ class MemcachedStore : public Store {
   const std::string& config() const { return config_; }
 
   StoreStatus get(std::string_view key, StoreItem& item) override {
-    Conn c(pool_);
+    Conn c(*this);
     if (!c) return c.status();
     const char* keys[1] = {key.data()};
     size_t lens[1] = {key.size()};
@@ -132,7 +139,7 @@ class MemcachedStore : public Store {
     items.resize(keys.size());
     found.assign(keys.size(), 0);
     if (keys.empty()) return StoreStatus::ok;
-    Conn c(pool_);
+    Conn c(*this);
     if (!c) return c.status();
     std::vector<const char*> kp(keys.size());
     std::vector<size_t> kl(keys.size());
@@ -197,21 +204,21 @@ class MemcachedStore : public Store {
 
   StoreStatus cas(std::string_view key, std::string_view value, std::uint32_t flags,
                   Exptime exptime, std::uint64_t cas_id) override {
-    Conn c(pool_);
+    Conn c(*this);
     if (!c) return c.status();
     return map(c.mc, memcached_cas(c.mc, key.data(), key.size(), value.data(), value.size(),
                                    static_cast<time_t>(exptime), flags, cas_id));
   }
 
   StoreStatus remove(std::string_view key) override {
-    Conn c(pool_);
+    Conn c(*this);
     if (!c) return c.status();
     return map(c.mc, memcached_delete(c.mc, key.data(), key.size(), 0));
   }
 
   StoreStatus incr(std::string_view key, std::uint64_t delta, std::uint64_t initial,
                    Exptime exptime, std::uint64_t& value) override {
-    Conn c(pool_);
+    Conn c(*this);
     if (!c) return c.status();
     // The ASCII protocol has no incr-with-initial: incr, else add, else incr again.
     for (int attempt = 0; attempt < 3; ++attempt) {
@@ -237,7 +244,7 @@ class MemcachedStore : public Store {
   // set or add.
   StoreStatus store(StoreFn fn, std::string_view key, std::string_view value, std::uint32_t flags,
                     Exptime exptime) {
-    Conn c(pool_);
+    Conn c(*this);
     if (!c) return c.status();
     return map(c.mc, fn(c.mc, key.data(), key.size(), value.data(), value.size(),
                         static_cast<time_t>(exptime), flags));
@@ -245,9 +252,10 @@ class MemcachedStore : public Store {
 
   // A connection borrowed from the pool for one operation.
   struct Conn {
-    explicit Conn(memcached_pool_st* p) : pool(p) {
-      // Wait at most this long for a free connection (more threads than --POOL-MAX).
-      timespec wait{0, 500 * 1000 * 1000};
+    explicit Conn(const MemcachedStore& s) : pool(s.pool_) {
+      // Wait at most the poll timeout for a free connection (more threads than
+      // --POOL-MAX).
+      timespec wait{s.pool_wait_ms_ / 1000, (s.pool_wait_ms_ % 1000) * 1000 * 1000};
       mc = memcached_pool_fetch(pool, &wait, &rc);
     }
     ~Conn() {
@@ -310,6 +318,7 @@ class MemcachedStore : public Store {
 
   memcached_pool_st* pool_ = nullptr;
   std::string config_;
+  long pool_wait_ms_ = 100;
 };
 
 }  // namespace cacheaside

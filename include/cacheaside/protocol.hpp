@@ -79,6 +79,9 @@ struct LookupPolicy {
   /// Told about each item dropped as unreadable (foreign flags, other codec,
   /// bad header), with the reason.
   std::function<void(std::string_view key, const char* why)> on_unreadable;
+  /// Told once when leases turn out impossible (the server gives no CAS ids): the
+  /// protocol then stores unguarded, like leases off.
+  std::function<void(const char* why)> on_degraded;
 };
 
 /// One loaded value to store under the right its lookup won (commit_many).

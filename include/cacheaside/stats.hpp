@@ -107,6 +107,8 @@ enum class EventType {
   invalidation_dropped,  ///< reason = why it was given up
   near_hit,              ///< a fresh value (or absence) from the near cache
   near_gap,              ///< the invalidation log had a gap: near cache dropped
+  leases_degraded,       ///< reason = why: the server gives no CAS ids (memcached -C);
+                         ///< single-flight and plain sets from then on (once per cache)
 };
 
 /// Name of an event type, e.g. "hit".
@@ -128,7 +130,10 @@ inline const char* to_string(EventType t) {
                                           "put",
                                           "invalidation_pending",
                                           "invalidation_applied",
-                                          "invalidation_dropped"};
+                                          "invalidation_dropped",
+                                          "near_hit",
+                                          "near_gap",
+                                          "leases_degraded"};
   auto i = static_cast<std::size_t>(t);
   return i < sizeof names / sizeof names[0] ? names[i] : "unknown";
 }

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -171,9 +172,20 @@ class MemcachedProcess {
     pid_ = -1;
   }
 
-  /// Freezes the server (SIGSTOP): connections stay open but nothing answers.
+  /// Freezes the server (SIGSTOP): connections stay open but nothing answers. Returns
+  /// once the kernel reports it stopped (the signal is asynchronous).
   void pause() {
-    if (pid_ > 0) ::kill(pid_, SIGSTOP);
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGSTOP);
+    std::string stat_path = "/proc/" + std::to_string(pid_) + "/stat";
+    for (int i = 0; i < 1000; ++i) {
+      std::ifstream f(stat_path);
+      std::string line;
+      std::getline(f, line);
+      auto close = line.rfind(')');  // "pid (comm) S ..."
+      if (close == std::string::npos || close + 2 >= line.size() || line[close + 2] == 'T') return;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
   }
   /// Thaws a paused server.
   void resume() {

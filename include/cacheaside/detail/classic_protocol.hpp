@@ -2,6 +2,7 @@
 // are an `add`ed marker whose CAS id guards the final `cas` (internal).
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -12,6 +13,7 @@
 #include "../protocol.hpp"
 #include "../store.hpp"
 #include "judge.hpp"
+#include "orphans.hpp"
 #include "random.hpp"
 #include "sha256.hpp"
 
@@ -51,7 +53,7 @@ class ClassicProtocol final : public LookupProtocol {
     if (l.state != LookupState::hit && l.state != LookupState::stale &&
         l.state != LookupState::absent)
       return;
-    if (!policy_.leases) {  // anyone may store; nothing guards it
+    if (!policy_.leases || no_cas_.load(std::memory_order_relaxed)) {  // nothing guards it
       l.state = LookupState::won;
       l.token = LeaseToken{};
       return;
@@ -65,9 +67,13 @@ class ClassicProtocol final : public LookupProtocol {
         st = store_->get(key, l.item);
         if (st == StoreStatus::ok && l.item.value == token &&
             (l.item.flags & envelope::lease_bit)) {
-          if (l.item.cas == 0) {  // a store without CAS ids cannot guard the store
+          if (l.item.cas == 0) {  // a server without CAS ids (memcached -C): no leases
             store_->remove(key);
-            return fail(l, StoreStatus::error, "gets lease: the store gives no CAS id");
+            degrade();
+            l.state = LookupState::won;  // unguarded, like leases off
+            l.has_copy = false;
+            l.token = LeaseToken{};
+            return;
           }
           l.state = LookupState::won;
           l.has_copy = false;
@@ -75,7 +81,8 @@ class ClassicProtocol final : public LookupProtocol {
           return;
         }
         if (is_failure(st)) {
-          store_->remove(key);  // likely our marker; a delete is always safe
+          // Likely our marker; a delete is always safe.
+          if (is_failure(store_->remove(key))) orphans_.add(key);
           return fail(l, st, "gets lease");
         }
       } else if (st == StoreStatus::not_stored) {
@@ -105,7 +112,7 @@ class ClassicProtocol final : public LookupProtocol {
   void release(std::string_view key, LeaseToken& token) override {
     // Unless we stored, only our marker or someone's later write can be under
     // the key: a delete is always safe.
-    if (token.marker) store_->remove(key);
+    if (token.marker && is_failure(store_->remove(key))) orphans_.add(key);
     if (!token.side_key.empty()) store_->remove(token.side_key);
     token = LeaseToken{};
   }
@@ -124,6 +131,12 @@ class ClassicProtocol final : public LookupProtocol {
   }
 
  private:
+  void degrade() {
+    if (!no_cas_.exchange(true) && policy_.on_degraded)
+      policy_.on_degraded(
+          "the server gives no CAS ids (memcached -C): single-flight and plain sets");
+  }
+
   Exptime lease_exptime() const { return static_cast<Exptime>(policy_.lease_ttl.count()); }
 
   static void fail(Lookup& l, StoreStatus st, const char* op) { fail_lookup(l, st, op); }
@@ -147,7 +160,12 @@ class ClassicProtocol final : public LookupProtocol {
       l.present = true;
       return;
     }
-    if (const char* why = judge(policy_, l, now)) unreadable(key, l, why);
+    if (const char* why = judge(policy_, l, now)) return unreadable(key, l, why);
+    // A marker this process could not delete: nobody loads under it.
+    if (l.state == LookupState::busy && orphans_.take(key) && !is_failure(store_->remove(key))) {
+      l.state = LookupState::absent;
+      l.present = false;
+    }
   }
 
   // Bytes nobody can read would fail every reader: delete them, then it is a miss.
@@ -160,6 +178,8 @@ class ClassicProtocol final : public LookupProtocol {
 
   std::shared_ptr<Store> store_;
   LookupPolicy policy_;
+  std::atomic<bool> no_cas_{false};  // found out: the server gives no CAS ids
+  OrphanedLeases orphans_{policy_.lease_ttl};
   // read_many's buffers; a protocol instance is shared by threads, so per thread.
   static thread_local std::vector<StoreItem> items_;
   static thread_local std::vector<char> found_;

@@ -2,6 +2,7 @@
 // own placeholder, taken by the read of a miss (internal).
 #pragma once
 
+#include <atomic>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -12,6 +13,7 @@
 #include "classic_protocol.hpp"
 #include "judge.hpp"
 #include "meta_op.hpp"
+#include "orphans.hpp"
 #include "random.hpp"
 
 namespace cacheaside::detail {
@@ -77,6 +79,7 @@ class MetaProtocol final : public LookupProtocol {
     MetaOp ops[2];
     std::size_t n = release_ops(key, token, ops);
     exec_.execute(ops, n);
+    note_orphans(ops, n);
     token = LeaseToken{};
   }
 
@@ -162,6 +165,11 @@ class MetaProtocol final : public LookupProtocol {
       t.marker = placeholder && !op.stale;
       t.revalidate = !t.marker;
       if (lease) {
+        // c0: the server keeps no CAS ids (memcached -C). The placeholder still gives
+        // the load to one caller; the store is a plain set.
+        if (t.cas == 0 && !no_cas_.exchange(true) && policy_.on_degraded)
+          policy_.on_degraded(
+              "the server gives no CAS ids (memcached -C): single-flight and plain sets");
         l.state = LookupState::won;
         l.token = std::move(t);
         return 0;
@@ -172,7 +180,15 @@ class MetaProtocol final : public LookupProtocol {
       classify_value(key, op, l, now, false, extra + n);
       return n;
     }
-    if (placeholder) {  // a load in progress elsewhere, or one that gave up
+    if (placeholder) {                         // a load in progress elsewhere, or one that gave up
+      if (op.claimed && orphans_.take(key)) {  // ours, abandoned: nobody loads under it
+        l.present = false;
+        extra[0] = MetaOp();
+        extra[0].cmd = MetaCmd::remove;
+        extra[0].key = key;
+        extra[0].cas = l.item.cas;
+        return 1;
+      }
       l.claimed = op.claimed;
       if (op.claimed && policy_.leases) l.state = LookupState::busy;
       return 0;
@@ -266,6 +282,15 @@ class MetaProtocol final : public LookupProtocol {
       t = LeaseToken{};
     }
     if (!extra.empty()) exec_.execute(extra.data(), extra.size());
+    note_orphans(extra.data(), extra.size());
+  }
+
+  // Placeholders this process failed to give back.
+  void note_orphans(const MetaOp* ops, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i)
+      if (ops[i].cmd == MetaCmd::remove && ops[i].cas != 0 && !ops[i].invalidate &&
+          is_failure(ops[i].status))
+        orphans_.add(ops[i].key);
   }
 
   void take_side_lease(std::string_view key, Lookup& l) {
@@ -283,6 +308,8 @@ class MetaProtocol final : public LookupProtocol {
 
   MetaExecutor& exec_;
   LookupPolicy policy_;
+  std::atomic<bool> no_cas_{false};  // told once
+  OrphanedLeases orphans_{policy_.lease_ttl};
   // Batch buffers; a protocol instance is shared by threads, so per thread.
   static thread_local std::vector<MetaOp> ops_;
   static thread_local std::vector<MetaOp> extra_;

@@ -1,0 +1,67 @@
+// Leases this process took and could not give back (internal).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <iterator>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace cacheaside::detail {
+
+/// A lease whose release failed (the store stopped answering between taking it
+/// and giving it back) stays under its key for lease_ttl, and every caller of
+/// the key would wait lease_wait for a load nobody runs. This process knows the
+/// marker is dead: a caller that finds the key busy deletes it instead of
+/// waiting. Entries are forgotten after lease_ttl (the marker is gone by then);
+/// bounded.
+class OrphanedLeases {
+ public:
+  explicit OrphanedLeases(std::chrono::seconds lease_ttl) : ttl_(lease_ttl) {}
+
+  /// The release of key's lease failed.
+  void add(std::string_view key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto now = std::chrono::steady_clock::now();
+    if (keys_.size() >= max_entries) prune(now);
+    if (keys_.size() >= max_entries) return;  // the wait stays bounded by lease_wait
+    keys_[std::string(key)] = now + ttl_;
+    any_ = true;
+  }
+
+  /// True (once) when key's busy marker is one this process abandoned.
+  bool take(std::string_view key) {
+    if (!any_) return false;  // the common case: one relaxed read, no lock
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = keys_.find(std::string(key));
+    if (it == keys_.end()) return false;
+    bool live = std::chrono::steady_clock::now() < it->second;
+    keys_.erase(it);
+    any_ = !keys_.empty();
+    return live;
+  }
+
+  std::size_t size() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return keys_.size();
+  }
+
+  static constexpr std::size_t max_entries = 10000;
+
+ private:
+  void prune(std::chrono::steady_clock::time_point now) {
+    for (auto it = keys_.begin(); it != keys_.end();)
+      it = now >= it->second ? keys_.erase(it) : std::next(it);
+    any_ = !keys_.empty();
+  }
+
+  std::chrono::seconds ttl_;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> keys_;
+  std::atomic<bool> any_{false};
+};
+
+}  // namespace cacheaside::detail
