@@ -66,10 +66,20 @@ CachedUsers::CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepositor
           options("user", "user_", 120, spool_prefix, near_sync)),
       lists_(
           store,
-          [&repo](const std::string&) -> std::optional<std::vector<User>> { return repo.all(); },
+          [&repo](const std::string&) -> std::optional<std::shared_ptr<const UserList>> {
+            return std::make_shared<const UserList>(repo.all());
+          },
           options("users", "", 60, spool_prefix, near_sync)) {}
 
-std::vector<User> CachedUsers::list() { return lists_.get(all_key).value_or(std::vector<User>{}); }
+std::vector<User> CachedUsers::list() {
+  auto l = lists_.get(all_key);
+  return l && *l ? (*l)->users : std::vector<User>{};
+}
+
+std::string CachedUsers::list_body() {
+  auto l = lists_.get(all_key);
+  return l && *l ? (*l)->body : std::string("[]");
+}
 
 // Writes: the database first (the source of truth), then the cache entries it made
 // wrong. A read that starts after the invalidation returns never sees the old value;

@@ -133,7 +133,7 @@ void add_routes(httplib::Server& svr, Users& users, std::size_t max_body) {
     return httplib::Server::HandlerResponse::Unhandled;
   });
   svr.Get("/users/", [&users](const httplib::Request&, httplib::Response& res) {
-    res.set_content(to_json(users.list()), kJson);
+    res.set_content(users.list_body(), kJson);
   });
   svr.Get("/users", [](const httplib::Request&, httplib::Response& res) {
     res.status = 307;  // as FastAPI does for the missing slash

@@ -1,8 +1,13 @@
 // The user record and its JSON forms.
 #pragma once
 
+#include <cacheaside/serializer.hpp>
+#include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace user_service {
@@ -44,5 +49,26 @@ inline std::string to_json(const std::vector<User>& users) {
   out += ']';
   return out;
 }
+
+/// The list with its HTTP body rendered once, shared by every request that reads it:
+/// a near hit of `users_all` then costs no serialization.
+struct UserList {
+  std::vector<User> users;
+  std::string body;  ///< to_json(users)
+  explicit UserList(std::vector<User> u) : users(std::move(u)), body(to_json(users)) {}
+};
+
+/// Stores a UserList exactly as JsonSerializer<std::vector<User>> stores the vector
+/// (same codec, same bytes), so either reads what the other wrote.
+struct UserListSerializer {
+  static constexpr std::uint8_t codec = cacheaside::codec_id::json;
+  std::string serialize(const std::shared_ptr<const UserList>& list) const {
+    return nlohmann::json(list->users).dump();
+  }
+  std::shared_ptr<const UserList> deserialize(std::string_view bytes) const {
+    return std::make_shared<const UserList>(
+        nlohmann::json::parse(bytes.begin(), bytes.end()).get<std::vector<User>>());
+  }
+};
 
 }  // namespace user_service

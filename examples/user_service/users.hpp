@@ -24,6 +24,8 @@ class Users {
  public:
   virtual ~Users() = default;
   virtual std::vector<User> list() = 0;
+  /// The list as the HTTP body (GET /users/).
+  virtual std::string list_body() { return to_json(list()); }
   virtual std::optional<User> find(long long id) = 0;
   virtual User create(const std::string& name, const std::string& email) = 0;
   virtual std::optional<User> update(long long id, const std::string& name,
