@@ -140,7 +140,9 @@ TEST_CASE("every get stays within 3x the poll timeout through a kill then a rest
     CHECK(wrong == 0);
     worst_all = std::max(worst_all, worst.load());
   }
-  CHECK(worst_all <= 3 * poll.count());
+  // Sanitizer builds run several times slower on the same 2 cores: their presets
+  // widen timing bounds (CACHEASIDE_TIMING_SCALE); the bound itself is the dev build's.
+  CHECK(worst_all <= 3 * poll.count() * env_int("CACHEASIDE_TIMING_SCALE", 1));
 }
 
 TEST_CASE(
@@ -258,7 +260,7 @@ TEST_CASE("a lease this process could not give back does not make its callers wa
   long long ms = ms_since(t0);
   std::printf("get after an abandoned lease (%s): %lld ms\n",
               meta_store() ? "MetaStore" : "MemcachedStore", ms);
-  CHECK(ms < 300);
+  CHECK(ms < 300 * env_int("CACHEASIDE_TIMING_SCALE", 1));
   CHECK(c.stats().lease_timeouts == 0);
   CHECK(loads == 2);
   CHECK(c.get("k") == "vk");
@@ -291,5 +293,5 @@ TEST_CASE("a full pool costs a get no more than the server's silence", "[reliabi
   std::printf("a full pool (%s): worst get %lld ms\n",
               meta_store() ? "MetaStore" : "MemcachedStore", worst.load());
   CHECK(wrong == 0);
-  CHECK(worst <= 300);
+  CHECK(worst <= 300 * env_int("CACHEASIDE_TIMING_SCALE", 1));
 }

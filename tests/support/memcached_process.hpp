@@ -59,7 +59,11 @@ inline bool port_open(int port) {
 /// Path of the memcached binary: $MEMCACHED_BIN, else /usr/bin/memcached.
 inline std::string memcached_binary() {
   if (const char* env = std::getenv("MEMCACHED_BIN")) return env;
+#ifdef CACHEASIDE_MEMCACHED_BIN
+  return CACHEASIDE_MEMCACHED_BIN;  // found at configure time
+#else
   return "/usr/bin/memcached";
+#endif
 }
 
 /// The pid the memcached on 127.0.0.1:port reports ("stats"), or -1.

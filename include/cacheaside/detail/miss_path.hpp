@@ -160,16 +160,21 @@ class MissPath {
       for (Miss& m : ms) {
         if (m.done) continue;
         // The last round leads privately: a caller never loops on other flights.
-        // So does one whose read won the right to load (a protocol that leases
-        // in the read) while a flight here waits for it: it must not wait on
-        // a wait for itself.
-        if (m.look.state == LookupState::won) {
-          auto led = flights_.try_lead(m.mkey);
-          m.fl = led ? std::move(*led) : flights_.alone(flights_.stamp());
-        } else if (round + 1 < max_rounds) {
-          m.fl = flights_.join(m.mkey);
-        } else {
+        if (round + 1 == max_rounds) {
           m.fl = flights_.alone(flights_.stamp());
+        } else if (m.look.state == LookupState::won) {
+          // The read itself won the right to load (a protocol that leases in the
+          // read). If a flight here already waits for that right, hand it over: its
+          // leader's next look takes it, and this caller follows.
+          if (auto led = flights_.try_lead(m.mkey)) {
+            m.fl = std::move(*led);
+          } else {
+            protocol_.release(m.mkey, m.look.token);
+            m.look.reset();
+            m.fl = flights_.join(m.mkey);
+          }
+        } else {
+          m.fl = flights_.join(m.mkey);
         }
         m.stale.reset();
         if (m.look.state == LookupState::stale && !codec_.decode(m.mkey, m.look, m.stale))
