@@ -53,7 +53,7 @@ class ClassicProtocol final : public LookupProtocol {
     if (l.state != LookupState::hit && l.state != LookupState::stale &&
         l.state != LookupState::absent)
       return;
-    if (!policy_.leases || no_cas_.load(std::memory_order_relaxed)) {  // nothing guards it
+    if (!policy_.leases) {  // anyone may store; nothing guards it
       l.state = LookupState::won;
       l.token = LeaseToken{};
       return;
@@ -63,17 +63,16 @@ class ClassicProtocol final : public LookupProtocol {
     for (int round = 0; round < 4; ++round) {
       std::string token = lease_token();
       StoreStatus st = store_->add(key, token, envelope::lease_flags(), lease_exptime());
+      if (st == StoreStatus::ok && no_cas_.load(std::memory_order_relaxed)) {
+        return won_unguarded(l);  // the marker still gives the load to one caller
+      }
       if (st == StoreStatus::ok) {
         st = store_->get(key, l.item);
         if (st == StoreStatus::ok && l.item.value == token &&
             (l.item.flags & envelope::lease_bit)) {
-          if (l.item.cas == 0) {  // a server without CAS ids (memcached -C): no leases
-            store_->remove(key);
+          if (l.item.cas == 0) {  // a server without CAS ids (memcached -C)
             degrade();
-            l.state = LookupState::won;  // unguarded, like leases off
-            l.has_copy = false;
-            l.token = LeaseToken{};
-            return;
+            return won_unguarded(l);
           }
           l.state = LookupState::won;
           l.has_copy = false;
@@ -131,6 +130,13 @@ class ClassicProtocol final : public LookupProtocol {
   }
 
  private:
+  // The marker is ours, but nothing can guard the store: a plain set replaces it.
+  static void won_unguarded(Lookup& l) {
+    l.state = LookupState::won;
+    l.has_copy = false;
+    l.token = LeaseToken{0, true, {}};
+  }
+
   void degrade() {
     if (!no_cas_.exchange(true) && policy_.on_degraded)
       policy_.on_degraded(
