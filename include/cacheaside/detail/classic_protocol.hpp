@@ -138,9 +138,7 @@ class ClassicProtocol final : public LookupProtocol {
   }
 
   void degrade() {
-    if (!no_cas_.exchange(true) && policy_.on_degraded)
-      policy_.on_degraded(
-          "the server gives no CAS ids (memcached -C): single-flight and plain sets");
+    if (!no_cas_.exchange(true) && policy_.on_degraded) policy_.on_degraded(no_cas_reason);
   }
 
   Exptime lease_exptime() const { return static_cast<Exptime>(policy_.lease_ttl.count()); }

@@ -81,6 +81,10 @@ inline void side_lease_taken(Lookup& l, StoreStatus st, std::string side_key) {
   }                               // else hit or stale: someone else refreshes; use the copy
 }
 
+/// What both protocols tell (once) when the server keeps no CAS ids.
+inline constexpr const char* no_cas_reason =
+    "the server gives no CAS ids (memcached -C): single-flight and plain sets";
+
 /// An empty value with flags 0: memcached's own placeholder for a load in
 /// progress (meta protocol `mg ... N`), which no envelope ever is.
 inline bool is_placeholder(const StoreItem& item) { return item.value.empty() && item.flags == 0; }

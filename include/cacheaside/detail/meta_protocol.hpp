@@ -168,8 +168,7 @@ class MetaProtocol final : public LookupProtocol {
         // c0: the server keeps no CAS ids (memcached -C). The placeholder still gives
         // the load to one caller; the store is a plain set.
         if (t.cas == 0 && !no_cas_.exchange(true) && policy_.on_degraded)
-          policy_.on_degraded(
-              "the server gives no CAS ids (memcached -C): single-flight and plain sets");
+          policy_.on_degraded(no_cas_reason);
         l.state = LookupState::won;
         l.token = std::move(t);
         return 0;
