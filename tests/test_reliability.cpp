@@ -267,6 +267,40 @@ TEST_CASE("a lease this process could not give back does not make its callers wa
   CHECK(loads == 2);
 }
 
+TEST_CASE("a lease taken by a request that went unanswered does not make callers wait",
+          "[reliability]") {
+  MemcachedProcess mc;
+  FaultProxy proxy(mc.port());
+  auto store = make_store(proxy.config());
+  Options o;
+  o.lease_ttl = std::chrono::seconds(10);  // the marker outlives the outage
+  o.lease_wait = std::chrono::milliseconds(2000);
+  std::atomic<int> loads{0};
+  StringCache c(
+      store,
+      [&](const std::string& k) -> std::optional<std::string> {
+        ++loads;
+        return "v" + k;
+      },
+      o);
+  // The request taking the lease reaches the server; its reply is lost.
+  proxy.drop_replies_after(meta_store() ? "mg k " : "add k ");
+  CHECK(c.get("k") == "vk");
+  CHECK(c.stats().cache_errors == 1);
+  proxy.pass();
+  REQUIRE(eventually([&] { return c.put("probe", "1"); }));
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(c.get("k") == "vk");
+  long long ms = ms_since(t0);
+  std::printf("get after a lease request went unanswered (%s): %lld ms\n",
+              meta_store() ? "MetaStore" : "MemcachedStore", ms);
+  CHECK(ms < 300 * env_int("CACHEASIDE_TIMING_SCALE", 1));
+  CHECK(c.stats().lease_timeouts == 0);
+  CHECK(loads == 2);
+  CHECK(c.get("k") == "vk");  // the second load was stored
+  CHECK(loads == 2);
+}
+
 TEST_CASE("a full pool costs a get no more than the server's silence", "[reliability]") {
   MemcachedProcess mc;
   auto store = make_store(mc.config() + " --POOL-MAX=1");

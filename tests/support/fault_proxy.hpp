@@ -21,6 +21,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -28,7 +29,7 @@ namespace cacheaside_test {
 
 class FaultProxy {
  public:
-  enum class Mode { pass, drop, reset };
+  enum class Mode { pass, drop, drop_replies, reset };
 
   /// Listens on a free loopback port and forwards to 127.0.0.1:upstream_port.
   explicit FaultProxy(int upstream_port) : upstream_port_(upstream_port) {
@@ -72,6 +73,12 @@ class FaultProxy {
   void pass() { set(Mode::pass); }
   /// A partition: whatever either side sends is lost, until `pass()`.
   void drop() { set(Mode::drop); }
+  /// Requests still reach the server, its replies are lost, from the first
+  /// request that contains `needle` (itself delivered) until `pass()`.
+  void drop_replies_after(std::string needle) {
+    std::lock_guard<std::mutex> lock(needle_mu_);
+    needle_ = std::move(needle);
+  }
   /// Close every connection with RST, and each new one, until `pass()`.
   void reset() { set(Mode::reset); }
   /// Forwarding delay, each way.
@@ -156,9 +163,17 @@ class FaultProxy {
       ssize_t n = ::read(p.fd[i], buf, sizeof buf);
       if (n == 0) return false;
       if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
-      if (mode_ == Mode::drop) continue;
+      if (mode_ == Mode::drop || (mode_ == Mode::drop_replies && i == 1)) continue;
       p.out[1 - i].push_back(Chunk{std::string(buf, static_cast<std::size_t>(n)), 0,
                                    Clock::now() + std::chrono::milliseconds(delay_ms_.load())});
+      if (i == 0) {
+        std::lock_guard<std::mutex> lock(needle_mu_);
+        if (!needle_.empty() && std::string_view(buf, static_cast<std::size_t>(n)).find(needle_) !=
+                                    std::string_view::npos) {
+          needle_.clear();
+          mode_ = Mode::drop_replies;
+        }
+      }
     }
   }
 
@@ -184,6 +199,7 @@ class FaultProxy {
         for (auto& p : pairs_) {
           if (m == Mode::reset) close_pair(*p, true);
           if (m == Mode::drop) p->out[0].clear(), p->out[1].clear();
+          if (m == Mode::drop_replies) p->out[0].clear();
         }
       }
       pairs_.erase(std::remove_if(pairs_.begin(), pairs_.end(),
@@ -234,6 +250,8 @@ class FaultProxy {
   int port_ = 0;
   int wake_[2] = {-1, -1};
   std::atomic<Mode> mode_{Mode::pass};
+  std::mutex needle_mu_;
+  std::string needle_;  // arms drop_replies
   std::atomic<int> delay_ms_{0};
   std::atomic<int> accepted_{0};
   std::atomic<bool> stop_{false};

@@ -81,12 +81,14 @@ class ClassicProtocol final : public LookupProtocol {
         }
         if (is_failure(st)) {
           // Likely our marker; a delete is always safe.
-          if (is_failure(store_->remove(key))) orphans_.add(key);
+          if (is_failure(store_->remove(key))) orphans_.add(key, token);
           return fail(l, st, "gets lease");
         }
       } else if (st == StoreStatus::not_stored) {
         st = store_->get(key, l.item);  // someone else was first: see what is there
       } else {
+        // Unanswered, the add may still land (a frozen server runs it on waking).
+        orphans_.add(key, token);
         return fail(l, st, "add lease");
       }
       classify(key, st, l, policy_.clock->unix_ms());
@@ -166,7 +168,8 @@ class ClassicProtocol final : public LookupProtocol {
     }
     if (const char* why = judge(policy_, l, now)) return unreadable(key, l, why);
     // A marker this process could not delete: nobody loads under it.
-    if (l.state == LookupState::busy && orphans_.take(key) && !is_failure(store_->remove(key))) {
+    if (l.state == LookupState::busy && orphans_.take(key, l.item.value) &&
+        !is_failure(store_->remove(key))) {
       l.state = LookupState::absent;
       l.present = false;
     }

@@ -154,6 +154,9 @@ class MetaProtocol final : public LookupProtocol {
     clear_lookup(l, now);
     if (op.status == StoreStatus::not_found) return 0;
     if (op.status != StoreStatus::ok) {
+      // Unanswered, the read may still create its placeholder (a frozen server runs
+      // it on waking), and nobody would load under it.
+      if (lease) orphans_.add(key);
       fail_lookup(l, op.status, lease ? "mg lease" : "mg");
       return 0;
     }
