@@ -308,6 +308,7 @@ class CacheAside {
     return mkey;
   }
 
+  /// The options in effect (as given, after validation).
   const Options& options() const { return opt_; }
 
  private:

@@ -15,6 +15,7 @@ namespace cacheaside {
 /// processes read them). Inject a `ManualClock` to test timing without sleeping.
 class Clock {
  public:
+  /// A point on the monotonic (steady) time line.
   using time_point = std::chrono::steady_clock::time_point;
   virtual ~Clock() = default;
   /// Monotonic now.

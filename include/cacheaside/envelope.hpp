@@ -41,11 +41,11 @@ enum class Kind { value, negative, lease, raw, unknown };
 
 /// One decoded stored item; `payload` points into the bytes given to decode().
 struct Entry {
-  Kind kind = Kind::unknown;
-  std::uint8_t codec = 0;
-  std::int64_t expiry_ms = 0;
-  std::uint32_t load_us = 0;
-  std::string_view payload;
+  Kind kind = Kind::unknown;   ///< what the item is
+  std::uint8_t codec = 0;      ///< the serializer's codec id (value, negative)
+  std::int64_t expiry_ms = 0;  ///< logical expiry, unix ms (value, negative)
+  std::uint32_t load_us = 0;   ///< how long the load took, µs (value, negative)
+  std::string_view payload;    ///< the serializer's bytes (value)
 };
 
 inline std::uint32_t value_flags(std::uint8_t codec) {

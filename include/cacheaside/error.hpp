@@ -11,6 +11,7 @@ namespace cacheaside {
 /// arguments).
 class Error : public std::runtime_error {
  public:
+  /// what: the message, naming the option or argument at fault.
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
@@ -19,6 +20,7 @@ class Error : public std::runtime_error {
 /// still fills the cache.
 class TimeoutError : public Error {
  public:
+  /// what: the message, with the key and the timeout.
   explicit TimeoutError(const std::string& what) : Error(what) {}
 };
 

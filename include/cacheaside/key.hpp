@@ -21,18 +21,24 @@ namespace cacheaside {
 template <class Key, class Enable = void>
 struct key_traits;
 
+/// Integers (not bool): their decimal text, so `user_<id>` reads as in any client.
 template <class Key>
 struct key_traits<Key, std::enable_if_t<std::is_integral_v<Key> && !std::is_same_v<Key, bool>>> {
+  /// Decimal text of k.
   static std::string to_string(Key k) { return std::to_string(k); }
 };
 
+/// Strings: as they are (unsafe bytes are encoded later, not here).
 template <>
 struct key_traits<std::string> {
+  /// k itself, not copied.
   static const std::string& to_string(const std::string& k) { return k; }
 };
 
+/// String views: as they are.
 template <>
 struct key_traits<std::string_view> {
+  /// A copy of k.
   static std::string to_string(std::string_view k) { return std::string(k); }
 };
 

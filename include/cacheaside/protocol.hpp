@@ -39,9 +39,9 @@ struct LeaseToken {
 /// One key's lookup. `item` keeps the bytes as read; the envelope's fields are
 /// decoded when `state` is hit, stale, or won over a stale copy (`has_copy`).
 struct Lookup {
-  LookupState state = LookupState::absent;
-  StoreItem item;
-  bool present = false;                  ///< an item was there (its CAS id guards a refresh)
+  LookupState state = LookupState::absent;  ///< what the read found
+  StoreItem item;                           ///< the bytes, flags and CAS id as read
+  bool present = false;                     ///< an item was there (its CAS id guards a refresh)
   bool has_copy = false;                 ///< item holds a value or negative entry (decoded below)
   bool negative = false;                 ///< the copy is a cached "does not exist"
   bool claimed = false;                  ///< the server gave the right to load to another caller
@@ -53,6 +53,7 @@ struct Lookup {
   StoreStatus status = StoreStatus::ok;  ///< error: what the store said
   const char* op = "";                   ///< error: the operation that failed
 
+  /// The serializer's bytes: item.value past the envelope header.
   std::string_view payload() const {
     return std::string_view(item.value).substr(std::min(payload_offset, item.value.size()));
   }
@@ -67,15 +68,15 @@ struct Lookup {
 
 /// How a protocol reads items for one cache.
 struct LookupPolicy {
-  bool envelope = true;    ///< Format::envelope (false: raw bytes, flags 0)
-  bool leases = true;      ///< take leases (envelope only)
-  std::uint8_t codec = 0;  ///< the serializer's codec id; other codecs are unreadable
-  std::chrono::seconds lease_ttl{3};
-  std::chrono::milliseconds max_stale{0};
+  bool envelope = true;               ///< Format::envelope (false: raw bytes, flags 0)
+  bool leases = true;                 ///< take leases (envelope only)
+  std::uint8_t codec = 0;             ///< the serializer's codec id; other codecs are unreadable
+  std::chrono::seconds lease_ttl{3};  ///< Options::lease_ttl
+  std::chrono::milliseconds max_stale{0};  ///< Options::max_stale
   /// remove() marks the item stale for this long instead of deleting it, where
   /// the protocol can (0: delete).
   std::chrono::seconds stale_on_invalidate{0};
-  std::shared_ptr<Clock> clock = SystemClock::instance();
+  std::shared_ptr<Clock> clock = SystemClock::instance();  ///< judges freshness
   /// Told about each item dropped as unreadable (foreign flags, other codec,
   /// bad header), with the reason.
   std::function<void(std::string_view key, const char* why)> on_unreadable;
@@ -86,11 +87,11 @@ struct LookupPolicy {
 
 /// One loaded value to store under the right its lookup won (commit_many).
 struct CommitRequest {
-  std::string_view key;
-  LeaseToken* token = nullptr;
-  std::string_view bytes;
-  std::uint32_t flags = 0;
-  Exptime exptime = 0;
+  std::string_view key;                     ///< the memcached key
+  LeaseToken* token = nullptr;              ///< the lookup's token; reset once used
+  std::string_view bytes;                   ///< the envelope to store
+  std::uint32_t flags = 0;                  ///< item flags (envelope bits)
+  Exptime exptime = 0;                      ///< the item's physical expiry
   StoreStatus status = StoreStatus::error;  ///< out: as commit() returns it
 };
 

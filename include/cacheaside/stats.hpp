@@ -140,11 +140,11 @@ inline const char* to_string(EventType t) {
 
 /// One event. The views are valid only during the callback.
 struct Event {
-  EventType type;
-  std::string_view cache;  ///< Options::name
-  std::string_view key;    ///< the memcached key
-  std::chrono::nanoseconds duration{0};
-  std::string_view reason;
+  EventType type;                        ///< what happened
+  std::string_view cache;                ///< Options::name
+  std::string_view key;                  ///< the memcached key
+  std::chrono::nanoseconds duration{0};  ///< how long it took, where it has a duration
+  std::string_view reason;               ///< why, where there is more to say (a store error)
 };
 
 namespace detail {

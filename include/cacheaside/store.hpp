@@ -46,9 +46,9 @@ inline bool is_failure(StoreStatus s) {
 
 /// A stored item as read back.
 struct StoreItem {
-  std::string value;
-  std::uint32_t flags = 0;
-  std::uint64_t cas = 0;  ///< CAS id (0 if the store has none)
+  std::string value;        ///< the item's bytes
+  std::uint32_t flags = 0;  ///< the item's 32-bit client flags
+  std::uint64_t cas = 0;    ///< CAS id (0 if the store has none)
 };
 
 /// The storage a CacheAside talks to. Implementations must be thread-safe; keys
