@@ -2,12 +2,13 @@
 // libmemcached doing the same round trip on the same item.
 //
 //   cacheaside_bench [--memcached=<libmemcached config>] [--placement=same|split|none]
-//                    [--cpu=N] [--summary=<file>] [Google Benchmark flags]
+//                    [--cpu=N] [--summary=<file>] [--csv=<file>] [Google Benchmark flags]
 //
 // Without --memcached a private memcached is started on a free loopback port and
 // killed at exit. Every operation is timed on its own; after the run a Markdown
 // table of median latencies, ratios (cacheaside / raw) and heap allocations per
-// operation is printed (and written to --summary=<file> if given).
+// operation is printed (and written to --summary=<file> if given); --csv=<file>
+// writes every benchmark's figures, one row each, for scripts/bench.sh's charts.
 //
 // Placement: a loopback round trip costs ~15 us when client and server share a CPU
 // and ~45 us when the server must be woken on another one (in a VM, more). Left to
@@ -693,7 +694,7 @@ void register_all(World& w) {
 struct Figures {
   bool ok = false;
   std::size_t n = 0;
-  double min_us = 0, p50_us = 0, p90_us = 0, allocs = 0;
+  double min_us = 0, p50_us = 0, p90_us = 0, p99_us = 0, allocs = 0;
 };
 
 Figures figures(const std::string& id) {
@@ -708,6 +709,7 @@ Figures figures(const std::string& id) {
   f.min_us = v.front() / 1e3;
   f.p50_us = at(0.5);
   f.p90_us = at(0.9);
+  f.p99_us = at(0.99);
   f.allocs = it->second.ops ? double(it->second.allocs) / double(it->second.ops) : 0;
   return f;
 }
@@ -894,6 +896,33 @@ std::string summary(const World& w) {
   return out;
 }
 
+// Every benchmark, one row each: benchmark,samples,min_us,p50_us,p90_us,p99_us,allocs_per_op
+// (failed ones have samples 0 and empty figures).
+std::string csv() {
+  std::string out = "benchmark,samples,min_us,p50_us,p90_us,p99_us,allocs_per_op\n";
+  char line[512];
+  for (auto& kv : all_samples()) {
+    Figures f = figures(kv.first);
+    if (!f.ok)
+      std::snprintf(line, sizeof line, "%s,0,,,,,\n", kv.first.c_str());
+    else
+      std::snprintf(line, sizeof line, "%s,%zu,%.3f,%.3f,%.3f,%.3f,%.2f\n", kv.first.c_str(), f.n,
+                    f.min_us, f.p50_us, f.p90_us, f.p99_us, f.allocs);
+    out += line;
+  }
+  return out;
+}
+
+bool write_file(const std::string& path, const std::string& text) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) {
+    std::fprintf(stderr, "cacheaside_bench: cannot write %s\n", path.c_str());
+    return false;
+  }
+  bool ok = std::fputs(text.c_str(), f) >= 0;
+  return std::fclose(f) == 0 && ok;
+}
+
 }  // namespace bench
 
 int main(int argc, char** argv) {
@@ -902,7 +931,7 @@ int main(int argc, char** argv) {
 #endif
   // Our own flags out; defaults that keep a run short yet robust go first, so any
   // Google Benchmark flag given on the command line wins.
-  std::string config, summary_path;
+  std::string config, summary_path, csv_path;
   bench::Placement placement = bench::Placement::same;
   int cpu = -1;
   std::vector<std::string> args = {argv[0], "--benchmark_repetitions=5", "--benchmark_min_time=0.4",
@@ -913,6 +942,8 @@ int main(int argc, char** argv) {
       config = a.substr(12);
     else if (a.rfind("--summary=", 0) == 0)
       summary_path = a.substr(10);
+    else if (a.rfind("--csv=", 0) == 0)
+      csv_path = a.substr(6);
     else if (a == "--placement=same")
       placement = bench::Placement::same;
     else if (a == "--placement=split")
@@ -962,14 +993,7 @@ int main(int argc, char** argv) {
   std::string table = bench::summary(world);
   std::fputs(table.c_str(), stdout);
   std::fflush(stdout);
-  if (!summary_path.empty()) {
-    if (FILE* f = std::fopen(summary_path.c_str(), "w")) {
-      std::fputs(table.c_str(), f);
-      std::fclose(f);
-    } else {
-      std::fprintf(stderr, "cacheaside_bench: cannot write %s\n", summary_path.c_str());
-      return 1;
-    }
-  }
+  if (!summary_path.empty() && !bench::write_file(summary_path, table)) return 1;
+  if (!csv_path.empty() && !bench::write_file(csv_path, bench::csv())) return 1;
   return 0;
 }

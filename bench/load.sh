@@ -9,6 +9,8 @@
 #                                  keep-alive connection a thread of its own, so fewer than
 #                                  wrk's 16 would leave connections unanswered)
 #   USER_SERVICE=path bench/load.sh   an already built service instead of the release preset
+#   CSV=file bench/load.sh         also write the figures (median run per cell) as CSV:
+#                                  mode,route,rps,p50_us,p75_us,p90_us,p99_us
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -111,7 +113,7 @@ declare -A answered
 for mode in "${modes[@]}"; do answered[$mode]=$(answered_at_once "${port[$mode]}"); done
 
 routes=(/users/5 /users/)
-# results[mode route] = lines "rps p50_us p99_us problems", one per run.
+# results[mode route] = lines "rps p50_us p99_us problems p75_us p90_us", one per run.
 declare -A results
 for ((run = 1; run <= runs; run++)); do
   for mode in "${modes[@]}"; do
@@ -124,10 +126,12 @@ for ((run = 1; run <= runs; run++)); do
       rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
       p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
       p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+      p75=$(to_us "$(awk '$1 == "75%" {print $2}' <<<"$out")")
+      p90=$(to_us "$(awk '$1 == "90%" {print $2}' <<<"$out")")
       problems=$(awk '/Non-2xx|Socket errors/ {sub(/^ +/, ""); printf "%s; ", $0}' <<<"$out")
       [[ -n "$rps" ]] || { echo "$out" >&2; echo "load.sh: no req/s from wrk" >&2; exit 1; }
       echo "run $run/$runs: $mode GET $route $rps req/s, p50 $p50 µs, p99 $p99 µs $problems" >&2
-      results["$mode $route"]+="$rps $p50 $p99 ${problems// /_}"$'\n'
+      results["$mode $route"]+="$rps $p50 $p99 ${problems// /_}- $p75 $p90"$'\n'
     done
   done
 done
@@ -147,11 +151,14 @@ for mode in "${modes[@]}"; do
       awk -v n="$runs" 'NR == int((n + 1) / 2) {print $1}')
   done
 done
+csv_rows=""
 for mode in "${modes[@]}"; do
   for route in "${routes[@]}"; do
     # The run with the median req/s, and its latencies.
-    read -r rps p50 p99 problems < <(sort -g -k1,1 <<<"${results["$mode $route"]%$'\n'}" |
+    read -r rps p50 p99 problems p75 p90 < <(sort -g -k1,1 <<<"${results["$mode $route"]%$'\n'}" |
       awk -v n="$runs" 'NR == int((n + 1) / 2)')
+    problems=${problems%-}
+    csv_rows+="$mode,$route,$rps,$p50,$p75,$p90,$p99"$'\n'
     ratio=$(awk -v r="$rps" -v ref="${reference[$route]}" 'BEGIN {printf "%.1f×", r / ref}')
     vs_db=$(awk -v r="$rps" -v d="${median_rps["no-cache $route"]}" 'BEGIN {printf "%.2f×", r / d}')
     rps_fmt=$(LC_ALL=C awk -v r="$rps" 'BEGIN {
@@ -177,3 +184,11 @@ echo "wrk -t1 -c16 -d$duration --latency, $what; user_service --threads $threads
 echo "memcached and the service on this machine ($(nproc) cores)."
 echo "Reference: the original FastAPI service, same wrk settings on the same kind of machine:"
 echo "1,600 req/s (GET /users/5), 380 req/s (GET /users/)."
+if [[ -n ${CSV:-} ]]; then
+  {
+    echo "mode,route,rps,p50_us,p75_us,p90_us,p99_us"
+    printf '%s' "$csv_rows"
+    # Recorded, not measured here: the original service under the same wrk settings.
+    for route in "${routes[@]}"; do echo "fastapi-reference,$route,${reference[$route]},,,,"; done
+  } >"$CSV"
+fi

@@ -1,19 +1,82 @@
 #!/usr/bin/env bash
-# Builds the release preset and runs the benchmarks; extra arguments go to the
-# benchmark program (e.g. --benchmark_filter=Hit).
+# The benchmarks, end to end: builds the release preset, runs the micro-benchmarks
+# (cacheaside vs raw libmemcached in the same run) RUNS times and the example service's
+# load test, writes the figures as CSV into docs/bench/ and draws the charts into
+# docs/img/ (gnuplot), then prints one summary table.
+#   scripts/bench.sh                      everything (RUNS=3, DURATION=5s: ~10 minutes)
+#   RUNS=1 DURATION=2s scripts/bench.sh   a quick look
+#   SKIP_SERVICE=1 scripts/bench.sh       micro-benchmarks only (the service charts stay)
+#   scripts/bench.sh --benchmark_filter=Hit   extra arguments go to cacheaside_bench
+#                                             (charts need every charted benchmark)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/lib/steps.sh
 
-scripts/deps.sh
-if [[ ! -f bench/CMakeLists.txt ]]; then
-  echo "bench.sh: bench/CMakeLists.txt is missing" >&2
+runs=${RUNS:-3}
+duration=${DURATION:-5s}
+[[ $runs =~ ^[1-9][0-9]?$ ]] || { echo "bench.sh: RUNS must be 1..99" >&2; exit 2; }
+service=1
+[[ -n ${SKIP_SERVICE:-} ]] && service=0
+data=docs/bench img=docs/img
+work=build/release/bench/runs
+steps_total $((4 + runs + service))
+
+fail() {
+  step_done FAILED "$1"
+  steps_table
+  echo "FAILED: $_step_title: $1" >&2
   exit 1
+}
+
+step "Debian packages"
+scripts/deps.sh || fail "scripts/deps.sh"
+step_done ok
+
+step "build (release preset)"
+cmake --preset release >/dev/null || fail "cmake --preset release"
+cmake --build --preset release -j 2 --target cacheaside_bench user_service http_ceiling ||
+  fail "cmake --build"
+step_done ok "cacheaside_bench, user_service, http_ceiling"
+
+mkdir -p "$work" "$data" "$img"
+rm -f "$work"/micro-*.csv
+for ((r = 1; r <= runs; r++)); do
+  step "micro-benchmarks, run $r of $runs"
+  build/release/bench/cacheaside_bench --csv="$work/micro-$r.csv" \
+    --summary="$work/micro-$r.md" "$@" || fail "cacheaside_bench"
+  step_done ok "$(($(wc -l <"$work/micro-$r.csv") - 1)) benchmarks"
+done
+
+if ((service)); then
+  step "service load test (wrk; RUNS=$runs, DURATION=$duration per cell)"
+  RUNS=$runs DURATION=$duration CSV="$work/service.csv" bench/load.sh >"$work/service.md" ||
+    fail "bench/load.sh"
+  cat "$work/service.md"
+  step_done ok "median of $runs runs per cell"
 fi
-cmake --preset release
-cmake --build --preset release -j 2 --target cacheaside_bench
-bin=build/release/bench/cacheaside_bench
-if [[ ! -x "$bin" ]]; then
-  echo "bench.sh: $bin was not built" >&2
-  exit 1
+
+step "figures as CSV (docs/bench/)"
+python3 bench/figures.py micro "$data" "$work"/micro-*.csv >"$work/summary-micro.md" ||
+  fail "figures.py micro"
+if ((service)); then
+  cp "$work/service.csv" "$data/service.csv"
+  python3 bench/figures.py service "$data" "$work/service.csv" >"$work/summary-service.md" ||
+    fail "figures.py service"
 fi
-exec "$bin" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true "$@"
+step_done ok "$(ls "$data" | tr '\n' ' ')"
+
+step "charts (docs/img/, gnuplot)"
+[[ -f $data/service_rps.csv ]] || fail "no service figures yet: run once without SKIP_SERVICE"
+stamp="$(date +%Y-%m-%d), $(nproc) cores, memcached $(memcached -V | awk '{print $2}'), median of $runs runs"
+gnuplot -e "data='$data'; img='$img'; stamp='$stamp'" bench/charts.gp || fail "gnuplot"
+step_done ok "$(cd "$img" && ls *.svg | tr '\n' ' ')"
+
+steps_table
+echo
+echo "Micro-benchmarks ($stamp):"
+cat "$work/summary-micro.md"
+if ((service)); then
+  echo
+  echo "Example service:"
+  cat "$work/summary-service.md"
+fi

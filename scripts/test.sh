@@ -20,17 +20,18 @@ for p in "${presets[@]}"; do
   esac
 done
 
-scripts/deps.sh
+. scripts/lib/steps.sh
+# deps, then per preset configure, build, test; dev also checks that every public header
+# compiles on its own.
+n=1
+for p in "${presets[@]}"; do n=$((n + 3)); [[ $p == dev ]] && n=$((n + 1)); done
+steps_total "$n"
 
-summary=()
 passed=0 failed=0 total=0
 
-# Prints one line per preset, then the totals in ctest's own summary format.
+# The step table, then the totals in ctest's own summary format.
 report() {
-  echo
-  echo "==> summary"
-  local line
-  for line in "${summary[@]}"; do echo "  $line"; done
+  steps_table
   if ((total > 0)); then
     awk -v p="$passed" -v f="$failed" -v t="$total" 'BEGIN {
       pct = p * 100 / t; if (f > 0 && pct > 99) pct = 99
@@ -40,23 +41,30 @@ report() {
 
 # Stops at the first failing step, with the summary so far.
 fail() {
-  summary+=("$1")
+  step_done FAILED "$1"
   report
-  echo "FAILED: $1"
+  echo "FAILED: $_step_title: $1"
   exit 1
 }
 
+step "Debian packages"
+scripts/deps.sh || fail "scripts/deps.sh"
+step_done ok "$(bash -c '. scripts/deps.sh; echo ${#CACHEASIDE_DEB_PACKAGES[@]}') packages present"
+
 for p in "${presets[@]}"; do
-  echo "==> [$p] configure"
-  cmake --preset "$p" || fail "$p: configure"
-  echo "==> [$p] build"
-  cmake --build --preset "$p" -j 2 || fail "$p: build"
+  step "[$p] configure"
+  cmake --preset "$p" || fail "cmake --preset $p"
+  step_done ok
+  step "[$p] build"
+  cmake --build --preset "$p" -j 2 || fail "cmake --build --preset $p"
+  step_done ok
   if [[ $p == dev ]]; then
-    echo "==> [$p] every public header compiles on its own"
+    step "[$p] every public header compiles on its own"
     cmake --build --preset "$p" -j 2 --target all_verify_interface_header_sets ||
-      fail "$p: header sets"
+      fail "all_verify_interface_header_sets"
+    step_done ok
   fi
-  echo "==> [$p] test"
+  step "[$p] test"
   log="build/$p/ctest.log"
   rc=0
   ctest --preset "$p" 2>&1 | tee "$log" || rc=$?
@@ -68,9 +76,9 @@ for p in "${presets[@]}"; do
     passed=$((passed + p_total - p_failed))
   fi
   if ((rc != 0)); then
-    fail "$p: ctest ${line:-did not run} (log: $log)"
+    fail "${line:-ctest did not run} (log: $log)"
   fi
-  summary+=("$p: $line")
+  step_done ok "$line"
 done
 
 report

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Turns benchmark runs into the CSV files the charts are drawn from, and prints the
+summary table (standard library only).
+
+  figures.py micro <out dir> <run1.csv> [<run2.csv> ...]   cacheaside_bench --csv runs
+  figures.py service <out dir> <load.csv>                  bench/load.sh CSV=... output
+
+Times are medians over the runs of each run's median (p50, p90, p99 alike); ratios are
+the median of the per-run ratios, so one slow run moves neither.
+"""
+import csv
+import statistics
+import sys
+from pathlib import Path
+
+# (label, raw id, MemcachedStore id, MetaStore id): cacheaside vs raw libmemcached.
+STORES = [
+    ("get hit, 100 B", "get/string_100B/raw", "get/string_100B/cacheaside",
+     "get/string_100B/meta"),
+    ("get_many(100) hits", "get_many_100/raw_mget", "get_many_100/cacheaside",
+     "get_many_100/meta"),
+    ("cold get", "cold_get/naive_get_set", "cold_get/leases/classic", "cold_get/leases/meta"),
+    ("cold get_many(100)", "cold_get_many_100/naive_mget_sets",
+     "cold_get_many_100/leases/classic", "cold_get_many_100/leases/meta"),
+]
+# (label, raw id, near-hit id).
+NEAR = [
+    ("100 B string", "get/string_100B/raw", "get/string_100B/cacheaside_near"),
+    ("100 users, JSON", "get/user_list_100/raw_get_parse", "get/user_list_100/cacheaside_near"),
+]
+MODES = [("cache", "near cache + memcached (default)"), ("memcached", "memcached only"),
+         ("no-cache", "--no-cache (SQLite)"), ("http-only", "HTTP stack alone"),
+         ("fastapi-reference", "FastAPI reference")]
+ROUTES = [("/users/5", "GET /users/5"), ("/users/", "GET /users/ (100 users)")]
+PERCENTILES = [("p50", "p50_us"), ("p75", "p75_us"), ("p90", "p90_us"), ("p99", "p99_us")]
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def fmt_us(us):
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.1f} µs"
+
+
+def micro(out, paths):
+    runs = []
+    for p in paths:
+        runs.append({r["benchmark"]: r for r in read_rows(p) if r["samples"] not in ("", "0")})
+
+    def med(bench, col):
+        vals = [float(run[bench][col]) for run in runs if bench in run]
+        return statistics.median(vals) if vals else None
+
+    def ratio(ours, raw):
+        vals = [float(run[ours]["p50_us"]) / float(run[raw]["p50_us"]) for run in runs
+                if ours in run and raw in run]
+        return statistics.median(vals) if vals else None
+
+    names = sorted({b for run in runs for b in run})
+    with open(out / "micro.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["benchmark", "runs", "p50_us", "p90_us", "p99_us", "allocs_per_op"])
+        for b in names:
+            w.writerow([b, sum(b in run for run in runs)] +
+                       [f"{med(b, c):.3f}" for c in ("p50_us", "p90_us", "p99_us")] +
+                       [f"{med(b, 'allocs_per_op'):.2f}"])
+
+    missing = [i for row in STORES for i in row[1:] if med(i, "p50_us") is None]
+    missing += [i for row in NEAR for i in row[1:] if med(i, "p50_us") is None]
+    if missing:
+        sys.exit("figures.py: benchmarks missing from every run: " + ", ".join(sorted(set(missing))))
+    with open(out / "stores.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["case", "raw libmemcached", "MemcachedStore", "MetaStore"])
+        for label, *ids in STORES:
+            w.writerow([label] + [f"{med(i, 'p50_us'):.3f}" for i in ids])
+    with open(out / "near.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["case", "raw libmemcached get", "near-cache hit"])
+        for label, *ids in NEAR:
+            w.writerow([label] + [f"{med(i, 'p50_us'):.3f}" for i in ids])
+
+    print(f"| case (p50, median of {len(runs)} runs) | store | cacheaside | raw | ratio |")
+    print("|---|---|---:|---:|---:|")
+    for label, raw, classic, meta in STORES:
+        for store, ours in (("MemcachedStore", classic), ("MetaStore", meta)):
+            print(f"| {label} | {store} | {fmt_us(med(ours, 'p50_us'))} | "
+                  f"{fmt_us(med(raw, 'p50_us'))} | {ratio(ours, raw):.3f}× |")
+    for label, raw, near in NEAR:
+        print(f"| near hit, {label} | near cache | {fmt_us(med(near, 'p50_us'))} | "
+              f"{fmt_us(med(raw, 'p50_us'))} | {ratio(near, raw):.3f}× |")
+
+
+def service(out, path):
+    rows = read_rows(path)
+    cell = {(r["mode"], r["route"]): r for r in rows}
+    modes = [(m, name) for m, name in MODES if any((m, r) in cell for r, _ in ROUTES)]
+    with open(out / "service_rps.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["route"] + [name for _, name in modes])
+        for route, rname in ROUTES:
+            w.writerow([rname] + [cell.get((m, route), {}).get("rps", "") for m, _ in modes])
+    measured = [(m, name) for m, name in modes if m != "fastapi-reference"]
+    for route, tag in (("/users/5", "user"), ("/users/", "list")):
+        with open(out / f"service_latency_{tag}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["percentile"] + [name for _, name in measured])
+            for p, col in PERCENTILES:
+                w.writerow([p] + [cell.get((m, route), {}).get(col, "") for m, _ in measured])
+
+    print("| route | mode | req/s | p50 | p99 | vs --no-cache | vs FastAPI reference |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for route, rname in ROUTES:
+        db = float(cell[("no-cache", route)]["rps"])
+        ref = float(cell[("fastapi-reference", route)]["rps"])
+        for m, name in measured:
+            r = cell.get((m, route))
+            if not r:
+                continue
+            rps = float(r["rps"])
+            print(f"| {rname} | {name} | {rps:,.0f} | {fmt_us(float(r['p50_us']))} | "
+                  f"{fmt_us(float(r['p99_us']))} | {rps / db:.2f}× | {rps / ref:.1f}× |")
+
+
+def main():
+    if len(sys.argv) < 4 or sys.argv[1] not in ("micro", "service"):
+        sys.exit(__doc__)
+    out = Path(sys.argv[2])
+    out.mkdir(parents=True, exist_ok=True)
+    if sys.argv[1] == "micro":
+        micro(out, sys.argv[3:])
+    else:
+        service(out, sys.argv[3])
+
+
+if __name__ == "__main__":
+    main()
