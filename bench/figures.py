@@ -28,6 +28,43 @@ NEAR = [
     ("100 B string", "get/string_100B/raw", "get/string_100B/cacheaside_near"),
     ("100 users, JSON", "get/user_list_100/raw_get_parse", "get/user_list_100/cacheaside_near"),
 ]
+# The full table (label, cacheaside id, raw id), as in the README.
+TABLE = [
+    ("`get` hit, 100 B string", "get/string_100B/cacheaside", "get/string_100B/raw"),
+    ("`get` **near** hit, 100 B string (`near_ttl`)", "get/string_100B/cacheaside_near",
+     "get/string_100B/raw"),
+    ("`get` **near** hit, list of 100 JSON users vs `memcached_get` + `json::parse`",
+     "get/user_list_100/cacheaside_near", "get/user_list_100/raw_get_parse"),
+    ("`get` hit, 1 KB string", "get/string_1KB/cacheaside", "get/string_1KB/raw"),
+    ("`get` hit, JSON `User` vs `memcached_get` + `json::parse`", "get/json_user/cacheaside",
+     "get/json_user/raw_get_parse"),
+    ("`get` hit, JSON `User`, `Format::raw`", "get/json_user/cacheaside_rawformat",
+     "get/json_user/raw_get_parse"),
+    ("`get_many(100)`, all hits, vs `memcached_mget`", "get_many_100/cacheaside",
+     "get_many_100/raw_mget"),
+    ("`get_many(100)` vs 100 sequential `memcached_get`", "get_many_100/cacheaside",
+     "get_many_100/raw_100_gets"),
+    ("`get` hit with `Options::group` (generation + value)", "get/string_100B/cacheaside_group",
+     "get/string_100B/raw"),
+    ("`get` hit with `group` + `group_cache`", "get/string_100B/cacheaside_group_cached",
+     "get/string_100B/raw"),
+    ("`get` hit, 100 B, `MetaStore` vs `memcached_get`", "get/string_100B/meta",
+     "get/string_100B/raw"),
+    ("`get_many(100)` hits, `MetaStore` vs `memcached_mget`", "get_many_100/meta",
+     "get_many_100/raw_mget"),
+    ("cold `get`, leases, `MetaStore` vs naive get + set", "cold_get/leases/meta",
+     "cold_get/naive_get_set"),
+    ("cold `get`, leases, `MemcachedStore` vs naive get + set", "cold_get/leases/classic",
+     "cold_get/naive_get_set"),
+    ("cold `get_many(100)`, leases, `MetaStore` vs naive mget + 100 sets",
+     "cold_get_many_100/leases/meta", "cold_get_many_100/naive_mget_sets"),
+    ("cold `get_many(100)`, leases, `MemcachedStore` vs naive mget + 100 sets",
+     "cold_get_many_100/leases/classic", "cold_get_many_100/naive_mget_sets"),
+    ("cold `get_many(100)`, leases, `MetaStore` vs `MemcachedStore`",
+     "cold_get_many_100/leases/meta", "cold_get_many_100/leases/classic"),
+    ("cold `get_many(100)`, leases, `MetaStore` vs its two pipelines sent bare",
+     "cold_get_many_100/leases/meta", "cold_get_many_100/meta_pipelines"),
+]
 MODES = [("cache", "near cache + memcached (default)"), ("memcached", "memcached only"),
          ("no-cache", "--no-cache (SQLite)"), ("http-only", "HTTP stack alone"),
          ("fastapi-reference", "FastAPI reference")]
@@ -81,6 +118,17 @@ def micro(out, paths):
         w.writerow(["case", "raw libmemcached get", "near-cache hit"])
         for label, *ids in NEAR:
             w.writerow([label] + [f"{med(i, 'p50_us'):.3f}" for i in ids])
+
+    with open(out / "table.md", "w") as f:
+        f.write("| case | cacheaside | raw | ratio | allocs/op (cacheaside / raw) |\n")
+        f.write("|---|---:|---:|---:|---:|\n")
+        for label, ours, raw in TABLE:
+            if med(ours, "p50_us") is None or med(raw, "p50_us") is None:
+                f.write(f"| {label} | not run | | | |\n")
+                continue
+            f.write(f"| {label} | {fmt_us(med(ours, 'p50_us'))} | {fmt_us(med(raw, 'p50_us'))} | "
+                    f"{ratio(ours, raw):.3f}× | {med(ours, 'allocs_per_op'):g} / "
+                    f"{med(raw, 'allocs_per_op'):g} |\n")
 
     print(f"| case (p50, median of {len(runs)} runs) | store | cacheaside | raw | ratio |")
     print("|---|---|---:|---:|---:|")
