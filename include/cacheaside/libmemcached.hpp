@@ -7,11 +7,15 @@
 #include <libmemcachedutil-1.0/pool.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
 #include <iterator>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -250,21 +254,55 @@ class MemcachedStore : public Store {
                         static_cast<time_t>(exptime), flags));
   }
 
-  // A connection borrowed from the pool for one operation.
+  // A connection borrowed from the pool for one operation. With more threads
+  // than --POOL-MAX, waits at most the poll timeout for one to come back.
+  // libmemcached's own timed wait cannot be used: it adds the relative time to
+  // time(NULL), whole seconds, so a 100 ms wait ends anywhere from at once to
+  // 100 ms later. The pool is asked without waiting; the waiting is ours.
   struct Conn {
-    explicit Conn(const MemcachedStore& s) : pool(s.pool_) {
-      // Wait at most the poll timeout for a free connection (more threads than
-      // --POOL-MAX).
-      timespec wait{s.pool_wait_ms_ / 1000, (s.pool_wait_ms_ % 1000) * 1000 * 1000};
-      mc = memcached_pool_fetch(pool, &wait, &rc);
+    explicit Conn(const MemcachedStore& s) : store(s) {
+      mc = try_fetch();
+      if (!mc && rc == MEMCACHED_NOTFOUND) wait_for_one();
     }
     ~Conn() {
-      if (mc) memcached_pool_release(pool, mc);
+      if (!mc) return;
+      memcached_pool_release(store.pool_, mc);
+      // Checked after the release: a waiter counted itself before its last try.
+      if (store.pool_waiters_.load() > 0) {
+        {
+          std::lock_guard<std::mutex> lock(store.pool_mu_);
+          ++store.pool_releases_;
+        }
+        store.pool_cv_.notify_all();
+      }
     }
     explicit operator bool() const { return mc != nullptr; }
     // No connection within the wait, or none could be made: either way unavailable.
     StoreStatus status() const { return StoreStatus::unavailable; }
-    memcached_pool_st* pool;
+
+    memcached_st* try_fetch() {
+      timespec none{0, 0};  // none free: MEMCACHED_NOTFOUND at once
+      return memcached_pool_fetch(store.pool_, &none, &rc);
+    }
+    void wait_for_one() {
+      auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(store.pool_wait_ms_);
+      ++store.pool_waiters_;
+      std::unique_lock<std::mutex> lock(store.pool_mu_);
+      for (;;) {
+        std::uint64_t seen = store.pool_releases_;
+        lock.unlock();
+        mc = try_fetch();
+        lock.lock();
+        if (mc || rc != MEMCACHED_NOTFOUND) break;
+        if (!store.pool_cv_.wait_until(lock, deadline,
+                                       [&] { return store.pool_releases_ != seen; }))
+          break;
+      }
+      --store.pool_waiters_;
+    }
+
+    const MemcachedStore& store;
     memcached_st* mc = nullptr;
     memcached_return_t rc = MEMCACHED_SUCCESS;
   };
@@ -319,6 +357,11 @@ class MemcachedStore : public Store {
   memcached_pool_st* pool_ = nullptr;
   std::string config_;
   long pool_wait_ms_ = 100;
+  // Callers waiting for a free connection, and releases they wait for (Conn).
+  mutable std::atomic<int> pool_waiters_{0};
+  mutable std::mutex pool_mu_;
+  mutable std::condition_variable pool_cv_;
+  mutable std::uint64_t pool_releases_ = 0;
 };
 
 }  // namespace cacheaside
