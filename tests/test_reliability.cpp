@@ -301,6 +301,31 @@ TEST_CASE("a lease taken by a request that went unanswered does not make callers
   CHECK(loads == 2);
 }
 
+TEST_CASE("a caller waits for a busy pool's connection instead of failing at once",
+          "[reliability]") {
+  MemcachedProcess mc;
+  FaultProxy proxy(mc.port());
+  proxy.delay(std::chrono::milliseconds(15));  // a round trip of ~30 ms
+  auto store = make_store(proxy.config("--POOL-MAX=1"));
+  Database db;
+  db.db["a"] = "va";
+  db.db["b"] = "vb";
+  StringCache c(store, db.loader());
+  REQUIRE(c.get("a") == "va");
+  REQUIRE(c.get("b") == "vb");
+  auto errors = c.stats().cache_errors;
+  // Ten times: one caller holds the only connection for a round trip, the other
+  // asks meanwhile and must get it when it comes back (well within the 100 ms
+  // poll timeout).
+  for (int i = 0; i < 10; ++i) {
+    std::thread first([&] { CHECK(c.get("a") == "va"); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    CHECK(c.get("b") == "vb");
+    first.join();
+  }
+  CHECK(c.stats().cache_errors == errors);
+}
+
 TEST_CASE("a full pool costs a get no more than the server's silence", "[reliability]") {
   MemcachedProcess mc;
   auto store = make_store(mc.config() + " --POOL-MAX=1");
