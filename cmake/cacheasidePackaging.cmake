@@ -42,7 +42,7 @@ Requires: @requires@
 Cflags: -I${includedir}
 Libs: @libs@
 ]=])
-  install(FILES "${file}" DESTINATION "${CACHEASIDE_INSTALL_PKGCONFIGDIR}")
+  install(FILES "${file}" DESTINATION "${CACHEASIDE_INSTALL_PKGCONFIGDIR}" COMPONENT dev)
 endfunction()
 
 cacheaside_pkgconfig(cacheaside
@@ -64,14 +64,17 @@ if("json" IN_LIST CACHEASIDE_COMPONENTS)
 endif()
 
 # ---- documentation -----------------------------------------------------------------
-install(FILES README.md CHANGELOG.md DESTINATION "${CMAKE_INSTALL_DATADIR}/doc/cacheaside")
-install(DIRECTORY docs/ DESTINATION "${CMAKE_INSTALL_DATADIR}/doc/cacheaside/docs"
+install(FILES README.md CHANGELOG.md DESTINATION "${CMAKE_INSTALL_DATADIR}/doc/cacheaside"
+  COMPONENT dev)
+install(DIRECTORY docs/ DESTINATION "${CMAKE_INSTALL_DATADIR}/doc/cacheaside/docs" COMPONENT dev
   PATTERN "Doxyfile" EXCLUDE)
 
-# ---- Debian package: cpack -G DEB ---------------------------------------------------
+# ---- Debian packages: cpack -G DEB ---------------------------------------------------
 # cacheaside-dev_<version>_all.deb: headers, CMake package, .pc files, LICENSE, docs.
-# Depends lists the Debian packages of the components this build provides, at the
+# Its Depends lists the Debian packages of the components this build provides, at the
 # versions find_package and pkg-config will ask for.
+# cacheaside-user-service_<version>_<arch>.deb (when the examples are built): the example
+# service and its systemd unit; Depends from its shared libraries (dpkg-shlibdeps).
 set(_deb_depends "")
 if("memcached" IN_LIST CACHEASIDE_COMPONENTS OR "meta" IN_LIST CACHEASIDE_COMPONENTS)
   list(APPEND _deb_depends "libmemcached-dev (>= ${CACHEASIDE_LIBMEMCACHED_MIN})")
@@ -81,28 +84,49 @@ if("json" IN_LIST CACHEASIDE_COMPONENTS)
 endif()
 # Findlibmemcached.cmake asks pkg-config first.
 list(APPEND _deb_depends "pkgconf | pkg-config")
-list(JOIN _deb_depends ", " CPACK_DEBIAN_PACKAGE_DEPENDS)
+list(JOIN _deb_depends ", " CPACK_DEBIAN_DEV_PACKAGE_DEPENDS)
 
 set(CPACK_GENERATOR DEB)
-set(CPACK_PACKAGE_NAME cacheaside-dev)
+set(CPACK_PACKAGE_NAME cacheaside)
 set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${PROJECT_DESCRIPTION}")
 set(CPACK_PACKAGE_CONTACT "cacheaside contributors <cacheaside@localhost>")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_RESOURCE_FILE_LICENSE "${PROJECT_SOURCE_DIR}/LICENSE")
-set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # cacheaside-dev_<version>_all.deb
-set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE all)
+# CPackDeb prepends the package summary to each description unless it is CPack's
+# default; each package's description carries its own summary line instead.
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${PROJECT_NAME} built using CMake")
+set(CPACK_DEB_COMPONENT_INSTALL ON)
+set(CPACK_COMPONENTS_ALL dev)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # <package>_<version>_<arch>.deb
 set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS memcached)
-# The summary line comes from CPACK_PACKAGE_DESCRIPTION_SUMMARY; CPack indents these lines
-# and turns the empty one into " .".
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
-  "CacheAside<Key, Value, Serializer> reads memcached, calls a loader on a miss,
+
+set(CPACK_DEBIAN_DEV_PACKAGE_NAME cacheaside-dev)
+set(CPACK_DEBIAN_DEV_PACKAGE_ARCHITECTURE all)
+set(CPACK_DEBIAN_DEV_PACKAGE_SUGGESTS memcached)
+# Each package's summary is its description's first line; CPack indents
+# the rest and turns the empty line into " .".
+set(CPACK_COMPONENT_DEV_DESCRIPTION
+  "${PROJECT_DESCRIPTION}
+CacheAside<Key, Value, Serializer> reads memcached, calls a loader on a miss,
 stores the result with a TTL and deletes on write, without stampedes (single-flight
 and leases), without stale write-backs, and degrading to the loader when memcached
 fails. Stores: libmemcached (classic protocol), memcached's meta protocol, in-memory.
 
 Ships the headers, the CMake package (find_package(cacheaside)) and pkg-config
 files (cacheaside, cacheaside-memcached, cacheaside-meta, cacheaside-json).")
+
+if(TARGET user_service)
+  list(APPEND CPACK_COMPONENTS_ALL service)
+  set(CPACK_DEBIAN_SERVICE_PACKAGE_NAME cacheaside-user-service)
+  set(CPACK_DEBIAN_SERVICE_PACKAGE_SECTION web)
+  set(CPACK_DEBIAN_SERVICE_PACKAGE_SHLIBDEPS ON)
+  set(CPACK_DEBIAN_SERVICE_PACKAGE_RECOMMENDS memcached)
+  set(CPACK_COMPONENT_SERVICE_DESCRIPTION
+    "cacheaside example user service (HTTP + SQLite, cached in memcached)
+The example service of cacheaside: users over HTTP from SQLite, cached with
+users_all (60 s) and user_<id> (120 s) in memcached, invalidated on every write.
+A systemd unit (cacheaside-user-service.service) runs it on 127.0.0.1:8000 in
+front of the local memcached.")
+endif()
 include(CPack)

@@ -38,6 +38,25 @@ if grep -E '\.(so|a|o)(\.|$)|^usr/bin/' "$work/files"; then
   exit 1
 fi
 
+# The example service's package, when the build has the examples.
+service_deb=$(ls "$work"/out/cacheaside-user-service_"${version}"_*.deb 2>/dev/null || true)
+if [[ -n $service_deb ]]; then
+  sdeps=$(dpkg-deb -f "$service_deb" Depends)
+  for want in libsqlite3 libmemcached libcpp-httplib; do
+    [[ $sdeps == *"$want"* ]] || { echo "service Depends lacks $want: $sdeps" >&2; exit 1; }
+  done
+  dpkg-deb -c "$service_deb" | awk '{print $6}' | sed 's|^\./||' >"$work/service_files"
+  for f in usr/bin/cacheaside-user-service lib/systemd/system/cacheaside-user-service.service; do
+    grep -qx "$f" "$work/service_files" || { echo "not in the service package: $f" >&2; exit 1; }
+  done
+  dpkg -x "$service_deb" "$work/service_root"
+  rc=0
+  "$work/service_root/usr/bin/cacheaside-user-service" --help 2>"$work/service_help" || rc=$?
+  [[ $rc == 2 ]] && grep -q "^usage: " "$work/service_help" ||
+    { echo "the packaged service did not answer --help (rc $rc):" >&2; cat "$work/service_help" >&2; exit 1; }
+  echo "package: $(basename "$service_deb"); Depends: $sdeps"
+fi
+
 dpkg -x "$deb" "$work/root"
 root=$work/root/usr
 
