@@ -46,7 +46,7 @@ if [[ -n $service_deb ]]; then
     [[ $sdeps == *"$want"* ]] || { echo "service Depends lacks $want: $sdeps" >&2; exit 1; }
   done
   dpkg-deb -c "$service_deb" | awk '{print $6}' | sed 's|^\./||' >"$work/service_files"
-  for f in usr/bin/cacheaside-user-service lib/systemd/system/cacheaside-user-service.service; do
+  for f in usr/bin/cacheaside-user-service usr/lib/systemd/system/cacheaside-user-service.service; do
     grep -qx "$f" "$work/service_files" || { echo "not in the service package: $f" >&2; exit 1; }
   done
   dpkg -x "$service_deb" "$work/service_root"
