@@ -122,7 +122,20 @@ TEST_CASE("every get stays within 3x the poll timeout through a kill then a rest
           }
         }
       });
-    std::thread writer([&] {  // a few invalidations: leases keep coming
+    std::thread writer;
+    // Joined however the run ends: a fault step that throws must not leave them running.
+    struct JoinAll {
+      std::atomic<bool>& stop;
+      std::vector<std::thread>& ts;
+      std::thread& writer;
+      ~JoinAll() {
+        stop = true;
+        for (auto& t : ts)
+          if (t.joinable()) t.join();
+        if (writer.joinable()) writer.join();
+      }
+    } join_all{stop, ts, writer};
+    writer = std::thread([&] {  // a few invalidations: leases keep coming
       std::mt19937 rng(static_cast<unsigned>(run));
       while (!stop) {
         c.invalidate("k" + std::to_string(rng() % 20));

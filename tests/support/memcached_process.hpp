@@ -13,11 +13,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -26,21 +28,40 @@
 namespace cacheaside_test {
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
-inline int free_port() {
+// True when 127.0.0.1:port can be bound now (nothing listens there or uses it as
+// a local port).
+inline bool bindable(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("socket() failed");
+  if (fd < 0) return false;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    throw std::runtime_error("bind() failed");
-  }
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
-  return ntohs(addr.sin_port);
+  return ok;
+}
+
+/// A free loopback port below the kernel's ephemeral range. A server the tests kill
+/// and restart must find its port free again; a port in the ephemeral range may be
+/// handed meanwhile to an outgoing connection, even to a client's own reconnect
+/// attempt to that very port (a TCP self-connect while nothing listens), and then
+/// the restart cannot bind it.
+inline int free_port() {
+  int ephemeral_low = 32768;
+  {
+    std::ifstream f("/proc/sys/net/ipv4/ip_local_port_range");
+    int low = 0;
+    if (f >> low && low > 0) ephemeral_low = low;
+  }
+  int lo = 20000, hi = ephemeral_low - 1;
+  if (hi - lo < 1000) lo = std::max(1024, hi - 5000);
+  static std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+  for (int i = 0; i < 1000 && hi > lo; ++i) {
+    int port = lo + static_cast<int>(rng() % static_cast<unsigned>(hi - lo + 1));
+    if (bindable(port)) return port;
+  }
+  throw std::runtime_error("no free port below the ephemeral range");
 }
 
 /// True when something accepts TCP connections on 127.0.0.1:port.
