@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -22,23 +23,48 @@ int env_int(const char* name, int fallback) {
   return v && *v ? std::atoi(v) : fallback;
 }
 
-// After the network heals: key "k"'s lease is left in memcached, and the next get
-// must load at once (no lease_wait) and store what it loaded.
-void get_after_lost_lease(StringCache& c, FaultProxy& proxy, std::atomic<int>& loads,
-                          const char* what) {
-  proxy.pass();
-  REQUIRE(eventually([&] { return c.put("probe", "1"); }));  // the store answers again
-  auto t0 = std::chrono::steady_clock::now();
-  CHECK(c.get("k") == "vk");
-  long long ms = ms_since(t0);
-  std::printf("get after %s (%s): %lld ms\n", what, meta_store() ? "MetaStore" : "MemcachedStore",
-              ms);
-  CHECK(ms < 300 * env_int("CACHEASIDE_TIMING_SCALE", 1));
-  CHECK(c.stats().lease_timeouts == 0);
-  CHECK(loads == 2);
-  CHECK(c.get("k") == "vk");  // the second load was stored
-  CHECK(loads == 2);
-}
+// A cache over a real memcached behind a FaultProxy, for tests whose lease on key
+// "k" gets lost; `on_load` runs at each load, after counting it.
+struct LostLease {
+  MemcachedProcess mc;
+  FaultProxy proxy{mc.port()};
+  std::atomic<int> loads{0};
+  StringCache c;
+
+  explicit LostLease(std::function<void(LostLease&)> on_load = {})
+      : c(
+            make_store(proxy.config()),
+            [this, on_load](const std::string& k) -> std::optional<std::string> {
+              ++loads;
+              if (on_load) on_load(*this);
+              return "v" + k;
+            },
+            options()) {}
+
+  static Options options() {
+    Options o;
+    o.lease_ttl = std::chrono::seconds(10);  // the lease outlives the outage
+    o.lease_wait = std::chrono::milliseconds(2000);
+    return o;
+  }
+
+  // After the network heals: the lease is left in memcached, and the next get must
+  // load at once (no lease_wait) and store what it loaded.
+  void check_next_get(const char* what) {
+    proxy.pass();
+    REQUIRE(eventually([&] { return c.put("probe", "1"); }));  // the store answers again
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK(c.get("k") == "vk");
+    long long ms = ms_since(t0);
+    std::printf("get after %s (%s): %lld ms\n", what, meta_store() ? "MetaStore" : "MemcachedStore",
+                ms);
+    CHECK(ms < 300 * env_int("CACHEASIDE_TIMING_SCALE", 1));
+    CHECK(c.stats().lease_timeouts == 0);
+    CHECK(loads == 2);
+    CHECK(c.get("k") == "vk");  // the second load was stored
+    CHECK(loads == 2);
+  }
+};
 
 }  // namespace
 
@@ -269,45 +295,21 @@ TEST_CASE(
 
 TEST_CASE("a lease this process could not give back does not make its callers wait",
           "[reliability]") {
-  MemcachedProcess mc;
-  FaultProxy proxy(mc.port());
-  auto store = make_store(proxy.config());
-  Options o;
-  o.lease_ttl = std::chrono::seconds(10);  // the abandoned lease outlives the outage
-  o.lease_wait = std::chrono::milliseconds(2000);
-  std::atomic<int> loads{0};
-  StringCache c(
-      store,
-      [&](const std::string& k) -> std::optional<std::string> {
-        if (++loads == 1) proxy.drop();  // a partition while we hold the lease
-        return "v" + k;
-      },
-      o);
-  CHECK(c.get("k") == "vk");  // its store and the lease's release are lost
-  get_after_lost_lease(c, proxy, loads, "an abandoned lease");
+  LostLease t([](LostLease& self) {
+    if (self.loads == 1) self.proxy.drop();  // a partition while we hold the lease
+  });
+  CHECK(t.c.get("k") == "vk");  // its store and the lease's release are lost
+  t.check_next_get("an abandoned lease");
 }
 
 TEST_CASE("a lease taken by a request that went unanswered does not make callers wait",
           "[reliability]") {
-  MemcachedProcess mc;
-  FaultProxy proxy(mc.port());
-  auto store = make_store(proxy.config());
-  Options o;
-  o.lease_ttl = std::chrono::seconds(10);  // the marker outlives the outage
-  o.lease_wait = std::chrono::milliseconds(2000);
-  std::atomic<int> loads{0};
-  StringCache c(
-      store,
-      [&](const std::string& k) -> std::optional<std::string> {
-        ++loads;
-        return "v" + k;
-      },
-      o);
+  LostLease t;
   // The request taking the lease reaches the server; its reply is lost.
-  proxy.drop_replies_after(meta_store() ? "mg k " : "add k ");
-  CHECK(c.get("k") == "vk");
-  CHECK(c.stats().cache_errors == 1);
-  get_after_lost_lease(c, proxy, loads, "a lease request went unanswered");
+  t.proxy.drop_replies_after(meta_store() ? "mg k " : "add k ");
+  CHECK(t.c.get("k") == "vk");
+  CHECK(t.c.stats().cache_errors == 1);
+  t.check_next_get("a lease request went unanswered");
 }
 
 TEST_CASE("a caller waits for a busy pool's connection instead of failing at once",

@@ -33,30 +33,12 @@ build_and_run_quickstart() {
 build_and_run_core_and_meta() {
   local dir=$1
   mkdir -p "$dir"
-  cat >"$dir/core_only.cpp" <<'CPP'
-#include <cacheaside/cacheaside.hpp>
-int main() {
-  auto store = std::make_shared<cacheaside::InMemoryStore>();
-  cacheaside::CacheAside<int, std::string, cacheaside::StringSerializer> c(
-      store, [](const int& k) { return std::optional<std::string>(std::to_string(k)); });
-  return c.get(7) == std::string("7") && c.get(7) == std::string("7") ? 0 : 1;
-}
-CPP
   # shellcheck disable=SC2046
-  c++ -std=c++17 "$dir/core_only.cpp" -o "$dir/core_only" $(pkg-config --cflags --libs cacheaside)
+  c++ -std=c++17 "$src/tests/consumers/core_only.cpp" -o "$dir/core_only" \
+    $(pkg-config --cflags --libs cacheaside)
   "$dir/core_only"
-
-  cat >"$dir/meta.cpp" <<'CPP'
-#include <cacheaside/cacheaside.hpp>
-#include <cacheaside/meta.hpp>
-int main() {
-  auto store = std::make_shared<cacheaside::MetaStore>("--SERVER=127.0.0.1:1 --POLL-TIMEOUT=50");
-  cacheaside::CacheAside<int, std::string, cacheaside::StringSerializer> c(
-      store, [](const int& k) { return std::optional<std::string>(std::to_string(k)); });
-  return c.get(7) == std::string("7") && c.stats().cache_errors >= 1 ? 0 : 1;
-}
-CPP
   # shellcheck disable=SC2046
-  c++ -std=c++17 "$dir/meta.cpp" -o "$dir/meta" $(pkg-config --cflags --libs cacheaside-meta)
+  c++ -std=c++17 "$src/tests/consumers/meta_consumer.cpp" -o "$dir/meta" \
+    $(pkg-config --cflags --libs cacheaside-meta)
   "$dir/meta"
 }
