@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -360,6 +361,8 @@ TEST_CASE("16 concurrent clients: no 5xx, and the cache equals the database afte
   Service svc(50);
   std::atomic<int> server_errors{0}, transport_errors{0}, ok{0};
   std::atomic<long long> next_post{0};
+  std::mutex errors_mutex;
+  std::string errors;  // what each transport error was, for the report
   std::vector<std::thread> clients;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   for (int t = 0; t < 16; ++t) {
@@ -386,6 +389,9 @@ TEST_CASE("16 concurrent clients: no 5xx, and the cache equals the database afte
         }();
         if (!r) {
           ++transport_errors;  // the client reconnects on its next request
+          std::lock_guard<std::mutex> lock(errors_mutex);
+          errors += "client " + std::to_string(t) + " request " + std::to_string(i) + " op " +
+                    std::to_string(op) + ": " + httplib::to_string(r.error()) + "\n";
           continue;
         }
         if (r->status >= 500) ++server_errors;
@@ -394,6 +400,7 @@ TEST_CASE("16 concurrent clients: no 5xx, and the cache equals the database afte
     });
   }
   for (auto& th : clients) th.join();
+  INFO(errors);
   CHECK(transport_errors == 0);
   CHECK(server_errors == 0);
   CHECK(ok == 16 * 250);
