@@ -4,6 +4,7 @@
 //
 //   user_service --port 8000 --db data/users.db --memcached "--SERVER=127.0.0.1:11211" --seed 100
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <cacheaside/libmemcached.hpp>
@@ -168,6 +169,14 @@ int main(int argc, char** argv) {
     // Debian's cpp-httplib leaves Nagle on: without this every keep-alive reply waits ~40 ms.
     svr.set_tcp_nodelay(true);
     svr.set_keep_alive_max_count(100000);
+    // Debian's cpp-httplib listens with a backlog of 5: a burst of new connections
+    // overflows it and a client's first request can fail. The listening socket is the
+    // one these options are applied to; listen() again widens its backlog after bind.
+    int listen_fd = -1;
+    svr.set_socket_options([&listen_fd](socket_t sock) {
+      httplib::default_socket_options(sock);
+      listen_fd = sock;
+    });
     user_service::add_routes(svr, *users, static_cast<std::size_t>(flags.max_body));
     if (!flags.quiet) user_service::add_request_log(svr);
     g_server = &svr;
@@ -177,6 +186,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "cannot listen on %s:%d\n", flags.host.c_str(), flags.port);
       return 1;
     }
+    if (listen_fd >= 0) ::listen(listen_fd, SOMAXCONN);
     std::string cache = flags.no_cache ? "no cache" : flags.memcached + ", " + flags.protocol;
     std::printf("listening on http://%s:%d (%s, %d threads)\n", flags.host.c_str(), flags.port,
                 cache.c_str(), flags.threads);
