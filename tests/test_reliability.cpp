@@ -119,8 +119,9 @@ TEST_CASE("a server without CAS ids (-C): one event, then single-flight and plai
   CHECK(c.stats().cache_errors == 0);
 }
 
+// [alone]: a timing bound; ctest runs these with nothing else on the machine's 2 cores.
 TEST_CASE("every get stays within 3x the poll timeout through a kill then a restart then a freeze",
-          "[reliability][slow]") {
+          "[reliability][slow][alone]") {
   const int runs = env_int("CACHEASIDE_TAIL_RUNS", 2);
   const auto poll = std::chrono::milliseconds(100);  // the stores' default
   long long worst_all = 0;
@@ -341,7 +342,7 @@ TEST_CASE("a caller waits for a busy pool's connection instead of failing at onc
   CHECK(c.stats().cache_errors == errors);
 }
 
-TEST_CASE("a full pool costs a get no more than the server's silence", "[reliability]") {
+TEST_CASE("a full pool costs a get no more than the server's silence", "[reliability][alone]") {
   MemcachedProcess mc;
   auto store = make_store(mc.config() + " --POOL-MAX=1");
   Database db;

@@ -413,7 +413,7 @@ TEST_CASE("16 concurrent clients: no 5xx, and the cache equals the database afte
     });
   }
   for (auto& th : clients) th.join();
-  INFO(errors);
+  if (transport_errors > 0) WARN(errors);  // in ctest's log even when the test passes
   CHECK(unanswered == 0);
   CHECK(transport_errors <= 4);  // of 4,000 requests
   CHECK(server_errors == 0);
