@@ -169,8 +169,8 @@ int main(int argc, char** argv) {
     // Debian's cpp-httplib leaves Nagle on: without this every keep-alive reply waits ~40 ms.
     svr.set_tcp_nodelay(true);
     svr.set_keep_alive_max_count(100000);
-    // Debian's cpp-httplib listens with a backlog of 5: a burst of new connections
-    // overflows it and a client's first request can fail. The listening socket is the
+    // Debian's cpp-httplib listens with a backlog of 5, which a burst of new connections
+    // overflows (the kernel counts them as listen overflows). The listening socket is the
     // one these options are applied to; listen() again widens its backlog after bind.
     int listen_fd = -1;
     svr.set_socket_options([&listen_fd](socket_t sock) {
