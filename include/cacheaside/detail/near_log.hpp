@@ -73,8 +73,9 @@ class NearLog {
     std::vector<StoreItem> items;
     std::vector<char> found;
     if (store_->get_multi(keys, items, found) != StoreStatus::ok) return r;
+    const std::uint64_t first = last_ + 1;  // last_ moves on inside the loop
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      std::uint64_t s = last_ + 1 + i;
+      std::uint64_t s = first + i;
       std::uint64_t seq = 0;
       std::size_t space = items[i].value.find(' ');
       bool good = found[i] && space != std::string::npos &&
