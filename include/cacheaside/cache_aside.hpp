@@ -135,6 +135,8 @@ class CacheAside {
   /// Values for keys, in input order (duplicates allowed). One multi-get round
   /// trip for all hits; misses go to the bulk loader (one call with exactly the
   /// missing keys) if one is set, else to the loader one by one, and are stored.
+  /// Keys whose lease another process holds are waited for after the others
+  /// are loaded and stored (a second bulk call, if they still need loading).
   std::vector<std::optional<Value>> get_many(const std::vector<Key>& keys) {
     detail::KeyBatch batch(keys.size());
     bool cacheable = true;

@@ -282,11 +282,30 @@ class MissPath {
       }
       settle(*m, to_load, busy, nullptr);
     }
+    // Never wait holding a lease: what was won is loaded and stored first, else two
+    // get_manys in two processes, each holding a key the other waits for, wait for
+    // each other until lease_wait. The wait's bound counts from after those loads.
+    std::exception_ptr failed;
+    auto load_won = [&] {
+      if (busy.empty() || to_load.empty()) return Clock::time_point::duration::zero();
+      auto t0 = clock_.now();
+      try {
+        load(to_load, bulk);
+      } catch (...) {
+        failed = std::current_exception();  // its flights failed; the waits go on
+      }
+      to_load.clear();
+      return clock_.now() - t0;
+    };
+    load_won();
     auto wait_start = clock_.now();
     auto deadline = wait_start + opt_.lease_wait;
     auto backoff = std::chrono::milliseconds(2);
     if (!busy.empty()) Reporter::bump(report_.stats.lease_waits, busy.size());
     while (!busy.empty()) {
+      auto loading = load_won();  // leases won in the last poll
+      wait_start += loading;
+      deadline += loading;
       auto now = clock_.now();
       if (now >= deadline) {
         for (Miss* m : busy) {  // load without storing rather than wait longer
@@ -327,6 +346,7 @@ class MissPath {
       busy.swap(still);
     }
     load(to_load, bulk);
+    if (failed) std::rethrow_exception(failed);
   }
 
   // Acts on an acquired lookup: a result, a load to make, or a wait.
