@@ -136,10 +136,11 @@ TEST_CASE("meta: a lease loser waits for the winner's value and never loads", "[
   std::thread ta([&] { got_a = a.get("k"); });
   REQUIRE(gate.wait_arrival());
   std::thread tb([&] { got_b = b.get("k"); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  bool waiting = eventually([&] { return b.stats().lease_waits == 1; });  // found a's lease
   gate.open();
   ta.join();
   tb.join();
+  REQUIRE(waiting);
   CHECK(got_a == "from a");
   CHECK(got_b == "from a");
   CHECK(b_loads == 0);
@@ -192,10 +193,11 @@ TEST_CASE("meta: stale_on_invalidate off, nobody gets the old value after invali
   std::thread ta([&] { got_a = a.get("k"); });
   REQUIRE(gate.wait_arrival());
   std::thread tb([&] { got_b = b.get("k"); });  // waits for a's load
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  bool waiting = eventually([&] { return b.stats().lease_waits == 1; });
   gate.open();
   ta.join();
   tb.join();
+  REQUIRE(waiting);
   CHECK(got_a == "v2");
   CHECK(got_b == "v2");
   CHECK(b_loads == 0);

@@ -317,8 +317,9 @@ TEST_CASE("a caller waits for a busy pool's connection instead of failing at onc
           "[reliability]") {
   MemcachedProcess mc;
   FaultProxy proxy(mc.port());
-  proxy.delay(std::chrono::milliseconds(15));  // a round trip of ~30 ms
-  auto store = make_store(proxy.config("--POOL-MAX=1"));
+  // The poll timeout bounds the pool wait too: long enough that no scheduling hiccup
+  // between the wait starting and the reply's release can end it.
+  auto store = make_store(proxy.config("--POOL-MAX=1 --POLL-TIMEOUT=5000"));
   Database db;
   db.db["a"] = "va";
   db.db["b"] = "vb";
@@ -326,20 +327,25 @@ TEST_CASE("a caller waits for a busy pool's connection instead of failing at onc
   REQUIRE(c.get("a") == "va");
   REQUIRE(c.get("b") == "vb");
   auto errors = c.stats().cache_errors;
-  // Ten times: one caller holds the only connection for a round trip, the other
-  // asks meanwhile and must get it when it comes back (well within the 100 ms
-  // poll timeout).
-  std::atomic<int> wrong{0};  // assertions stay on this thread (Catch is not thread-safe)
-  for (int i = 0; i < 10; ++i) {
-    std::thread first([&] {
-      if (c.get("a") != "va") ++wrong;
-    });
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    CHECK(c.get("b") == "vb");
+  // Three times: one caller holds the only connection (its reply held by the proxy),
+  // the other is seen waiting for it, then the reply goes through: both are served.
+  for (int i = 0; i < 3; ++i) {
+    proxy.hold_replies();
+    int reads = proxy.client_reads();
+    std::optional<std::string> got_a, got_b;
+    std::thread first([&] { got_a = c.get("a"); });
+    REQUIRE(eventually([&] { return proxy.client_reads() > reads; }));  // a's get is out
+    std::thread second([&] { got_b = c.get("b"); });
+    bool waited = eventually([&] { return pool_waiters(*store) == 1; });
+    proxy.release_replies();
     first.join();
+    second.join();
+    REQUIRE(waited);
+    CHECK(got_a == "va");
+    CHECK(got_b == "vb");
   }
-  CHECK(wrong == 0);
   CHECK(c.stats().cache_errors == errors);
+  CHECK(pool_waiters(*store) == 0);
 }
 
 TEST_CASE("a full pool costs a get no more than the server's silence", "[reliability][alone]") {

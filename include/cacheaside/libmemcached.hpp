@@ -111,6 +111,10 @@ class MemcachedStore : public Store {
   /// The configuration string in effect (defaults + yours).
   const std::string& config() const { return config_; }
 
+  /// Callers waiting for a free pooled connection now (a gauge of pool contention:
+  /// each waits at most the poll timeout).
+  int pool_waiters() const { return pool_waiters_.load(std::memory_order_relaxed); }
+
   StoreStatus get(std::string_view key, StoreItem& item) override {
     Conn c(*this);
     if (!c) return c.status();

@@ -112,6 +112,10 @@ class MetaStore : public Store, public LookupProtocolSource, public detail::Meta
   /// The configuration string as given.
   const std::string& config() const { return config_; }
 
+  /// Callers waiting for a free pooled connection now (a gauge of pool contention:
+  /// each waits at most the poll timeout).
+  int pool_waiters() const { return pool_waiters_.load(std::memory_order_relaxed); }
+
   /// "host:port" of the server a key lives on.
   std::string server_of(std::string_view key) const {
     const auto& a = servers_[index_of(key)]->address;
@@ -382,7 +386,10 @@ class MetaStore : public Store, public LookupProtocolSource, public detail::Meta
         g.reused = false;
         return c;
       }
-      if (s.cv.wait_until(lock, pool_deadline) == std::cv_status::timeout) {
+      pool_waiters_.fetch_add(1, std::memory_order_relaxed);
+      bool timed_out = s.cv.wait_until(lock, pool_deadline) == std::cv_status::timeout;
+      pool_waiters_.fetch_sub(1, std::memory_order_relaxed);
+      if (timed_out) {
         st = StoreStatus::unavailable;  // no connection free in the pool
         g.pool_full = true;
         return nullptr;
@@ -535,6 +542,7 @@ class MetaStore : public Store, public LookupProtocolSource, public detail::Meta
   std::vector<std::unique_ptr<Server>> servers_;
   memcached_st* ketama_ = nullptr;  // several servers: the continuum (read only)
   std::size_t pool_max_ = 16;
+  std::atomic<int> pool_waiters_{0};
   std::chrono::milliseconds connect_timeout_{200};
   std::chrono::milliseconds poll_timeout_{100};
   std::chrono::seconds retry_timeout_{1};

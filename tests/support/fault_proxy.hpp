@@ -88,6 +88,18 @@ class FaultProxy {
   }
   /// Connections accepted so far.
   int accepted() const { return accepted_.load(); }
+  /// Replies are kept (not lost) until `release_replies()`: a request stays in
+  /// flight for as long as a test needs, with no timing involved.
+  void hold_replies() {
+    hold_ = true;
+    wake();
+  }
+  void release_replies() {
+    hold_ = false;
+    wake();
+  }
+  /// Reads of client bytes so far (at least one per request that reached the proxy).
+  int client_reads() const { return client_reads_.load(); }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -163,6 +175,7 @@ class FaultProxy {
       ssize_t n = ::read(p.fd[i], buf, sizeof buf);
       if (n == 0) return false;
       if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+      if (i == 0) ++client_reads_;
       if (mode_ == Mode::drop || (mode_ == Mode::drop_replies && i == 1)) continue;
       p.out[1 - i].push_back(Chunk{std::string(buf, static_cast<std::size_t>(n)), 0,
                                    Clock::now() + std::chrono::milliseconds(delay_ms_.load())});
@@ -178,6 +191,7 @@ class FaultProxy {
   }
 
   bool pump_out(Pair& p, int i) {
+    if (i == 0 && hold_) return true;
     auto now = Clock::now();
     while (!p.out[i].empty() && p.out[i].front().due <= now) {
       Chunk& c = p.out[i].front();
@@ -213,7 +227,7 @@ class FaultProxy {
       for (auto& p : pairs_) {
         for (int i = 0; i < 2; ++i) {
           short ev = POLLIN;
-          if (!p->out[i].empty()) {
+          if (!p->out[i].empty() && !(i == 0 && hold_)) {
             auto due = p->out[i].front().due;
             if (due <= now) {
               ev |= POLLOUT;
@@ -254,6 +268,8 @@ class FaultProxy {
   std::string needle_;  // arms drop_replies
   std::atomic<int> delay_ms_{0};
   std::atomic<int> accepted_{0};
+  std::atomic<int> client_reads_{0};
+  std::atomic<bool> hold_{false};
   std::atomic<bool> stop_{false};
   std::vector<std::unique_ptr<Pair>> pairs_;  // the proxy thread's only
   std::thread thread_;

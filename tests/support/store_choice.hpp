@@ -21,4 +21,11 @@ inline std::shared_ptr<cacheaside::Store> make_store(const std::string& config) 
   return std::make_shared<cacheaside::MemcachedStore>(config);
 }
 
+/// Callers waiting for one of the store's pooled connections now.
+inline int pool_waiters(const cacheaside::Store& store) {
+  if (auto* m = dynamic_cast<const cacheaside::MetaStore*>(&store)) return m->pool_waiters();
+  if (auto* c = dynamic_cast<const cacheaside::MemcachedStore*>(&store)) return c->pool_waiters();
+  return 0;
+}
+
 }  // namespace cacheaside_test
