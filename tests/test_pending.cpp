@@ -314,3 +314,77 @@ TEST_CASE("the spool stays small while failures come and go", "[pending]") {
   c.reset();
   ::unlink(path.c_str());
 }
+
+// Confirmations are ordered: a success erases only what failed before its store call.
+// Each case pins one window by failing a second invalidation of the same key from
+// inside the first one's store call (as another thread would, at that instant).
+
+TEST_CASE("a delete that was applied does not erase a later failed delete's record", "[pending]") {
+  World w;
+  auto c = w.cache(w.options());
+  auto other = w.cache(w.options());  // another process on the same memcached
+  w.db["k"] = "v1";
+  REQUIRE(c->get("k") == "v1");
+  bool armed = true;
+  w.store->after = [&](const char* op, std::string_view, StoreStatus st) {
+    if (!armed || std::string_view(op) != "remove" || st != StoreStatus::ok) return;
+    armed = false;  // the first delete is applied; now a write whose delete fails
+    w.store->fail_removes = true;
+    w.db["k"] = "v2";
+    CHECK_FALSE(c->invalidate("k"));
+    w.store->fail_removes = false;
+  };
+  CHECK(c->invalidate("k"));
+  w.store->after = nullptr;
+  CHECK(c->usage().pending == 1);  // the failed one is still owed
+  REQUIRE(other->put("k", "v1"));  // the old value lands in memcached meanwhile
+  CHECK(c->get("k") == "v2");      // this process still holds the key out
+  CHECK(c->retry_pending() == 0);
+  CHECK(w.cached(*c, "k").empty());
+}
+
+TEST_CASE("a group bump that was applied does not erase a later failed key delete's record",
+          "[pending]") {
+  World w;
+  Options o = w.options();
+  o.group = "g";
+  auto c = w.cache(o);
+  w.db["k"] = "v1";
+  REQUIRE(c->get("k") == "v1");
+  bool armed = true;
+  w.store->after = [&](const char* op, std::string_view, StoreStatus st) {
+    if (!armed || std::string_view(op) != "incr" || st != StoreStatus::ok) return;
+    armed = false;  // the bump is applied; a delete of the new generation's key fails
+    w.store->fail_removes = true;
+    CHECK_FALSE(c->invalidate("k"));
+    w.store->fail_removes = false;
+  };
+  CHECK(c->invalidate_all());
+  w.store->after = nullptr;
+  CHECK(c->usage().pending == 1);
+}
+
+TEST_CASE("a key that fails while a group bump is pending is not cleared by a bump in flight",
+          "[pending]") {
+  World w;
+  Options o = w.options();
+  o.group = "g";
+  auto c = w.cache(o);
+  w.db["k"] = "v1";
+  REQUIRE(c->get("k") == "v1");
+  w.store->fail = true;
+  CHECK_FALSE(c->invalidate_all());  // a pending group bump
+  w.store->fail = false;
+  REQUIRE(c->usage().pending == 1);
+  bool armed = true;
+  w.store->after = [&](const char* op, std::string_view, StoreStatus st) {
+    if (!armed || std::string_view(op) != "incr" || st != StoreStatus::ok) return;
+    armed = false;  // the retry's bump landed; a delete under the new generation fails
+    w.store->fail_removes = true;
+    CHECK_FALSE(c->invalidate("k"));
+    w.store->fail_removes = false;
+  };
+  CHECK(c->retry_pending() == 1);  // that key's failure still needs a bump
+  w.store->after = nullptr;
+  CHECK(c->retry_pending() == 0);
+}

@@ -225,10 +225,11 @@ class CacheAside {
     drop_near(mkey);
     bool stored = false;
     detail::Encoded e;
+    auto ticket = pending_.ticket();
     if (codec_.encode(mkey, value, 0, e)) {  // a refusal here is counted by encode
       stored = report_.write(mkey, protocol_->store(mkey, e.bytes, e.flags, e.exptime), "set");
     }
-    bool ok = stored ? published(mkey, "near log append") : false;
+    bool ok = stored ? published(mkey, "near log append", ticket) : false;
     // The new value could not be cached: the old one must not stay.
     if (!stored) remove_or_keep(mkey, "delete after a failed set");
     drop_near(mkey);  // a read that raced the set may have offered the old value
@@ -265,6 +266,7 @@ class CacheAside {
   bool invalidate_all() {
     if (!group_.enabled()) throw Error("cacheaside: invalidate_all needs Options::group");
     if (near_) near_->drop_all();
+    auto ticket = pending_.ticket();
     StoreStatus st = group_.bump();
     const char* what = "incr";
     if (st == StoreStatus::ok) {
@@ -273,7 +275,7 @@ class CacheAside {
     }
     if (near_) near_->drop_all();
     if (st == StoreStatus::ok) {
-      pending_.confirmed_all();
+      pending_.confirmed_all(ticket);
       return true;
     }
     report_.cache_error(group_.key(), st, what);
@@ -369,21 +371,22 @@ class CacheAside {
   // Deletes mkey (and tells other near caches); when the store does not confirm
   // it, the delete is pending.
   bool remove_or_keep(const std::string& mkey, const char* what) {
+    auto ticket = pending_.ticket();
     StoreStatus st = protocol_->remove(mkey);
     if (st != StoreStatus::ok && st != StoreStatus::not_found) {
       report_.cache_error(mkey, st, what);
       pending_.add(detail::PendingInvalidations::Op::remove, mkey, st, what);
       return false;
     }
-    return published(mkey, "near log append");
+    return published(mkey, "near log append", ticket);
   }
 
   // Appends a written key to the near cache's log; a failure leaves a pending
-  // delete (its retry appends too).
-  bool published(const std::string& mkey, const char* what) {
+  // delete (its retry appends too). ticket: taken before the write's store call.
+  bool published(const std::string& mkey, const char* what, std::uint64_t ticket) {
     StoreStatus st = publish(mkey);
     if (st == StoreStatus::ok) {
-      pending_.confirmed(mkey);
+      pending_.confirmed(mkey, ticket);
       return true;
     }
     report_.cache_error(mkey, st, what);

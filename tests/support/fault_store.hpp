@@ -16,8 +16,9 @@ class FaultStore : public cacheaside::Store {
  public:
   explicit FaultStore(std::shared_ptr<cacheaside::Store> inner) : inner_(std::move(inner)) {}
 
-  std::atomic<bool> fail{false};         // every operation answers `failure`
-  std::atomic<bool> fail_writes{false};  // set/add/cas answer `failure`
+  std::atomic<bool> fail{false};          // every operation answers `failure`
+  std::atomic<bool> fail_writes{false};   // set/add/cas answer `failure`
+  std::atomic<bool> fail_removes{false};  // remove answers `failure`
   cacheaside::StoreStatus failure = cacheaside::StoreStatus::unavailable;
   std::atomic<int> gets{0}, multi_gets{0}, sets{0}, adds{0}, cases{0}, removes{0}, incrs{0};
 
@@ -62,7 +63,7 @@ class FaultStore : public cacheaside::Store {
   }
   S remove(std::string_view k) override {
     ++removes;
-    return done("remove", k, fail ? failure : inner_->remove(k));
+    return done("remove", k, fail || fail_removes ? failure : inner_->remove(k));
   }
   S incr(std::string_view k, std::uint64_t d, std::uint64_t init, cacheaside::Exptime e,
          std::uint64_t& v) override {

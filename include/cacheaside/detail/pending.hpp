@@ -113,7 +113,10 @@ class PendingInvalidations {
     if (op == Op::bump) {
       note_bump();
     } else if (group_) {
-      op = Op::bump;  // the pending group bump covers this key too
+      // The pending group bump covers this key too, if it is applied after now: a
+      // bump in flight may have landed before this key's generation was read.
+      note_bump();
+      op = Op::bump;
       reason += "; covered by the pending group bump";
     } else if (keys_.size() >= set_.max_keys && keys_.count(key) == 0) {
       Reporter::bump(report_.stats.invalidations_overflowed);
@@ -142,19 +145,27 @@ class PendingInvalidations {
     start_locked(std::chrono::steady_clock::now() + first_delay());
   }
 
-  /// A later invalidation or write of key succeeded: nothing to retry.
-  void confirmed(const std::string& key) {
+  /// Taken before a store call whose success may confirm pending records: that
+  /// success covers only the records older than the ticket.
+  std::uint64_t ticket() const { return seq_.load(std::memory_order_acquire); }
+
+  /// An invalidation or write of key, whose store call began at ticket t,
+  /// succeeded: a failure of key recorded before t needs no retry.
+  void confirmed(const std::string& key, std::uint64_t t) {
     if (count_.load(std::memory_order_acquire) == 0) return;
     std::lock_guard<std::mutex> lock(mu_);
-    if (keys_.erase(key) != 0) publish_count();
+    auto it = keys_.find(key);
+    if (it == keys_.end() || it->second.seq > t) return;  // failed again since t
+    keys_.erase(it);
+    publish_count();
   }
 
-  /// A later group bump succeeded: every key of the cache moved on.
-  void confirmed_all() {
+  /// A group bump that began at ticket t succeeded: every key recorded before t
+  /// moved on with it.
+  void confirmed_all(std::uint64_t t) {
     if (count_.load(std::memory_order_acquire) == 0) return;
     std::lock_guard<std::mutex> lock(mu_);
-    keys_.clear();
-    group_ = false;
+    erase_up_to(t);
     publish_count();
   }
 
@@ -184,6 +195,14 @@ class PendingInvalidations {
     if (!group_) group_since_ = std::chrono::steady_clock::now();
     group_ = true;
     group_seq_ = ++seq_;
+  }
+
+  // Forgets the group bump and the keys recorded at or before ticket t.
+  void erase_up_to(std::uint64_t t) {
+    if (group_ && group_seq_ <= t) group_ = false;
+    for (auto it = keys_.begin(); it != keys_.end();) {
+      it = it->second.seq <= t ? keys_.erase(it) : std::next(it);
+    }
   }
 
   void publish_count() { count_.store(keys_.size() + (group_ ? 1 : 0), std::memory_order_release); }
@@ -275,8 +294,7 @@ class PendingInvalidations {
       if (t.op == Op::bump) {
         if (!group_ || group_seq_ != t.seq) continue;  // failed again meanwhile
         since = group_since_;
-        group_ = false;
-        keys_.clear();  // the bump moved every key on
+        erase_up_to(t.seq);  // the bump moved every key recorded before it on
       } else {
         auto it = keys_.find(t.key);
         if (it == keys_.end() || it->second.seq != t.seq) continue;
@@ -304,7 +322,7 @@ class PendingInvalidations {
   bool group_ = false;
   std::uint64_t group_seq_ = 0;
   std::chrono::steady_clock::time_point group_since_;
-  std::uint64_t seq_ = 0;
+  std::atomic<std::uint64_t> seq_{0};  // changed under mu_; ticket() reads it without
   std::atomic<std::size_t> count_{0};
   std::size_t rotation_ = 0;
   bool scheduled_ = false;
