@@ -269,6 +269,28 @@ TEST_CASE("raw format writes only the serializer's bytes with flags 0", "[cache]
   CHECK(users.stats().hits == 1);
 }
 
+TEST_CASE("raw format: an empty value is cached like any other", "[cache]") {
+  // Over the meta protocol an empty flags-0 item is also memcached's placeholder for
+  // a load in progress; a raw cache has no leases, so for it the item is a value.
+  Server srv;
+  Options o;
+  o.format = Format::raw;
+  std::atomic<int> loads{0};
+  StringCache c(
+      srv.store,
+      [&](const std::string&) -> std::optional<std::string> {
+        ++loads;
+        return std::string();
+      },
+      o);
+  for (int i = 0; i < 3; ++i) CHECK(c.get("empty") == std::string());
+  CHECK(c.get_many({"empty", "empty"}) ==
+        std::vector<std::optional<std::string>>{std::string(), std::string()});
+  CHECK(c.peek("empty") == std::string());
+  CHECK(loads == 1);
+  CHECK(c.stats().hits == 3);
+}
+
 TEST_CASE("CborSerializer and envelope flags", "[cache]") {
   Server srv;
   CacheAside<int, User, CborSerializer<User>> users(

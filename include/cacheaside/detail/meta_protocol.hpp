@@ -161,7 +161,9 @@ class MetaProtocol final : public LookupProtocol {
       return 0;
     }
     l.present = true;
-    bool placeholder = is_placeholder(l.item);
+    // Only an envelope cache can tell memcached's placeholder from a value: for a
+    // raw one (no leases) an empty flags-0 item is an empty value.
+    bool placeholder = policy_.envelope && is_placeholder(l.item);
     if (op.won) {
       LeaseToken t;
       t.cas = l.item.cas;
