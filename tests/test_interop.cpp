@@ -48,12 +48,16 @@ TEST_CASE("raw format interoperates with pymemcache both ways", "[interop]") {
       },
       o);
 
-  // Python writes users_all like the original service; we read it as a hit.
+  // Python writes users_all like the original service; we read it as a hit. (It waits
+  // for STORED: pymemcache's default noreply returns before memcached applied the set,
+  // and our get, on another connection, could come first.)
   python(R"(
 import sys, json
 from pymemcache.client.base import Client
 c = Client(("127.0.0.1", int(sys.argv[1])), serde=None)
-c.set("users_all", json.dumps([{"id": 7, "name": "py", "email": "py@example.com"}]), expire=60)
+ok = c.set("users_all", json.dumps([{"id": 7, "name": "py", "email": "py@example.com"}]),
+           expire=60, noreply=False)
+assert ok
 )",
          srv.process.port());
   auto from_py = lists.get("users_all");
