@@ -191,9 +191,9 @@ TEST_CASE("a log slot that stays missing is a gap; the counter evicted is one to
   b->get("keep");
   a->invalidate("other");
   // Evict every log slot (as memcached under memory pressure could).
-  for (int s = 0; s < 1024; ++s)
-    w.base.store->remove(encode_key("near_log:near:", max_key_length - 16) + "%" +
-                         std::to_string(s));
+  detail::NearLog log(w.base.store, encode_key("near_log:near:", max_key_length - 16), 1024,
+                      w.base.clock);
+  for (int s = 0; s < 1024; ++s) w.base.store->remove(log.slot(s));
   b->sync_near();  // the writer may still be between its two steps: wait once
   CHECK(b->stats().near_log_gaps == 0);
   CHECK(b->usage().near == 1);
@@ -207,6 +207,53 @@ TEST_CASE("a log slot that stays missing is a gap; the counter evicted is one to
   a->invalidate("other");  // a new counter, started at the current time
   b->sync_near();
   CHECK(b->stats().near_log_gaps == 2);
+}
+
+TEST_CASE("no escaped user key is a log slot's key", "[near]") {
+  // The log of a cache named "users" with no prefix, and the key text that escapes to
+  // what its slot 123 was in 0.2 ("%" + decimal: decimal digits are hex digits).
+  std::string base = encode_key("near_log:users:", max_key_length - 16);
+  detail::NearLog log(std::make_shared<InMemoryStore>(), base, 1024,
+                      std::make_shared<ManualClock>());
+  std::string text =
+      "near_log:users:\x12"
+      "3";
+  CHECK(encode_key(text) == log.legacy_slot(123));  // the 0.2 collision
+  CHECK(encode_key(text) != log.slot(123));
+  for (int b = 0; b < 256; ++b)
+    for (const char* tail : {"", "1", "23", "s1", "c"}) {
+      std::string k = encode_key("near_log:users:" + std::string(1, static_cast<char>(b)) + tail);
+      CHECK(k.rfind(base + "%s", 0) != 0);
+      CHECK(k != log.counter_key());
+    }
+}
+
+TEST_CASE("records a 0.2 writer left in the old slot form are still applied", "[near]") {
+  NearWorld w;
+  auto b = w.cache(w.options());
+  w.db["x"] = "old";
+  w.db["y"] = "old";
+  for (const char* k : {"x", "y"}) {
+    b->get(k);
+    b->get(k);
+  }
+  REQUIRE(b->usage().near == 2);
+  detail::NearLog log(w.base.store, encode_key("near_log:near:", max_key_length - 16), 1024,
+                      w.base.clock);
+  w.db["x"] = "new";
+  w.db["y"] = "new";
+  for (const char* k : {"x", "y"}) {  // as 0.2 invalidated: delete, incr, the old slot
+    REQUIRE(w.base.store->remove(b->cache_key(k)) == StoreStatus::ok);
+    std::uint64_t seq = 0;
+    REQUIRE(w.base.store->incr(log.counter_key(), 1, 0, 0, seq) == StoreStatus::ok);
+    REQUIRE(w.base.store->set(log.legacy_slot(seq), std::to_string(seq) + " " + b->cache_key(k), 0,
+                              0) == StoreStatus::ok);
+  }
+  b->sync_near();
+  CHECK(b->stats().near_log_gaps == 0);
+  CHECK(b->usage().near == 0);
+  CHECK(b->get("x") == "new");
+  CHECK(b->get("y") == "new");
 }
 
 TEST_CASE("a read that raced an invalidation does not leave the old value near", "[near]") {

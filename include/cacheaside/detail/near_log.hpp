@@ -2,7 +2,7 @@
 // through memcached alone (internal).
 //
 // In memcached, for one cache: a sequence counter `<base>%c`, and a ring of
-// `ring` slots `<base>%<seq mod ring>`, each holding "<seq> <memcached key>"
+// `ring` slots `<base>%s<seq mod ring>`, each holding "<seq> <memcached key>"
 // ("*" for everything: a group bump). A writer increments the counter, then
 // fills the slot of the number it got. A reader remembers the last number it
 // applied and reads the slots after it; anything it cannot account for (the
@@ -68,19 +68,22 @@ class NearLog {
       return r;
     }
     if (now < last_ || now - last_ > ring_) return gap(r, now);
+    // Each record's slot, then its slot in the 0.2 form (a writer of 0.2 may
+    // still be running beside this one).
     std::vector<std::string> keys;
-    for (std::uint64_t s = last_ + 1; s <= now; ++s) keys.push_back(slot(s));
+    for (std::uint64_t s = last_ + 1; s <= now; ++s) {
+      keys.push_back(slot(s));
+      keys.push_back(legacy_slot(s));
+    }
     std::vector<StoreItem> items;
     std::vector<char> found;
     if (store_->get_multi(keys, items, found) != StoreStatus::ok) return r;
     const std::uint64_t first = last_ + 1;  // last_ moves on inside the loop
-    for (std::size_t i = 0; i < keys.size(); ++i) {
+    for (std::size_t i = 0; i < keys.size() / 2; ++i) {
       std::uint64_t s = first + i;
-      std::uint64_t seq = 0;
-      std::size_t space = items[i].value.find(' ');
-      bool good = found[i] && space != std::string::npos &&
-                  parse(std::string_view(items[i].value).substr(0, space), seq) && seq == s;
-      if (!good) {
+      std::string key;
+      if (!record(items[2 * i], found[2 * i], s, key) &&
+          !record(items[2 * i + 1], found[2 * i + 1], s, key)) {
         // A writer between its increment and its set, or a lost slot: wait
         // one read for it, then give up on it.
         if (missing_ == s) return gap(r, now);
@@ -88,7 +91,7 @@ class NearLog {
         last_ = s - 1;
         return r;  // not current yet: r.keys so far are applied by the caller
       }
-      r.keys.push_back(items[i].value.substr(space + 1));
+      r.keys.push_back(std::move(key));
       last_ = s;
     }
     missing_ = 0;
@@ -97,7 +100,13 @@ class NearLog {
   }
 
   const std::string& counter_key() const { return counter_; }
-  std::string slot(std::uint64_t seq) const { return base_ + "%" + std::to_string(seq % ring_); }
+  /// The slot of record seq: `<base>%s<seq mod ring>` ('s' is no hex digit, so no
+  /// escaped user key is ever a slot's key).
+  std::string slot(std::uint64_t seq) const { return base_ + "%s" + std::to_string(seq % ring_); }
+  /// The slot in the form 0.2 wrote, `<base>%<seq mod ring>`: read, never written.
+  std::string legacy_slot(std::uint64_t seq) const {
+    return base_ + "%" + std::to_string(seq % ring_);
+  }
 
  private:
   // A new counter starts at the current time in microseconds: far ahead of any
@@ -112,6 +121,17 @@ class NearLog {
     r.gap = true;
     r.keys.clear();
     return r;
+  }
+
+  // A slot's item, if it holds record s: "<s> <memcached key>".
+  static bool record(const StoreItem& item, char found, std::uint64_t s, std::string& key) {
+    std::uint64_t seq = 0;
+    std::size_t space = item.value.find(' ');
+    if (!found || space == std::string::npos ||
+        !parse(std::string_view(item.value).substr(0, space), seq) || seq != s)
+      return false;
+    key = item.value.substr(space + 1);
+    return true;
   }
 
   static bool parse(std::string_view s, std::uint64_t& out) {
