@@ -22,7 +22,9 @@
 #include "detail/classic_protocol.hpp"
 #include "detail/group.hpp"
 #include "detail/key_batch.hpp"
-#include "detail/miss_path.hpp"
+#include "detail/miss/blocking_driver.hpp"
+#include "detail/miss/context.hpp"
+#include "detail/miss/read_fsm.hpp"
 #include "detail/near.hpp"
 #include "detail/pending.hpp"
 #include "detail/random.hpp"
@@ -89,8 +91,8 @@ class CacheAside {
               return st == StoreStatus::ok ? publish(all ? "*" : key) : st;
             },
             report_),
-        path_(std::move(loader), std::move(bulk_loader), opt_, *clock_, report_, codec_, *protocol_,
-              pending_) {}
+        reads_(opt_, report_, codec_, pending_, near_.get(), *clock_),
+        driver_(*protocol_, std::move(loader), std::move(bulk_loader), *clock_, report_) {}
 
   CacheAside(const CacheAside&) = delete;
   CacheAside& operator=(const CacheAside&) = delete;
@@ -100,36 +102,11 @@ class CacheAside {
   /// negative_ttl).
   std::optional<Value> get(const Key& key) {
     std::string mkey;
-    if (!cache_key_to(key, mkey)) return path_.load_uncached(key, mkey);
-    thread_local Lookup scratch;  // keeps its buffer: a hit allocates only its value
-    std::optional<Value> v;
-    typename Near::Ticket ticket;
-    if (pending_.holds(mkey)) {
-      scratch.reset();  // memcached may still have the old value
-    } else {
-      if (near_) {
-        if (near_->get(mkey, v)) {
-          report_.near_hit(mkey, !v);
-          return v;
-        }
-        ticket = near_->ticket(mkey);  // before the read: a write after it voids the offer
-      }
-      protocol_->lookup(mkey, scratch);  // a miss may take its lease here
-    }
-    if (scratch.state == LookupState::hit && codec_.decode(mkey, scratch, v)) {
-      report_.hit(mkey, scratch.negative);
-      if (near_) near_->offer(mkey, v, scratch.expiry_ms, ticket);
-      if (v && refresh_due(scratch)) {
-        Miss m(key, std::move(mkey), scratch);
-        return path_.refresh_early(m, std::move(v));
-      }
-      return v;
-    }
-    report_.miss(mkey);
-    std::vector<Miss> one;
-    one.emplace_back(key, std::move(mkey), scratch);
-    path_.resolve(one, false);
-    return std::move(one.front().value);
+    bool cacheable = cache_key_to(key, mkey);
+    Read r(reads_, Read::Mode::get, false, 1);
+    r.add(key, std::move(mkey), cacheable);
+    driver_.run(r);
+    return std::move(r.units().front().value);
   }
 
   /// Values for keys, in input order (duplicates allowed). One multi-get round
@@ -139,64 +116,20 @@ class CacheAside {
   /// are loaded and stored (a second bulk call, if they still need loading).
   std::vector<std::optional<Value>> get_many(const std::vector<Key>& keys) {
     detail::KeyBatch batch(keys.size());
-    bool cacheable = true;
+    std::vector<char> cacheable;
+    cacheable.reserve(keys.size());
     for (const Key& k : keys) {
       std::string mkey;
-      cacheable = cache_key_to(k, mkey) && cacheable;
-      batch.add(std::move(mkey));
+      bool ok = cache_key_to(k, mkey);
+      if (batch.add(std::move(mkey))) cacheable.push_back(ok);
     }
-    std::vector<std::optional<Value>> vals(batch.unique().size());
-    std::vector<Miss> misses;
-    if (!cacheable) {  // the group generation is unreadable: load, store nothing
-      for (std::size_t u = 0; u < vals.size(); ++u)
-        misses.emplace_back(keys[batch.first(u)], batch.unique()[u]).slot = u;
-      path_.load_uncached(misses, true);
-      for (Miss& m : misses) vals[m.slot] = std::move(m.value);
-      return batch.spread(std::move(vals));
-    }
-    // With a near cache, memcached is asked only for what it does not hold.
-    const std::vector<std::string>* to_read = &batch.unique();
-    std::vector<std::string> rest;
-    std::vector<std::size_t> slot_of;
-    std::vector<typename Near::Ticket> tickets;
-    if (near_) {
-      for (std::size_t u = 0; u < vals.size(); ++u) {
-        const std::string& mkey = batch.unique()[u];
-        if (!pending_.holds(mkey) && near_->get(mkey, vals[u])) {
-          report_.near_hit(mkey, !vals[u]);
-          continue;
-        }
-        tickets.push_back(near_->ticket(mkey));
-        rest.push_back(mkey);
-        slot_of.push_back(u);
-      }
-      to_read = &rest;
-    }
-    std::vector<Lookup> looks;
-    if (!to_read->empty()) protocol_->lookup_many(*to_read, looks);
-    std::uint64_t hits = 0, negative = 0;
-    for (std::size_t j = 0; j < looks.size(); ++j) {
-      std::size_t u = near_ ? slot_of[j] : j;
-      const std::string& mkey = batch.unique()[u];
-      Lookup& l = looks[j];
-      if (pending_.holds(mkey)) path_.drop(mkey, l);
-      if (l.state == LookupState::hit && codec_.decode(mkey, l, vals[u])) {
-        ++hits;
-        if (l.negative) ++negative;
-        if (near_) near_->offer(mkey, vals[u], l.expiry_ms, tickets[j]);
-        if (report_.hooked())
-          report_.emit(l.negative ? EventType::negative_hit : EventType::hit, mkey);
-        continue;
-      }
-      report_.miss(mkey);
-      misses.emplace_back(keys[batch.first(u)], mkey, std::move(l)).slot = u;
-    }
-    detail::Reporter::bump(report_.stats.hits, hits);
-    detail::Reporter::bump(report_.stats.negative_hits, negative);
-    if (!misses.empty()) {
-      path_.resolve(misses, true);
-      for (Miss& m : misses) vals[m.slot] = std::move(m.value);
-    }
+    Read r(reads_, Read::Mode::get, true, batch.unique().size());
+    for (std::size_t u = 0; u < batch.unique().size(); ++u)
+      r.add(keys[batch.first(u)], batch.unique()[u], cacheable[u] != 0);
+    driver_.run(r);
+    std::vector<std::optional<Value>> vals;
+    vals.reserve(r.units().size());
+    for (auto& m : r.units()) vals.push_back(std::move(m.value));
     return batch.spread(std::move(vals));
   }
 
@@ -204,12 +137,12 @@ class CacheAside {
   /// expired, negative or unreadable.
   std::optional<Value> peek(const Key& key) {
     std::string mkey;
-    if (!cache_key_to(key, mkey) || pending_.holds(mkey)) return std::nullopt;
-    Lookup l;
-    protocol_->read(mkey, l);
-    std::optional<Value> v;
-    if (l.state == LookupState::hit && !l.negative && codec_.decode(mkey, l, v)) return v;
-    return std::nullopt;
+    bool cacheable = cache_key_to(key, mkey);
+    if (!cacheable) return std::nullopt;
+    Read r(reads_, Read::Mode::peek, false, 1);
+    r.add(key, std::move(mkey), true);
+    driver_.run(r);
+    return std::move(r.units().front().value);
   }
 
   /// Writes value through to the cache (after you wrote the source of truth).
@@ -221,7 +154,7 @@ class CacheAside {
     std::string mkey;
     if (!cache_key_to(key, mkey)) return unreachable_group();
     report_.emit(EventType::put, mkey);
-    path_.forget(mkey);
+    reads_.forget(mkey);
     drop_near(mkey);
     bool stored = false;
     detail::Encoded e;
@@ -245,7 +178,7 @@ class CacheAside {
     std::string mkey;
     if (!cache_key_to(key, mkey)) return unreachable_group();
     detail::Reporter::bump(report_.stats.invalidations);
-    path_.forget(mkey);
+    reads_.forget(mkey);
     report_.emit(EventType::invalidate, mkey);
     drop_near(mkey);
     bool ok = remove_or_keep(mkey, "delete");
@@ -295,14 +228,15 @@ class CacheAside {
 
   /// Sets the loader get_many uses for its misses. Not synchronized with calls
   /// in flight: set it before sharing the instance, or pass it to the constructor.
-  void set_bulk_loader(BulkLoader bulk) { path_.set_bulk_loader(std::move(bulk)); }
+  void set_bulk_loader(BulkLoader bulk) { driver_.set_bulk_loader(std::move(bulk)); }
 
   /// A snapshot of the counters.
   Stats stats() const { return report_.stats.snapshot(); }
 
   /// The sizes of the in-process tables (for monitoring: each is bounded).
   Usage usage() {
-    return {path_.flights(), path_.throttled(), pending_.size(), near_ ? near_->size() : 0};
+    return {reads_.flights.size(), reads_.throttle.size(), pending_.size(),
+            near_ ? near_->size() : 0};
   }
 
   /// The memcached key used for key (including the group generation, if any).
@@ -316,9 +250,8 @@ class CacheAside {
   const Options& options() const { return opt_; }
 
  private:
-  using Path = detail::MissPath<Key, Value, Serializer>;
   using Near = detail::Near<Value>;
-  using Miss = typename Path::Miss;
+  using Read = detail::ReadFsm<Key, Value, Serializer>;
 
   static Options checked(Options o) {
     if (o.ttl.count() <= 0) throw Error("cacheaside: ttl must be positive");
@@ -430,15 +363,6 @@ class CacheAside {
     return s;
   }
 
-  // XFetch: refresh when now - delta * beta * ln(rand) >= expiry.
-  bool refresh_due(const Lookup& l) const {
-    if (opt_.early_refresh_beta <= 0 || l.load_us == 0 || l.expiry_ms == 0) return false;
-    double gap = -static_cast<double>(l.load_us) / 1000.0 * opt_.early_refresh_beta *
-                 std::log(detail::uniform_open0());
-    // The time freshness was judged at: one clock read per hit.
-    return static_cast<double>(l.read_ms) + gap >= static_cast<double>(l.expiry_ms);
-  }
-
   static std::unique_ptr<LookupProtocol> make_protocol(const std::shared_ptr<Store>& store,
                                                        const Options& opt,
                                                        std::shared_ptr<Clock> clock,
@@ -474,8 +398,9 @@ class CacheAside {
   detail::GroupGeneration group_;
   std::unique_ptr<LookupProtocol> protocol_;
   std::unique_ptr<Near> near_;            // null: off
-  detail::PendingInvalidations pending_;  // after what it retries with, before path_
-  Path path_;
+  detail::PendingInvalidations pending_;  // after what it retries with, before the reads
+  detail::ReadContext<Key, Value, Serializer> reads_;
+  detail::BlockingDriver<Key, Value, Serializer> driver_;  // last: waits for background loads
 };
 
 }  // namespace cacheaside

@@ -24,7 +24,7 @@ for want in "libmemcached-dev (>= 1.1.4)" "nlohmann-json3-dev (>= 3.9)" "pkg-con
 done
 
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./||' >"$work/files"
-for f in usr/include/cacheaside/cacheaside.hpp usr/include/cacheaside/detail/miss_path.hpp \
+for f in usr/include/cacheaside/cacheaside.hpp usr/include/cacheaside/detail/miss/read_fsm.hpp \
   usr/include/cacheaside/meta.hpp usr/share/cmake/cacheaside/cacheasideConfig.cmake \
   usr/share/cmake/cacheaside/Findlibmemcached.cmake usr/share/pkgconfig/cacheaside.pc \
   usr/share/pkgconfig/cacheaside-memcached.pc usr/share/pkgconfig/cacheaside-meta.pc \

@@ -22,12 +22,13 @@ class KeyBatch {
     unique_.reserve(n);
   }
 
-  /// Adds the next input key.
-  void add(std::string mkey) {
+  /// Adds the next input key; true when it is a new distinct key.
+  bool add(std::string mkey) {
     const std::size_t mask = table_.size() - 1;
     std::size_t h = std::hash<std::string_view>{}(mkey)&mask;
     while (table_[h] != empty && unique_[table_[h]] != mkey) h = (h + 1) & mask;
-    if (table_[h] == empty) {
+    bool fresh = table_[h] == empty;
+    if (fresh) {
       table_[h] = unique_.size();
       first_.push_back(slot_.size());
       uses_.push_back(0);
@@ -35,6 +36,7 @@ class KeyBatch {
     }
     slot_.push_back(table_[h]);
     ++uses_[table_[h]];
+    return fresh;
   }
 
   /// The distinct keys, in order of first appearance.
