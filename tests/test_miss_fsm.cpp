@@ -27,7 +27,8 @@ struct World {
                                                           report};
   detail::PendingInvalidations pending{
       {}, [](auto, const std::string&) { return StoreStatus::ok; }, report};
-  Ctx ctx{opt, report, codec, pending, nullptr, clock};
+  detail::MissTables<std::string> tables{opt, clock};
+  Ctx ctx{opt, report, codec, pending, nullptr, tables};
 
   Clock::time_point now() const { return clock.now(); }
 };
@@ -279,7 +280,7 @@ TEST_CASE("fsm: a pending invalidation holds the key out of the cache", "[fsm]")
   detail::PendingInvalidations pending(
       {std::chrono::hours(1), 10, "", ""},
       [](auto, const std::string&) { return StoreStatus::unavailable; }, report);
-  Ctx ctx(w.opt, w.report, w.codec, pending, nullptr, w.clock);
+  Ctx ctx(w.opt, w.report, w.codec, pending, nullptr, w.tables);
   pending.add(detail::PendingInvalidations::Op::remove, "k", StoreStatus::unavailable, "delete");
   Fsm peek(ctx, Fsm::Mode::peek, false, 1);
   peek.add("k", "k", true);

@@ -314,6 +314,30 @@ TEST_CASE("pending invalidations hold out near entries too", "[near]") {
   CHECK(c->get("k") == "2");
 }
 
+TEST_CASE("a pending invalidation, once applied, reaches the other processes' near caches",
+          "[near]") {
+  NearWorld w;
+  Options o = w.options();
+  o.invalidation_retry = std::chrono::seconds(60);  // retried by hand
+  auto a = w.cache(o);
+  auto b = w.cache(o);
+  w.db["k"] = "1";
+  b->get("k");
+  b->get("k");
+  REQUIRE(b->usage().near == 1);
+  w.store->fail = true;  // a's partition
+  w.db["k"] = "2";
+  CHECK_FALSE(a->put("k", "2"));
+  w.store->fail = false;
+  b->sync_near();
+  CHECK(b->get("k") == "1");  // nothing reached memcached yet
+  CHECK(a->retry_pending() == 0);
+  b->sync_near();
+  INFO("b near " << b->usage().near << " gaps " << b->stats().near_log_gaps << " reads "
+                 << b->stats().near_log_reads << " hits " << b->stats().near_hits);
+  CHECK(b->get("k") == "2");
+}
+
 TEST_CASE("near options are checked", "[near]") {
   NearWorld w;
   Options o = w.options();

@@ -21,6 +21,7 @@
 #include "clock.hpp"
 #include "detail/classic_protocol.hpp"
 #include "detail/group.hpp"
+#include "detail/invalidation/invalidator.hpp"
 #include "detail/key_batch.hpp"
 #include "detail/miss/blocking_driver.hpp"
 #include "detail/miss/context.hpp"
@@ -29,6 +30,7 @@
 #include "detail/pending.hpp"
 #include "detail/random.hpp"
 #include "detail/reporter.hpp"
+#include "detail/setup.hpp"
 #include "detail/value_codec.hpp"
 #include "error.hpp"
 #include "key.hpp"
@@ -74,24 +76,18 @@ class CacheAside {
   CacheAside(std::shared_ptr<Store> store, Loader loader, BulkLoader bulk_loader,
              Options options = {}, Serializer serializer = Serializer())
       : store_(std::move(store)),
-        opt_(checked(std::move(options))),
+        opt_(detail::checked(std::move(options))),
         clock_(opt_.clock ? opt_.clock : SystemClock::instance()),
         report_(opt_.name, opt_.on_event),
-        codec_(std::move(serializer), opt_, negative_ttl(opt_), *clock_, report_),
+        codec_(std::move(serializer), opt_, detail::negative_ttl(opt_), *clock_, report_),
         group_(store_, opt_.group.empty() ? "" : encode_key(opt_.group, max_key_length - 2) + "%G",
                opt_.group_cache, clock_),
-        protocol_(make_protocol(store_, opt_, clock_, report_)),
-        near_(make_near(opt_, store_, clock_, report_)),
-        pending_(
-            pending_settings(opt_, group_.key()),
-            [this](detail::PendingInvalidations::Op op, const std::string& key) {
-              bool all = op == detail::PendingInvalidations::Op::bump && key == group_.key();
-              StoreStatus st = all ? group_.bump() : protocol_->remove(key);
-              if (st == StoreStatus::not_found) st = StoreStatus::ok;
-              return st == StoreStatus::ok ? publish(all ? "*" : key) : st;
-            },
-            report_),
-        reads_(opt_, report_, codec_, pending_, near_.get(), *clock_),
+        protocol_(detail::make_protocol(store_, opt_, Serializer::codec, clock_, report_)),
+        near_(detail::make_near<Value>(opt_, store_, clock_, report_)),
+        tables_(opt_, *clock_),
+        invalidations_(*protocol_, group_, near_.get(), tables_,
+                       detail::pending_settings(opt_, group_.key()), report_),
+        reads_(opt_, report_, codec_, invalidations_.pending(), near_.get(), tables_),
         driver_(*protocol_, std::move(loader), std::move(bulk_loader), *clock_, report_) {}
 
   CacheAside(const CacheAside&) = delete;
@@ -152,21 +148,10 @@ class CacheAside {
   bool put(const Key& key, const Value& value) {
     detail::Reporter::bump(report_.stats.puts);
     std::string mkey;
-    if (!cache_key_to(key, mkey)) return unreachable_group();
-    report_.emit(EventType::put, mkey);
-    reads_.forget(mkey);
-    drop_near(mkey);
-    bool stored = false;
+    if (!cache_key_to(key, mkey)) return invalidations_.unreachable_group();
     detail::Encoded e;
-    auto ticket = pending_.ticket();
-    if (codec_.encode(mkey, value, 0, e)) {  // a refusal here is counted by encode
-      stored = report_.write(mkey, protocol_->store(mkey, e.bytes, e.flags, e.exptime), "set");
-    }
-    bool ok = stored ? published(mkey, "near log append", ticket) : false;
-    // The new value could not be cached: the old one must not stay.
-    if (!stored) remove_or_keep(mkey, "delete after a failed set");
-    drop_near(mkey);  // a read that raced the set may have offered the old value
-    return ok;
+    bool encoded = codec_.encode(mkey, value, 0, e);  // a refusal here is counted by encode
+    return invalidations_.put(mkey, encoded ? &e : nullptr);
   }
 
   /// Deletes the cached entry (value, stale copy, negative entry or lease). A
@@ -176,14 +161,9 @@ class CacheAside {
   /// it, and reads of the key here bypass the cache until then.
   bool invalidate(const Key& key) {
     std::string mkey;
-    if (!cache_key_to(key, mkey)) return unreachable_group();
+    if (!cache_key_to(key, mkey)) return invalidations_.unreachable_group();
     detail::Reporter::bump(report_.stats.invalidations);
-    reads_.forget(mkey);
-    report_.emit(EventType::invalidate, mkey);
-    drop_near(mkey);
-    bool ok = remove_or_keep(mkey, "delete");
-    drop_near(mkey);  // a read that raced the delete may have offered the old value
-    return ok;
+    return invalidations_.invalidate(mkey);
   }
 
   /// invalidate() for each key; false if any failed.
@@ -198,22 +178,7 @@ class CacheAside {
   /// configured.
   bool invalidate_all() {
     if (!group_.enabled()) throw Error("cacheaside: invalidate_all needs Options::group");
-    if (near_) near_->drop_all();
-    auto ticket = pending_.ticket();
-    StoreStatus st = group_.bump();
-    const char* what = "incr";
-    if (st == StoreStatus::ok) {
-      st = publish("*");
-      what = "near log append";
-    }
-    if (near_) near_->drop_all();
-    if (st == StoreStatus::ok) {
-      pending_.confirmed_all(ticket);
-      return true;
-    }
-    report_.cache_error(group_.key(), st, what);
-    pending_.add(detail::PendingInvalidations::Op::bump, group_.key(), st, what);
-    return false;
+    return invalidations_.invalidate_all();
   }
 
   /// Reads the near cache's invalidation log now (the background does so every
@@ -224,7 +189,7 @@ class CacheAside {
 
   /// Retries pending invalidations now, in this thread (the background does so
   /// anyway, at most `invalidation_retry` apart); returns how many are left.
-  std::size_t retry_pending() { return pending_.retry_now(); }
+  std::size_t retry_pending() { return invalidations_.retry_now(); }
 
   /// Sets the loader get_many uses for its misses. Not synchronized with calls
   /// in flight: set it before sharing the instance, or pass it to the constructor.
@@ -235,7 +200,7 @@ class CacheAside {
 
   /// The sizes of the in-process tables (for monitoring: each is bounded).
   Usage usage() {
-    return {reads_.flights.size(), reads_.throttle.size(), pending_.size(),
+    return {tables_.flights.size(), tables_.throttle.size(), invalidations_.size(),
             near_ ? near_->size() : 0};
   }
 
@@ -252,30 +217,6 @@ class CacheAside {
  private:
   using Near = detail::Near<Value>;
   using Read = detail::ReadFsm<Key, Value, Serializer>;
-
-  static Options checked(Options o) {
-    if (o.ttl.count() <= 0) throw Error("cacheaside: ttl must be positive");
-    if (o.ttl_jitter < 0 || o.ttl_jitter >= 1)
-      throw Error("cacheaside: ttl_jitter must be in [0, 1)");
-    if (o.early_refresh_beta < 0) throw Error("cacheaside: early_refresh_beta must be >= 0");
-    if (o.max_stale.count() < 0 || o.soft_timeout.count() < 0 || o.hard_timeout.count() < 0 ||
-        o.near_ttl.count() < 0 || o.stale_on_invalidate.count() < 0)
-      throw Error("cacheaside: durations must not be negative");
-    if (o.near_ttl.count() > 0) {
-      if (o.format != Format::envelope)
-        throw Error("cacheaside: the near cache needs Format::envelope (it keeps the TTL)");
-      if (o.near_capacity == 0 || o.near_sync.count() <= 0)
-        throw Error("cacheaside: near_capacity and near_sync must be positive");
-    }
-    if (o.stale_on_invalidate.count() > 0 && (o.format != Format::envelope || !o.leases))
-      throw Error("cacheaside: stale_on_invalidate needs Format::envelope and leases");
-    return o;
-  }
-  static std::chrono::milliseconds negative_ttl(const Options& o) {
-    if (o.format == Format::raw) return std::chrono::milliseconds(0);
-    if (o.negative_ttl) return *o.negative_ttl;
-    return std::max<std::chrono::milliseconds>(o.ttl / 10, std::chrono::seconds(1));
-  }
 
   // Builds the memcached key; false when the group generation could not be read.
   bool cache_key_to(const Key& key, std::string& out) {
@@ -301,95 +242,6 @@ class CacheAside {
     return gen.has_value();
   }
 
-  // Deletes mkey (and tells other near caches); when the store does not confirm
-  // it, the delete is pending.
-  bool remove_or_keep(const std::string& mkey, const char* what) {
-    auto ticket = pending_.ticket();
-    StoreStatus st = protocol_->remove(mkey);
-    if (st != StoreStatus::ok && st != StoreStatus::not_found) {
-      report_.cache_error(mkey, st, what);
-      pending_.add(detail::PendingInvalidations::Op::remove, mkey, st, what);
-      return false;
-    }
-    return published(mkey, "near log append", ticket);
-  }
-
-  // Appends a written key to the near cache's log; a failure leaves a pending
-  // delete (its retry appends too). ticket: taken before the write's store call.
-  bool published(const std::string& mkey, const char* what, std::uint64_t ticket) {
-    StoreStatus st = publish(mkey);
-    if (st == StoreStatus::ok) {
-      pending_.confirmed(mkey, ticket);
-      return true;
-    }
-    report_.cache_error(mkey, st, what);
-    pending_.add(detail::PendingInvalidations::Op::remove, mkey, st, what);
-    return false;
-  }
-
-  StoreStatus publish(const std::string& mkey) {
-    return near_ ? near_->publish(mkey) : StoreStatus::ok;
-  }
-  void drop_near(const std::string& mkey) {
-    if (near_) near_->drop(mkey);
-  }
-
-  // A write whose key needs the group generation, which could not be read: the
-  // store is away, and the key could be any generation's. A pending group bump
-  // covers them all.
-  bool unreachable_group() {
-    pending_.add(detail::PendingInvalidations::Op::bump, group_.key(), StoreStatus::unavailable,
-                 "group generation");
-    return false;
-  }
-
-  // The near cache, if on. Its log in memcached is named after the cache's name
-  // and key prefix: processes that share those share the log.
-  static std::unique_ptr<Near> make_near(const Options& o, const std::shared_ptr<Store>& store,
-                                         const std::shared_ptr<Clock>& clock,
-                                         const detail::Reporter& report) {
-    if (o.near_ttl.count() == 0) return nullptr;
-    std::string base = encode_key("near_log:" + o.name + ":" + o.key_prefix, max_key_length - 16);
-    return std::make_unique<Near>(o, store, std::move(base), clock, report);
-  }
-
-  static detail::PendingInvalidations::Settings pending_settings(const Options& o,
-                                                                 const std::string& group_key) {
-    detail::PendingInvalidations::Settings s;
-    s.retry = o.invalidation_retry;
-    s.max_keys = o.max_pending_invalidations;
-    s.spool = o.invalidation_spool;
-    s.group_key = group_key;
-    return s;
-  }
-
-  static std::unique_ptr<LookupProtocol> make_protocol(const std::shared_ptr<Store>& store,
-                                                       const Options& opt,
-                                                       std::shared_ptr<Clock> clock,
-                                                       const detail::Reporter& report) {
-    if (!store) throw Error("cacheaside: store is null");
-    LookupPolicy policy;
-    policy.envelope = opt.format == Format::envelope;
-    policy.leases = opt.leases && policy.envelope;
-    policy.codec = Serializer::codec;
-    policy.lease_ttl = opt.lease_ttl;
-    policy.max_stale = opt.max_stale;
-    policy.stale_on_invalidate = opt.stale_on_invalidate;
-    policy.clock = std::move(clock);
-    policy.on_unreadable = [&report](std::string_view key, const char* why) {
-      report.decode_error(key, why);
-    };
-    policy.on_degraded = [&report](const char* why) {
-      report.emit(EventType::leases_degraded, "", {}, why);
-    };
-    if (auto* own = dynamic_cast<LookupProtocolSource*>(store.get()))
-      return own->make_lookup_protocol(std::move(policy));
-    if (opt.stale_on_invalidate.count() > 0)
-      throw Error(
-          "cacheaside: stale_on_invalidate needs a store with the meta protocol (MetaStore)");
-    return std::make_unique<detail::ClassicProtocol>(store, std::move(policy));
-  }
-
   std::shared_ptr<Store> store_;
   Options opt_;
   std::shared_ptr<Clock> clock_;
@@ -397,8 +249,9 @@ class CacheAside {
   detail::ValueCodec<Value, Serializer> codec_;
   detail::GroupGeneration group_;
   std::unique_ptr<LookupProtocol> protocol_;
-  std::unique_ptr<Near> near_;            // null: off
-  detail::PendingInvalidations pending_;  // after what it retries with, before the reads
+  std::unique_ptr<Near> near_;  // null: off
+  detail::MissTables<Value> tables_;
+  detail::Invalidator<Value> invalidations_;  // after what it writes with, before the reads
   detail::ReadContext<Key, Value, Serializer> reads_;
   detail::BlockingDriver<Key, Value, Serializer> driver_;  // last: waits for background loads
 };

@@ -22,6 +22,16 @@
 
 namespace cacheaside::detail {
 
+/// The in-process tables of loads running and of keys the fail-safe rests:
+/// reads use them, writes reset them.
+template <class Value>
+struct MissTables {
+  MissTables(const Options& opt, const Clock& clock)
+      : flights(opt.single_flight), throttle(opt.fail_safe_throttle, clock) {}
+  FlightTable<Value> flights;
+  FailSafeThrottle throttle;
+};
+
 template <class Key, class Value, class Serializer>
 class ReadContext {
  public:
@@ -29,29 +39,22 @@ class ReadContext {
 
   ReadContext(const Options& opt, const Reporter& report,
               const ValueCodec<Value, Serializer>& codec, const PendingInvalidations& pending,
-              Near<Value>* near, const Clock& clock)
+              Near<Value>* near, MissTables<Value>& tables)
       : opt(opt),
         report(report),
         codec(codec),
         pending(pending),
         near(near),
-        flights(opt.single_flight),
-        throttle(opt.fail_safe_throttle, clock) {}
+        flights(tables.flights),
+        throttle(tables.throttle) {}
 
   const Options& opt;
   const Reporter& report;
   const ValueCodec<Value, Serializer>& codec;
   const PendingInvalidations& pending;
   Near<Value>* near;  // null: off
-  FlightTable<Value> flights;
-  FailSafeThrottle throttle;
-
-  /// After a write to mkey in this process: loads running now serve nobody who
-  /// asks later, and a throttled stale copy is gone.
-  void forget(const std::string& mkey) {
-    flights.forget(mkey);
-    throttle.clear(mkey);
-  }
+  FlightTable<Value>& flights;
+  FailSafeThrottle& throttle;
 
   /// Publishes a result to m's flight (after leaving the table, so later callers
   /// start anew) and keeps it for m's caller.

@@ -27,6 +27,7 @@
 #include "coroutine.hpp"
 #include "lead_fsm.hpp"
 #include "miss.hpp"
+#include "refresh_fsm.hpp"
 
 namespace cacheaside::detail {
 
@@ -111,48 +112,14 @@ class ReadFsm {
     if (!list_.empty()) CACHEASIDE_CORO_YIELD(coro_, Act::on(Step::release, list_));
     for (M* m : look_) classify(*m);
 
-    // Early refresh (XFetch): one caller reloads, the others keep hitting; if
-    // anything goes wrong the still-fresh value is served.
+    // Early refresh (XFetch): one caller reloads, the others keep hitting.
     for (i_ = 0; i_ < refresh_.size(); ++i_) {
-      cur_ = refresh_[i_];
-      led_ = c_.flights.try_lead(cur_->mkey);
-      if (!led_) continue;  // someone here is already loading it
-      cur_->fl = std::move(*led_);
-      cur_->done = false;
-      proof_ = no_joiner;  // read before anyone joined
-      one_.assign(1, cur_);
-      CACHEASIDE_CORO_YIELD(coro_, Act::on(Step::acquire, one_));
-      if (cur_->look.state == LookupState::won) {
-        Reporter::bump(c_.report.stats.early_refreshes);
-        c_.report.emit(EventType::early_refresh, cur_->mkey);
-        cur_->loaded_at = c_.flights.stamp();
-        cur_->error = nullptr;
-        CACHEASIDE_CORO_YIELD(coro_, load(one_, false));
-        if (cur_->error) {
-          CACHEASIDE_CORO_YIELD(coro_, Act::on(Step::release, one_));  // keep the fresh value
-        } else if (!c_.codec.encode(cur_->mkey, cur_->loaded, cur_->load_us, encoded_)) {
-          CACHEASIDE_CORO_YIELD(coro_, Act::on(Step::release, one_));
-          cur_->value = std::move(cur_->loaded);
-        } else {
-          commits_.assign(1, CommitRequest());
-          commits_[0].key = cur_->mkey;
-          commits_[0].token = &cur_->look.token;
-          commits_[0].bytes = encoded_.bytes;
-          commits_[0].flags = encoded_.flags;
-          commits_[0].exptime = encoded_.exptime;
-          stamp_ = c_.flights.stamp();
-          CACHEASIDE_CORO_YIELD(coro_, commit());
-          proof_ = cur_->loaded_at;
-          if (c_.report.write(cur_->mkey, commits_[0].status,
-                              cur_->look.token.guarded() ? "cas" : "set") &&
-              cur_->look.token.guarded())
-            proof_ = stamp_;
-          cur_->value = std::move(cur_->loaded);
-        }
-      } else if (cur_->look.state == LookupState::error) {
-        c_.report.cache_error(cur_->mkey, cur_->look.status, cur_->look.op);
+      refresh_fsm_.start(refresh_[i_]);
+      for (;;) {
+        act_ = refresh_fsm_.resume();
+        if (act_.step == Step::done) break;
+        CACHEASIDE_CORO_YIELD(coro_, act_);
       }
-      c_.finish(*cur_, cur_->value, false, proof_);
     }
 
     // Misses: join flights, lead what nobody here is loading, follow the rest;
@@ -368,17 +335,6 @@ class ReadFsm {
     a.lease = lease;
     return a;
   }
-  static Act load(std::vector<M*>& ms, bool bulk) {
-    Act a = Act::on(Step::load, ms);
-    a.bulk = bulk;
-    return a;
-  }
-  Act commit() {
-    Act a;
-    a.step = Step::commit;
-    a.commits = &commits_;
-    return a;
-  }
   Act await(M* m, bool timed, Clock::time_point deadline) {
     m->ready = false;
     one_.assign(1, m);
@@ -405,9 +361,7 @@ class ReadFsm {
   bool again_ = false;
   M* cur_ = nullptr;
   std::optional<typename FlightTable<Value>::Joined> led_;
-  Stamp proof_ = no_joiner, stamp_ = no_joiner;
-  Encoded encoded_;
-  std::vector<CommitRequest> commits_;
+  RefreshFsm<Key, Value, Serializer> refresh_fsm_{c_};
   std::unique_ptr<Lead> lead_;
   std::shared_ptr<Detached> detached_;
   Act act_;

@@ -1,0 +1,112 @@
+// Invalidation in one place (internal): the writes that invalidate (InvalidateFsm),
+// run against the store, the near log and the group counter, and the table of
+// those the store did not confirm, retried until it does.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <utility>
+
+#include "../../protocol.hpp"
+#include "../../store.hpp"
+#include "../group.hpp"
+#include "../miss/context.hpp"
+#include "../near.hpp"
+#include "../pending.hpp"
+#include "../reporter.hpp"
+#include "../value_codec.hpp"
+#include "invalidate_fsm.hpp"
+
+namespace cacheaside::detail {
+
+template <class Value>
+class Invalidator {
+ public:
+  using Fsm = InvalidateFsm<Value>;
+
+  Invalidator(LookupProtocol& protocol, GroupGeneration& group, Near<Value>* near,
+              MissTables<Value>& tables, PendingInvalidations::Settings settings,
+              const Reporter& report)
+      : protocol_(protocol),
+        group_(group),
+        near_(near),
+        ctx_{report, pending_, near, tables.flights, tables.throttle, group.key()},
+        pending_(
+            std::move(settings),
+            [this](PendingInvalidations::Op op, const std::string& key) { return apply(op, key); },
+            report) {}
+
+  /// Deletes mkey and tells the other near caches; false when the store did not
+  /// confirm it (then it is pending).
+  bool invalidate(const std::string& mkey) { return run(Fsm::Kind::remove, mkey, nullptr); }
+
+  /// Writes value through (null: it could not be encoded); when it cannot be
+  /// stored, the old value is deleted instead. True when stored and published.
+  bool put(const std::string& mkey, const Encoded* value) {
+    return run(Fsm::Kind::put, mkey, value);
+  }
+
+  /// Bumps the group's generation: every key of the cache moves on.
+  bool invalidate_all() { return run(Fsm::Kind::all, group_.key(), nullptr); }
+
+  /// A write whose key needs the group generation, which could not be read: the
+  /// store is away, and the key could be any generation's. A pending group bump
+  /// covers them all.
+  bool unreachable_group() {
+    pending_.add(PendingInvalidations::Op::bump, group_.key(), StoreStatus::unavailable,
+                 "group generation");
+    return false;
+  }
+
+  const PendingInvalidations& pending() const { return pending_; }
+  std::size_t size() const { return pending_.size(); }
+  std::size_t retry_now() { return pending_.retry_now(); }
+
+ private:
+  bool run(typename Fsm::Kind kind, const std::string& key, const Encoded* value) {
+    Fsm fsm(ctx_, kind, key, value);
+    drive(fsm);
+    return fsm.ok();
+  }
+
+  void drive(Fsm& fsm) {
+    StoreStatus st = StoreStatus::ok;
+    for (WriteAction a = fsm.resume(st); a.step != WriteStep::done; a = fsm.resume(st))
+      st = execute(a);
+  }
+
+  StoreStatus execute(const WriteAction& a) {
+    switch (a.step) {
+      case WriteStep::remove:
+        return protocol_.remove(a.key);
+      case WriteStep::store:
+        return protocol_.store(a.key, a.value->bytes, a.value->flags, a.value->exptime);
+      case WriteStep::bump:
+        return group_.bump();
+      case WriteStep::publish:
+        return near_ ? near_->publish(std::string(a.key)) : StoreStatus::ok;
+      case WriteStep::done:
+        break;
+    }
+    return StoreStatus::ok;
+  }
+
+  // A pending invalidation, again (the retry thread): applied when ok.
+  StoreStatus apply(PendingInvalidations::Op op, const std::string& key) {
+    Fsm fsm(ctx_,
+            op == PendingInvalidations::Op::bump ? Fsm::Kind::retry_bump : Fsm::Kind::retry_remove,
+            key);
+    drive(fsm);
+    return fsm.status();
+  }
+
+  LookupProtocol& protocol_;
+  GroupGeneration& group_;
+  Near<Value>* near_;
+  // Before the table: a spool replayed at its construction is retried at once,
+  // through ctx_ (which only binds a reference to the table).
+  WriteContext<Value> ctx_;
+  PendingInvalidations pending_;
+};
+
+}  // namespace cacheaside::detail
