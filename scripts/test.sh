@@ -82,6 +82,8 @@ for p in "${presets[@]}"; do
     step_done ok
   fi
   run_ctest "$p" "[$p] test" "build/$p/ctest.log"
+  # The deterministic simulation's own summary line, from ctest's full log.
+  grep -h '^simulation: ' "build/$p/Testing/Temporary/LastTest.log" || true
   if [[ $p == dev ]]; then
     run_ctest packaging "[$p] packaging tests (3 at a time)" "build/dev/ctest-packaging.log"
   fi

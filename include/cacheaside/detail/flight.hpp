@@ -62,6 +62,11 @@ class Flight {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [&] { return done_; });
   }
+  /// True once published or failed (a driver that polls instead of blocking).
+  bool ready() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return done_;
+  }
   /// After wait(): the result for a caller that joined at `joined`. Rethrows the
   /// load's exception; `retry` when the result was sourced before that caller
   /// joined (it must look again rather than risk an older value).

@@ -1,0 +1,584 @@
+// Deterministic simulation of the cache's protocol: several processes, each with
+// several callers, run the read and invalidation machines over one simulated
+// memcached (InMemoryStore on a manual clock) through a simulated network that
+// delays, loses requests, loses replies after the command was applied, and
+// partitions a process. A seeded scheduler picks every delay and fault, so a
+// schedule is replayed exactly from its seed.
+//
+// Checked for every schedule:
+//   - no read returns a value older than a write whose invalidation returned before
+//     the read began: in the writer's own process always, in every other process
+//     when the schedule had no faults (with faults the README's bound applies);
+//   - once the network heals and the retries have run, nothing is pending and
+//     memcached holds no value older than the source (no invalidation lost);
+//   - no caller waits past its bound; nothing is in flight at the end.
+//
+//   cacheaside_sim [schedules] [seconds]   default 100000 and 60
+//   CACHEASIDE_SIM_SEED=<n>                replays schedule n with a trace
+//   CACHEASIDE_SIM_MUTATION=<name>         (for showing that a check can fail)
+#include <cacheaside/cacheaside.hpp>
+#include <cacheaside/detail/invalidation/invalidate_fsm.hpp>
+#include <cacheaside/detail/miss/read_fsm.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace cacheaside;
+using namespace std::chrono_literals;
+using detail::Step;
+using detail::WriteStep;
+
+namespace {
+
+using Read = detail::ReadFsm<std::string, std::string, StringSerializer>;
+using Ctx = detail::ReadContext<std::string, std::string, StringSerializer>;
+using M = detail::Miss<std::string, std::string>;
+using Inv = detail::InvalidateFsm<std::string>;
+using Ms = std::chrono::milliseconds;
+
+constexpr int n_keys = 2;
+
+// One schedule's world.
+struct Sim {
+  explicit Sim(std::uint64_t seed, bool trace) : rng(seed), trace(trace) {
+    detail::rng().seed(seed * 7919 + 1);  // lease tokens, jitter: from the seed too
+  }
+
+  std::mt19937_64 rng;
+  bool trace;
+  std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>();
+  std::shared_ptr<InMemoryStore> memcached = std::make_shared<InMemoryStore>(1 << 20, clock);
+  std::map<std::string, int> source;  // key -> version (the database)
+  // Per key and version: when its write began, and when its put returned (a put
+  // still running: max). The contract leaves two writers racing on one key to the
+  // application: a put's value that lands after a later write's invalidation is
+  // excused when that later write began before the put returned.
+  std::map<std::string, std::map<int, Ms>> write_began, put_ended;
+  bool excused(const std::string& key, const std::string& value) {
+    if (value.empty() || value[0] != 'w') return false;
+    int n = std::atoi(value.c_str() + 1);
+    auto next = write_began[key].find(n + 1);
+    if (next == write_began[key].end()) return false;
+    auto end = put_ended[key].find(n);
+    return end == put_ended[key].end() || next->second < end->second;
+  }
+  std::vector<std::string> log;
+  std::string violation;
+
+  int uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
+  bool chance(double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; }
+  // A one-way network delay: mostly short, sometimes a slow packet.
+  Ms hop() { return Ms(chance(0.1) ? uniform(5, 40) : uniform(0, 3)); }
+  Ms now_ms() const {
+    return std::chrono::duration_cast<Ms>(clock->now().time_since_epoch()) - 24h;
+  }
+  template <class... A>
+  void note(const char* fmt, A... a) {
+    if (!trace) return;
+    char buf[256];
+    std::snprintf(buf, sizeof buf, fmt, a...);
+    char line[300];
+    std::snprintf(line, sizeof line, "%6lld ms  %s", static_cast<long long>(now_ms().count()), buf);
+    log.push_back(line);
+  }
+  void fail(const std::string& why) {
+    if (violation.empty()) violation = why;
+  }
+
+  // Events, in time order (ties in the order they were scheduled).
+  struct Event {
+    Ms at;
+    std::uint64_t seq;
+    std::function<void()> fn;
+    bool operator<(const Event& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+  };
+  std::priority_queue<Event> events;
+  std::uint64_t seq = 0;
+  void at(Ms t, std::function<void()> fn) { events.push({t, seq++, std::move(fn)}); }
+  void after(Ms d, std::function<void()> fn) { at(now_ms() + d, std::move(fn)); }
+};
+
+// The network between one process and memcached: a Store whose every call can be
+// lost before or after memcached applied it, or fail for a partition.
+class SimNet final : public Store {
+ public:
+  SimNet(Sim& s, std::shared_ptr<Store> inner, double loss)
+      : loss(loss), s_(s), inner_(std::move(inner)) {}
+  double loss;  // the chance that a call is lost
+  bool partitioned = false;
+  bool faults = false;  // any fault so far
+
+  StoreStatus get(std::string_view k, StoreItem& i) override {
+    return go([&] { return inner_->get(k, i); });
+  }
+  StoreStatus get_multi(const std::vector<std::string>& k, std::vector<StoreItem>& i,
+                        std::vector<char>& f) override {
+    StoreStatus st = go([&] { return inner_->get_multi(k, i, f); });
+    if (st != StoreStatus::ok) {
+      i.assign(k.size(), StoreItem());
+      f.assign(k.size(), 0);
+    }
+    return st;
+  }
+  StoreStatus set(std::string_view k, std::string_view v, std::uint32_t fl, Exptime e) override {
+    return go([&] { return inner_->set(k, v, fl, e); });
+  }
+  StoreStatus add(std::string_view k, std::string_view v, std::uint32_t fl, Exptime e) override {
+    return go([&] { return inner_->add(k, v, fl, e); });
+  }
+  StoreStatus cas(std::string_view k, std::string_view v, std::uint32_t fl, Exptime e,
+                  std::uint64_t c) override {
+    return go([&] { return inner_->cas(k, v, fl, e, c); });
+  }
+  StoreStatus remove(std::string_view k) override {
+    return go([&] { return inner_->remove(k); });
+  }
+  StoreStatus incr(std::string_view k, std::uint64_t d, std::uint64_t init, Exptime e,
+                   std::uint64_t& v) override {
+    return go([&] { return inner_->incr(k, d, init, e, v); });
+  }
+
+ private:
+  template <class Fn>
+  StoreStatus go(Fn fn) {
+    if (partitioned) return StoreStatus::timeout;
+    if (loss > 0 && s_.chance(loss)) {
+      faults = true;
+      if (s_.chance(0.5)) return StoreStatus::timeout;  // the request was lost
+      fn();                                             // the reply was lost
+      return StoreStatus::timeout;
+    }
+    return fn();
+  }
+  Sim& s_;
+  std::shared_ptr<Store> inner_;
+};
+
+// One simulated process: its tables, its protocol over its own network, its callers.
+struct Process {
+  Process(Sim& s, int id, const Options& o, double loss)
+      : sim(s),
+        id(id),
+        opt(o),
+        report("p" + std::to_string(id), nullptr),
+        net(std::make_shared<SimNet>(s, s.memcached, loss)),
+        codec(StringSerializer(), opt, 1s, *s.clock, report),
+        protocol(net, policy()),
+        pending(
+            {std::chrono::hours(1), 100, "", ""},
+            [this](detail::PendingInvalidations::Op, const std::string& key) { return retry(key); },
+            report),
+        tables(opt, *s.clock),
+        reads(opt, report, codec, pending, nullptr, tables),
+        writes{report, pending, nullptr, tables.flights, tables.throttle, ""} {}
+
+  LookupPolicy policy() {
+    LookupPolicy p;
+    p.codec = StringSerializer::codec;
+    p.lease_ttl = opt.lease_ttl;
+    p.clock = sim.clock;
+    return p;
+  }
+
+  // A pending invalidation retried: applied at once (one event of the scheduler).
+  StoreStatus retry(const std::string& key) {
+    Inv f(writes, Inv::Kind::retry_remove, key);
+    StoreStatus st = StoreStatus::ok;
+    for (auto a = f.resume(st); a.step != WriteStep::done; a = f.resume(st))
+      st = a.step == WriteStep::remove ? protocol.remove(a.key) : StoreStatus::ok;
+    sim.note("p%d retry of %s: %s", id, key.c_str(), to_string(f.status()));
+    return f.status();
+  }
+
+  Sim& sim;
+  int id;
+  Options opt;
+  detail::Reporter report;
+  std::shared_ptr<SimNet> net;
+  detail::ValueCodec<std::string, StringSerializer> codec;
+  detail::ClassicProtocol protocol;
+  detail::PendingInvalidations pending;
+  detail::MissTables<std::string> tables;
+  Ctx reads;
+  detail::WriteContext<std::string> writes;
+};
+
+// The versions an observer must not read below: per key, the newest write whose
+// invalidation had returned, in this process and in any.
+struct Floors {
+  std::map<std::string, int> own[8], any;
+};
+
+// One caller: a few operations in a row, each driven to its end through events.
+class Caller {
+ public:
+  Caller(Sim& s, Process& p, Floors& floors, int id, int ops)
+      : s_(s), p_(p), floors_(floors), id_(id), ops_left_(ops) {}
+
+  void start() {
+    s_.after(Ms(s_.uniform(0, 20)), [this] { next_op(); });
+  }
+  bool finished() const { return ops_left_ == 0 && !read_ && !write_; }
+  // A caller parked on a flight, woken when it is ready.
+  bool parked() const { return parked_; }
+  void poke() {
+    if (parked_ && parked_m_->fl.flight->ready()) {
+      parked_ = false;
+      parked_m_->ready = true;
+      s_.after(Ms(0), [this] { step_read(); });
+    }
+  }
+  Ms worst_wait() const { return worst_; }
+
+ private:
+  std::string key(int k) const { return "k" + std::to_string(k); }
+
+  void next_op() {
+    if (ops_left_ == 0) return;
+    --ops_left_;
+    began_ = s_.now_ms();
+    int kind = s_.uniform(0, 9);
+    if (kind < 3) return write(key(s_.uniform(0, n_keys - 1)), kind == 0);
+    floor_own_ = floors_.own[p_.id];
+    floor_any_ = floors_.any;
+    if (kind < 7) {
+      begin_read(Read::Mode::get, {key(s_.uniform(0, n_keys - 1))});
+    } else if (kind < 9) {
+      begin_read(Read::Mode::get, {"k0", "k1"});
+    } else {
+      begin_read(Read::Mode::peek, {key(s_.uniform(0, n_keys - 1))});
+    }
+  }
+
+  void begin_read(Read::Mode mode, std::vector<std::string> keys) {
+    read_ = std::make_unique<Read>(p_.reads, mode, keys.size() > 1, keys.size());
+    for (auto& k : keys) read_->add(k, k, true);
+    s_.note("p%d.%d %s %s%s", p_.id, id_, mode == Read::Mode::peek ? "peek" : "get",
+            keys.front().c_str(), keys.size() > 1 ? " +" : "");
+    step_read();
+  }
+
+  // Resumes the read machine and does what it asks, as events.
+  void step_read() {
+    act_ = read_->resume(s_.clock->now());
+    switch (act_.step) {
+      case Step::done:
+        return end_read();
+      case Step::lookup:
+      case Step::acquire:
+      case Step::release:
+      case Step::commit:
+        return round_trip([this] { apply(act_); });
+      case Step::load: {
+        std::vector<std::pair<M*, int>> reads;
+        for (M* m : *act_.ms) reads.push_back({m, s_.source[m->key]});  // read at the start
+        bool fails = s_.chance(0.05);
+        s_.note("p%d.%d load %s v%d%s", p_.id, id_, act_.ms->front()->key.c_str(),
+                reads.front().second, fails ? " (will throw)" : "");
+        Ms took(s_.uniform(1, 30));
+        s_.after(took, [this, reads, fails, took] {
+          for (auto& [m, v] : reads) {
+            if (fails) {
+              m->error = std::make_exception_ptr(std::runtime_error("db down"));
+            } else {
+              m->loaded = "v" + std::to_string(v);
+              m->load_us = static_cast<std::uint32_t>(took.count() * 1000);
+            }
+          }
+          step_read();
+        });
+        return;
+      }
+      case Step::sleep:
+        return s_.after(std::chrono::duration_cast<Ms>(act_.delay) + Ms(1),
+                        [this] { step_read(); });
+      case Step::await:
+        parked_ = true;
+        parked_m_ = act_.ms->front();
+        return poke();
+      case Step::lead:
+        s_.fail("a detached lead without loader timeouts");
+        return;
+    }
+  }
+
+  void apply(detail::Action<M>& a) {
+    auto& pr = p_.protocol;
+    switch (a.step) {
+      case Step::lookup:
+        if (a.ms->size() == 1) {
+          M& m = *a.ms->front();
+          a.lease ? pr.lookup(m.mkey, m.look) : pr.read(m.mkey, m.look);
+        } else {
+          std::vector<std::string> keys;
+          for (M* m : *a.ms) keys.push_back(m->mkey);
+          std::vector<Lookup> looks;
+          a.lease ? pr.lookup_many(keys, looks) : pr.read_many(keys, looks);
+          for (std::size_t i = 0; i < keys.size(); ++i) (*a.ms)[i]->look = std::move(looks[i]);
+        }
+        break;
+      case Step::acquire:
+        for (M* m : *a.ms) pr.acquire(m->mkey, m->look);
+        break;
+      case Step::release:
+        for (M* m : *a.ms) pr.release(m->mkey, m->look.token);
+        break;
+      case Step::commit:
+        for (CommitRequest& r : *a.commits) {
+          r.status = pr.commit(r.key, *r.token, r.bytes, r.flags, r.exptime);
+          s_.note("p%d.%d commit %s: %s", p_.id, id_, std::string(r.key).c_str(),
+                  to_string(r.status));
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  // The request reaches memcached after a delay, its reply comes back after another.
+  template <class Fn>
+  void round_trip(Fn apply_it) {
+    s_.after(s_.hop(), [this, apply_it] {
+      apply_it();
+      s_.after(s_.hop(), [this] { step_read(); });
+    });
+  }
+
+  void end_read() {
+    Ms took = s_.now_ms() - began_;
+    if (took > worst_) worst_ = took;
+    std::exception_ptr error = act_.error;
+    for (M& m : read_->units()) {
+      if (error || !m.value) continue;
+      int v = std::atoi(m.value->c_str() + 1);
+      s_.note("p%d.%d   -> %s = %s", p_.id, id_, m.key.c_str(), m.value->c_str());
+      if (s_.excused(m.key, *m.value)) continue;
+      int own = floor_own_.count(m.key) ? floor_own_[m.key] : 0;
+      int any = floor_any_.count(m.key) ? floor_any_[m.key] : 0;
+      if (v < own)
+        s_.fail("p" + std::to_string(p_.id) + " read " + m.key + " = v" + std::to_string(v) +
+                " after its own process's invalidation of v" + std::to_string(own) + " returned");
+      else if (v < any && !faulty())
+        s_.fail("p" + std::to_string(p_.id) + " read " + m.key + " = v" + std::to_string(v) +
+                " after another process's invalidation of v" + std::to_string(any) + " returned");
+    }
+    if (error) s_.note("p%d.%d   -> error", p_.id, id_);
+    read_.reset();
+    s_.after(Ms(s_.uniform(0, 10)), [this] { next_op(); });
+  }
+
+ public:
+  std::function<bool()> faulty;
+
+ private:
+  // A write to the source, then its invalidation (a delete, or a write-through).
+  void write(const std::string& k, bool put) {
+    int v = ++s_.source[k];
+    s_.write_began[k][v] = s_.now_ms();
+    if (put) s_.put_ended[k][v] = Ms::max();
+    s_.note("p%d.%d write %s = v%d, then %s", p_.id, id_, k.c_str(), v, put ? "put" : "invalidate");
+    written_ = v;
+    written_key_ = k;
+    value_.bytes.clear();
+    if (put && !p_.codec.encode(k, std::optional<std::string>("w" + std::to_string(v)), 0, value_))
+      put = false;
+    putting_ = put;
+    write_ = std::make_unique<Inv>(p_.writes, put ? Inv::Kind::put : Inv::Kind::remove, k,
+                                   put ? &value_ : nullptr);
+    step_write(StoreStatus::ok);
+  }
+
+  void step_write(StoreStatus st) {
+    detail::WriteAction a = write_->resume(st);
+    if (a.step == WriteStep::done) {
+      s_.note("p%d.%d   -> %s", p_.id, id_, write_->ok() ? "confirmed" : "pending");
+      int& own = floors_.own[p_.id][written_key_];
+      own = std::max(own, written_);
+      int& any = floors_.any[written_key_];
+      any = std::max(any, written_);
+      if (putting_) s_.put_ended[written_key_][written_] = s_.now_ms();
+      write_.reset();
+      s_.after(Ms(s_.uniform(0, 10)), [this] { next_op(); });
+      return;
+    }
+    s_.after(s_.hop(), [this, a] {
+      StoreStatus r = StoreStatus::ok;
+      if (a.step == WriteStep::remove) r = p_.protocol.remove(a.key);
+      if (a.step == WriteStep::store)
+        r = p_.protocol.store(a.key, a.value->bytes, a.value->flags, a.value->exptime);
+      s_.after(s_.hop(), [this, r] { step_write(r); });
+    });
+  }
+
+  Sim& s_;
+  Process& p_;
+  Floors& floors_;
+  int id_;
+  int ops_left_;
+  Ms began_{}, worst_{};
+  std::map<std::string, int> floor_own_, floor_any_;
+  std::unique_ptr<Read> read_;
+  detail::Action<M> act_;
+  bool parked_ = false;
+  M* parked_m_ = nullptr;
+  std::unique_ptr<Inv> write_;
+  detail::Encoded value_;
+  int written_ = 0;
+  bool putting_ = false;
+  std::string written_key_;
+};
+
+// Runs one schedule; returns its violation ("" when none).
+std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
+  Sim s(seed, trace);
+  Options o;
+  o.clock = s.clock;
+  o.ttl = std::chrono::seconds(s.uniform(1, 3));
+  o.ttl_jitter = 0;
+  o.early_refresh_beta = 0;
+  o.lease_wait = Ms(s.uniform(20, 200));
+  o.lease_ttl = std::chrono::seconds(1);
+  const char* mutation = std::getenv("CACHEASIDE_SIM_MUTATION");
+  if (mutation && std::string(mutation) == "no-leases") o.leases = false;
+  bool lossy = s.chance(0.4);
+  double loss = lossy ? std::vector<double>{0.02, 0.1, 0.25}[s.uniform(0, 2)] : 0.0;
+  int n_proc = s.uniform(2, 3);
+  Floors floors;
+  std::vector<std::unique_ptr<Process>> procs;
+  for (int p = 0; p < n_proc; ++p) procs.push_back(std::make_unique<Process>(s, p, o, loss));
+  // Sometimes one process is cut off for a while.
+  bool partition = s.chance(0.2);
+  if (partition) {
+    Process* cut = procs[s.uniform(0, n_proc - 1)].get();
+    Ms from(s.uniform(0, 60)), len(s.uniform(10, 80));
+    s.at(from, [&s, cut] {
+      cut->net->partitioned = true;
+      cut->net->faults = true;
+      s.note("p%d partitioned", cut->id);
+    });
+    s.at(from + len, [&s, cut] {
+      cut->net->partitioned = false;
+      s.note("p%d healed", cut->id);
+    });
+  }
+  auto faulty = [&] {
+    for (auto& p : procs)
+      if (p->net->faults) return true;
+    return false;
+  };
+  std::vector<std::unique_ptr<Caller>> callers;
+  for (auto& p : procs)
+    for (int c = 0; c < s.uniform(1, 3); ++c) {
+      callers.push_back(std::make_unique<Caller>(s, *p, floors, c, s.uniform(2, 5)));
+      callers.back()->faulty = faulty;
+      callers.back()->start();
+    }
+  // Retries of pending invalidations, as each process's background would.
+  std::function<void()> retries = [&] {
+    for (auto& p : procs)
+      if (p->pending.size() > 0) p->pending.retry_now();
+    bool busy = false;
+    for (auto& c : callers) busy = busy || !c->finished();
+    if (busy) s.after(Ms(25), retries);
+  };
+  s.after(Ms(25), retries);
+
+  Ms limit = Ms(60000);
+  while (!s.events.empty() && s.violation.empty()) {
+    Sim::Event e = s.events.top();
+    s.events.pop();
+    if (e.at > limit) {
+      s.fail("the schedule ran past 60 s of simulated time");
+      break;
+    }
+    if (e.at > s.now_ms()) s.clock->advance(e.at - s.now_ms());
+    e.fn();
+    for (auto& c : callers) c->poke();
+  }
+  if (s.violation.empty()) {
+    for (auto& c : callers)
+      if (!c->finished()) s.fail("a caller never finished (waiting on a flight nobody ends)");
+    Ms bound = 2 * o.lease_wait + Ms(400);
+    for (auto& c : callers)
+      if (c->worst_wait() > bound)
+        s.fail("a call took " + std::to_string(c->worst_wait().count()) + " ms (bound " +
+               std::to_string(bound.count()) + " ms)");
+  }
+  // The network heals: every pending invalidation is applied, none is lost.
+  if (s.violation.empty()) {
+    for (auto& p : procs) {
+      p->net->partitioned = false;
+      p->net->loss = 0;
+      if (p->pending.retry_now() != 0) s.fail("an invalidation stayed pending after the heal");
+      if (p->tables.flights.size() != 0) s.fail("a flight was left in the table");
+    }
+    for (int k = 0; k < n_keys && s.violation.empty(); ++k) {
+      std::string key = "k" + std::to_string(k);
+      Lookup l;
+      procs[0]->protocol.read(key, l);
+      std::optional<std::string> v;
+      if (l.state == LookupState::hit && procs[0]->codec.decode(key, l, v) && v &&
+          !s.excused(key, *v)) {
+        int got = std::atoi(v->c_str() + 1);
+        if (got < s.source[key])
+          s.fail("memcached kept " + key + " = v" + std::to_string(got) + " after v" +
+                 std::to_string(s.source[key]) + " was written and invalidated");
+      }
+    }
+  }
+  if (log) *log = s.log;
+  return s.violation;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  long long want = argc > 1 ? std::atoll(argv[1]) : 100000;
+  if (const char* e = std::getenv("CACHEASIDE_SIM_SCHEDULES")) want = std::atoll(e);
+  double seconds = argc > 2 ? std::atof(argv[2]) : 60;
+  if (const char* one = std::getenv("CACHEASIDE_SIM_SEED")) {
+    std::uint64_t seed = std::strtoull(one, nullptr, 10);
+    std::vector<std::string> log;
+    std::string v = run(seed, true, &log);
+    for (auto& line : log) std::printf("%s\n", line.c_str());
+    std::printf("seed %llu: %s\n", static_cast<unsigned long long>(seed),
+                v.empty() ? "no violation" : v.c_str());
+    return v.empty() ? 0 : 1;
+  }
+  std::uint64_t first = 1;
+  if (const char* f = std::getenv("CACHEASIDE_SIM_FIRST")) first = std::strtoull(f, nullptr, 10);
+  auto t0 = std::chrono::steady_clock::now();
+  long long n = 0, violations = 0;
+  std::uint64_t first_bad = 0;
+  std::string first_why;
+  for (; n < want; ++n) {
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > seconds)
+      break;
+    std::string v = run(first + static_cast<std::uint64_t>(n), false, nullptr);
+    if (!v.empty()) {
+      if (violations++ == 0) {
+        first_bad = first + static_cast<std::uint64_t>(n);
+        first_why = v;
+      }
+    }
+  }
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("simulation: %lld schedules, %lld violations (%.1f s)\n", n, violations, took);
+  if (violations) {
+    std::printf("first violation: seed %llu (after %llu schedules): %s\n",
+                static_cast<unsigned long long>(first_bad),
+                static_cast<unsigned long long>(first_bad - first + 1), first_why.c_str());
+    std::printf("replay it with: CACHEASIDE_SIM_SEED=%llu %s\n",
+                static_cast<unsigned long long>(first_bad), argv[0]);
+    return 1;
+  }
+  return n < want ? 1 : 0;  // fewer schedules than asked within the time: a failure too
+}
