@@ -62,6 +62,19 @@ struct Sim {
   // application: a put's value that lands after a later write's invalidation is
   // excused when that later write began before the put returned.
   std::map<std::string, std::map<int, Ms>> write_began, put_ended;
+  // A lease wait may time out while the key keeps being written and leased anew
+  // (the protocol is not fair), never while nobody makes progress on it: that is
+  // holders waiting for each other.
+  std::map<std::string, Ms> progress;  // key -> the last store, release or write
+  bool any_fault = false;              // a request lost or a process cut off, so far
+  void progressed(const std::string& key) { progress[key] = now_ms(); }
+  void waited_out(int id, const std::string& key, Ms waited) {
+    auto it = progress.find(key);
+    if (any_fault) return;  // a holder cut off leaves its lease until lease_ttl
+    if (it == progress.end() || it->second < now_ms() - waited)
+      fail("p" + std::to_string(id) + " waited out lease_wait on " + key +
+           " while no holder stored or gave it up (holders waiting for each other)");
+  }
   bool excused(const std::string& key, const std::string& value) {
     if (value.empty() || value[0] != 'w') return false;
     int n = std::atoi(value.c_str() + 1);
@@ -149,9 +162,9 @@ class SimNet final : public Store {
  private:
   template <class Fn>
   StoreStatus go(Fn fn) {
-    if (partitioned) return StoreStatus::timeout;
+    if (partitioned) return s_.any_fault = true, StoreStatus::timeout;
     if (loss > 0 && s_.chance(loss)) {
-      faults = true;
+      faults = s_.any_fault = true;
       if (s_.chance(0.5)) return StoreStatus::timeout;  // the request was lost
       fn();                                             // the reply was lost
       return StoreStatus::timeout;
@@ -168,7 +181,14 @@ struct Process {
       : sim(s),
         id(id),
         opt(o),
-        report("p" + std::to_string(id), nullptr),
+        report("p" + std::to_string(id),
+               [&s, id](const Event& e) {
+                 if (e.type == EventType::lease_wait || e.type == EventType::stale_set_prevented)
+                   s.note("p%d %s %s %s", id, to_string(e.type), std::string(e.key).c_str(),
+                          std::string(e.reason).c_str());
+                 if (e.type == EventType::lease_wait && e.reason == "timeout")
+                   s.waited_out(id, std::string(e.key), std::chrono::duration_cast<Ms>(e.duration));
+               }),
         net(std::make_shared<SimNet>(s, s.memcached, loss)),
         codec(StringSerializer(), opt, 1s, *s.clock, report),
         protocol(net, policy()),
@@ -329,11 +349,15 @@ class Caller {
         for (M* m : *a.ms) pr.acquire(m->mkey, m->look);
         break;
       case Step::release:
-        for (M* m : *a.ms) pr.release(m->mkey, m->look.token);
+        for (M* m : *a.ms) {
+          pr.release(m->mkey, m->look.token);
+          s_.progressed(m->mkey);
+        }
         break;
       case Step::commit:
         for (CommitRequest& r : *a.commits) {
           r.status = pr.commit(r.key, *r.token, r.bytes, r.flags, r.exptime);
+          s_.progressed(std::string(r.key));
           s_.note("p%d.%d commit %s: %s", p_.id, id_, std::string(r.key).c_str(),
                   to_string(r.status));
         }
@@ -383,6 +407,7 @@ class Caller {
   void write(const std::string& k, bool put) {
     int v = ++s_.source[k];
     s_.write_began[k][v] = s_.now_ms();
+    s_.progressed(k);
     if (put) s_.put_ended[k][v] = Ms::max();
     s_.note("p%d.%d write %s = v%d, then %s", p_.id, id_, k.c_str(), v, put ? "put" : "invalidate");
     written_ = v;
@@ -444,7 +469,9 @@ std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
   o.ttl = std::chrono::seconds(s.uniform(1, 3));
   o.ttl_jitter = 0;
   o.early_refresh_beta = 0;
-  o.lease_wait = Ms(s.uniform(20, 200));
+  // Longer than a load (at most 30 ms) and its round trips (at most 4 x 40 ms): in a
+  // schedule without faults every lease holder is alive and finishes within it.
+  o.lease_wait = Ms(s.uniform(200, 400));
   o.lease_ttl = std::chrono::seconds(1);
   const char* mutation = std::getenv("CACHEASIDE_SIM_MUTATION");
   if (mutation && std::string(mutation) == "no-leases") o.leases = false;
