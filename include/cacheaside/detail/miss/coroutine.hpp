@@ -17,6 +17,15 @@
     case __LINE__:;                          \
   } while (0)
 
+/// Runs a nested machine inside this one: yields each action `next` returns
+/// (stored in `action`) until it returns one whose step is `done`.
+#define CACHEASIDE_CORO_YIELD_FROM(state, action, next, done) \
+  for (;;) {                                                  \
+    action = (next);                                          \
+    if (action.step == (done)) break;                         \
+    CACHEASIDE_CORO_YIELD(state, action);                     \
+  }
+
 /// Closes the body: a resume past the end lands here again.
 #define CACHEASIDE_CORO_END(state) \
   [[fallthrough]];                 \

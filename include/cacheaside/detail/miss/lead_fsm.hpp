@@ -190,20 +190,17 @@ class LeadFsm {
     deadline_ = now_ + c_.opt.lease_wait;
     backoff_ = std::chrono::milliseconds(2);
     if (!busy_.empty()) Reporter::bump(c_.report.stats.lease_waits, busy_.size());
-    while (!busy_.empty()) {
-      if (!to_load_.empty()) {  // won meanwhile: load and store before waiting on
+    for (;;) {
+      if (!to_load_.empty()) {  // what it won: loaded and stored before it waits on
         t0_ = now_;
         load_.start(std::move(to_load_), bulk_);
         to_load_.clear();
-        for (;;) {
-          act_ = load_.resume();
-          if (act_.step == Step::done) break;
-          CACHEASIDE_CORO_YIELD(coro_, act_);
-        }
+        CACHEASIDE_CORO_YIELD_FROM(coro_, act_, load_.resume(), Step::done);
         if (load_.unrecovered()) failed_ = load_.unrecovered();
         wait_start_ += now_ - t0_;  // the wait's bound counts without the loads
         deadline_ += now_ - t0_;
       }
+      if (busy_.empty()) break;
       if (now_ >= deadline_) {
         for (M* m : busy_) {  // load without storing rather than wait longer
           Reporter::bump(c_.report.stats.lease_timeouts);
@@ -212,7 +209,7 @@ class LeadFsm {
           to_load_.push_back(m);
         }
         busy_.clear();
-        break;
+        continue;  // their loads, then done
       }
       CACHEASIDE_CORO_YIELD(coro_, sleep());
       // All of them in one lookup round trip (which may take their leases).
@@ -236,14 +233,6 @@ class LeadFsm {
       for (M* m : asked_) c_.settle(*m, to_load_, still_, now_, &wait_start_);
       busy_.swap(still_);
     }
-    load_.start(std::move(to_load_), bulk_);
-    to_load_.clear();
-    for (;;) {
-      act_ = load_.resume();
-      if (act_.step == Step::done) break;
-      CACHEASIDE_CORO_YIELD(coro_, act_);
-    }
-    if (load_.unrecovered()) failed_ = load_.unrecovered();
     CACHEASIDE_CORO_END(coro_)
     Act done;
     done.error = failed_;

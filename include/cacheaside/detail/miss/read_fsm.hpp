@@ -115,11 +115,7 @@ class ReadFsm {
     // Early refresh (XFetch): one caller reloads, the others keep hitting.
     for (i_ = 0; i_ < refresh_.size(); ++i_) {
       refresh_fsm_.start(refresh_[i_]);
-      for (;;) {
-        act_ = refresh_fsm_.resume();
-        if (act_.step == Step::done) break;
-        CACHEASIDE_CORO_YIELD(coro_, act_);
-      }
+      CACHEASIDE_CORO_YIELD_FROM(coro_, act_, refresh_fsm_.resume(), Step::done);
     }
 
     // Misses: join flights, lead what nobody here is loading, follow the rest;
@@ -168,11 +164,7 @@ class ReadFsm {
         CACHEASIDE_CORO_YIELD(coro_, detach());
       } else if (!leaders_.empty()) {
         lead_ = std::make_unique<Lead>(c_, leaders_, bulk_);
-        for (;;) {
-          act_ = lead_->resume(now_);
-          if (act_.step == Step::done) break;
-          CACHEASIDE_CORO_YIELD(coro_, act_);
-        }
+        CACHEASIDE_CORO_YIELD_FROM(coro_, act_, lead_->resume(now_), Step::done);
         lead_.reset();
         if (act_.error) return finish(act_.error);
       }
