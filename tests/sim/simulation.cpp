@@ -18,6 +18,7 @@
 //   CACHEASIDE_SIM_MUTATION=<name>         (for showing that a check can fail)
 #include <cacheaside/cacheaside.hpp>
 #include <cacheaside/detail/invalidation/invalidate_fsm.hpp>
+#include <cacheaside/detail/miss/protocol_step.hpp>
 #include <cacheaside/detail/miss/read_fsm.hpp>
 #include <chrono>
 #include <cstdio>
@@ -331,40 +332,15 @@ class Caller {
   }
 
   void apply(detail::Action<M>& a) {
-    auto& pr = p_.protocol;
-    switch (a.step) {
-      case Step::lookup:
-        if (a.ms->size() == 1) {
-          M& m = *a.ms->front();
-          a.lease ? pr.lookup(m.mkey, m.look) : pr.read(m.mkey, m.look);
-        } else {
-          std::vector<std::string> keys;
-          for (M* m : *a.ms) keys.push_back(m->mkey);
-          std::vector<Lookup> looks;
-          a.lease ? pr.lookup_many(keys, looks) : pr.read_many(keys, looks);
-          for (std::size_t i = 0; i < keys.size(); ++i) (*a.ms)[i]->look = std::move(looks[i]);
-        }
-        break;
-      case Step::acquire:
-        for (M* m : *a.ms) pr.acquire(m->mkey, m->look);
-        break;
-      case Step::release:
-        for (M* m : *a.ms) {
-          pr.release(m->mkey, m->look.token);
-          s_.progressed(m->mkey);
-        }
-        break;
-      case Step::commit:
-        for (CommitRequest& r : *a.commits) {
-          r.status = pr.commit(r.key, *r.token, r.bytes, r.flags, r.exptime);
-          s_.progressed(std::string(r.key));
-          s_.note("p%d.%d commit %s: %s", p_.id, id_, std::string(r.key).c_str(),
-                  to_string(r.status));
-        }
-        break;
-      default:
-        break;
-    }
+    if (a.step == Step::release)
+      for (M* m : *a.ms) s_.progressed(m->mkey);
+    detail::run_protocol_step(p_.protocol, a);
+    if (a.step == Step::commit)
+      for (CommitRequest& r : *a.commits) {
+        s_.progressed(std::string(r.key));
+        s_.note("p%d.%d commit %s: %s", p_.id, id_, std::string(r.key).c_str(),
+                to_string(r.status));
+      }
   }
 
   // The request reaches memcached after a delay, its reply comes back after another.

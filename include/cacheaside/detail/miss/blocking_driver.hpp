@@ -22,6 +22,7 @@
 #include "context.hpp"
 #include "lead_fsm.hpp"
 #include "miss.hpp"
+#include "protocol_step.hpp"
 #include "read_fsm.hpp"
 
 namespace cacheaside::detail {
@@ -85,49 +86,15 @@ class BlockingDriver {
 
   void execute(Act& a) {
     switch (a.step) {
-      case Step::lookup:
-        return lookup(*a.ms, a.lease);
-      case Step::acquire:
-        for (M* m : *a.ms) protocol_.acquire(m->mkey, m->look);
-        return;
-      case Step::release:
-        for (M* m : *a.ms) protocol_.release(m->mkey, m->look.token);
-        return;
       case Step::load:
         return load(*a.ms, a.bulk);
-      case Step::commit:
-        if (a.commits->size() == 1) {
-          CommitRequest& r = a.commits->front();
-          r.status = protocol_.commit(r.key, *r.token, r.bytes, r.flags, r.exptime);
-        } else {
-          protocol_.commit_many(*a.commits);
-        }
-        return;
       case Step::sleep:
         return clock_.sleep_for(a.delay);
       case Step::await:
         return await(*a.ms->front(), a);
-      case Step::lead:
-      case Step::done:
-        return;
+      default:
+        return run_protocol_step(protocol_, a);
     }
-  }
-
-  void lookup(std::vector<M*>& ms, bool lease) {
-    if (ms.size() == 1) {
-      M& m = *ms.front();
-      return lease ? protocol_.lookup(m.mkey, m.look) : protocol_.read(m.mkey, m.look);
-    }
-    std::vector<std::string> keys;
-    keys.reserve(ms.size());
-    for (M* m : ms) keys.push_back(m->mkey);
-    std::vector<Lookup> looks;
-    if (lease) {
-      protocol_.lookup_many(keys, looks);
-    } else {
-      protocol_.read_many(keys, looks);
-    }
-    for (std::size_t i = 0; i < ms.size(); ++i) ms[i]->look = std::move(looks[i]);
   }
 
   // Loader timeouts are the caller's, in real time.
