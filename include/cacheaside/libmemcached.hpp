@@ -32,9 +32,9 @@ namespace cacheaside {
 ///
 /// Takes a libmemcached configuration string (`--SERVER=host:port --POOL-MAX=16 ...`)
 /// or the same as `ServerOptions`. Defaults safer than libmemcached's are applied
-/// unless the string sets them: ASCII protocol, TCP_NODELAY, --CONNECT-TIMEOUT=200 (ms),
-/// --POLL-TIMEOUT=100 (ms), --RETRY-TIMEOUT=1 (s), server failure limit 2, a dead
-/// server retried after 2 s, --POOL-MAX=max(16, 2 x cores); with several servers also
+/// unless the string sets them: ASCII protocol, TCP_NODELAY, StoreDefaults' connect, poll
+/// and retry timeouts, failure limit and pool size, a dead server retried after
+/// dead_retry_seconds; with several servers also
 /// --DISTRIBUTION=consistent (ketama) and --REMOVE-FAILED-SERVERS. CAS support is
 /// always on (leases need it).
 ///
@@ -74,12 +74,11 @@ class MemcachedStore : public Store {
     auto def = [&](const char* name, const std::string& value) {
       if (!has_option(user, name)) full.append(name).append(value).append(" ");
     };
-    def("--CONNECT-TIMEOUT", "=200");
-    def("--POLL-TIMEOUT", "=100");
-    def("--RETRY-TIMEOUT", "=1");
+    def("--CONNECT-TIMEOUT", "=" + std::to_string(StoreDefaults::connect_timeout.count()));
+    def("--POLL-TIMEOUT", "=" + std::to_string(StoreDefaults::poll_timeout.count()));
+    def("--RETRY-TIMEOUT", "=" + std::to_string(StoreDefaults::retry_timeout.count()));
     def("--TCP-NODELAY", "");
-    unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-    def("--POOL-MAX", "=" + std::to_string(std::max(16u, 2 * cores)));
+    def("--POOL-MAX", "=" + std::to_string(StoreDefaults::pool_max()));
     if (servers > 1) {
       def("--DISTRIBUTION", "=consistent");
       def("--REMOVE-FAILED-SERVERS", "=1");
@@ -90,7 +89,8 @@ class MemcachedStore : public Store {
     if (!pool_) throw Error("cacheaside: could not create a pool from '" + full + "'");
     memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
     // Not expressible in the configuration string.
-    memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 2);
+    memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT,
+                                StoreDefaults::failure_limit);
     memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_DEAD_TIMEOUT, dead_retry_seconds);
     // A free connection is waited for at most the poll timeout: a full pool costs a
     // caller no more than a server that does not answer.

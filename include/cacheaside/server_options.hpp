@@ -2,17 +2,32 @@
 // library only).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace cacheaside {
 
+/// The stores' defaults, for MemcachedStore and MetaStore alike (a configuration
+/// string or ServerOptions field that is not set keeps these).
+struct StoreDefaults {
+  static constexpr std::chrono::milliseconds connect_timeout{200};
+  static constexpr std::chrono::milliseconds poll_timeout{100};
+  /// A server skipped after failure_limit failed calls in a row is tried again after this.
+  static constexpr std::chrono::seconds retry_timeout{1};
+  static constexpr int failure_limit = 2;
+  /// Connections per server: max(16, 2 x cores).
+  static std::size_t pool_max() {
+    return std::max<std::size_t>(16, 2 * std::max(1u, std::thread::hardware_concurrency()));
+  }
+};
+
 /// Where the servers are and how long to wait for them: the typed form of the
 /// configuration string (`--SERVER=host:port --POOL-MAX=16 ...`). Unset fields
-/// keep the store's defaults (connect 200 ms, poll 100 ms, retry 1 s, pool
-/// max(16, 2 x cores)).
+/// keep StoreDefaults.
 struct ServerOptions {
   /// "host:port" (or "host", port 11211), one per server. At least one.
   std::vector<std::string> servers;

@@ -1,6 +1,6 @@
 // The meta protocol's reply parser on any line: never reads past it, and what it
 // accepts is what the protocol allows (a value size within the limit, W/Z/X bare).
-#include <cacheaside/detail/meta_reply.hpp>
+#include <cacheaside/detail/meta/reply.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <string>

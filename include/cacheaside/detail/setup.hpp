@@ -15,9 +15,9 @@
 #include "../options.hpp"
 #include "../protocol.hpp"
 #include "../store.hpp"
-#include "classic_protocol.hpp"
-#include "near.hpp"
-#include "pending.hpp"
+#include "invalidation/pending.hpp"
+#include "lookup/classic_protocol.hpp"
+#include "near/near.hpp"
 #include "reporter.hpp"
 
 namespace cacheaside::detail {

@@ -10,13 +10,13 @@
 #include <utility>
 
 #include "../../store.hpp"
-#include "../flight.hpp"
+#include "../lookup/value_codec.hpp"
 #include "../miss/coroutine.hpp"
-#include "../near.hpp"
-#include "../pending.hpp"
+#include "../miss/flight.hpp"
+#include "../miss/throttle.hpp"
+#include "../near/near.hpp"
 #include "../reporter.hpp"
-#include "../throttle.hpp"
-#include "../value_codec.hpp"
+#include "pending.hpp"
 
 namespace cacheaside::detail {
 

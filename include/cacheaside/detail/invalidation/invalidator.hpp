@@ -9,13 +9,13 @@
 
 #include "../../protocol.hpp"
 #include "../../store.hpp"
-#include "../group.hpp"
+#include "../lookup/value_codec.hpp"
 #include "../miss/context.hpp"
-#include "../near.hpp"
-#include "../pending.hpp"
+#include "../near/near.hpp"
 #include "../reporter.hpp"
-#include "../value_codec.hpp"
+#include "group.hpp"
 #include "invalidate_fsm.hpp"
+#include "pending.hpp"
 
 namespace cacheaside::detail {
 

@@ -12,13 +12,13 @@
 #include "../../clock.hpp"
 #include "../../options.hpp"
 #include "../../protocol.hpp"
-#include "../flight.hpp"
-#include "../near.hpp"
-#include "../pending.hpp"
+#include "../invalidation/pending.hpp"
+#include "../lookup/value_codec.hpp"
+#include "../near/near.hpp"
 #include "../reporter.hpp"
-#include "../throttle.hpp"
-#include "../value_codec.hpp"
+#include "flight.hpp"
 #include "miss.hpp"
+#include "throttle.hpp"
 
 namespace cacheaside::detail {
 

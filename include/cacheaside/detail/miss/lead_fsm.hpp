@@ -13,7 +13,7 @@
 
 #include "../../clock.hpp"
 #include "../../protocol.hpp"
-#include "../value_codec.hpp"
+#include "../lookup/value_codec.hpp"
 #include "context.hpp"
 #include "coroutine.hpp"
 #include "miss.hpp"

@@ -12,8 +12,8 @@
 
 #include "../../clock.hpp"
 #include "../../protocol.hpp"
-#include "../flight.hpp"
-#include "../near_cache.hpp"
+#include "../near/near_cache.hpp"
+#include "flight.hpp"
 
 namespace cacheaside::detail {
 

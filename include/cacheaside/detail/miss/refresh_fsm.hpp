@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "../../protocol.hpp"
-#include "../value_codec.hpp"
+#include "../lookup/value_codec.hpp"
 #include "context.hpp"
 #include "coroutine.hpp"
 #include "miss.hpp"

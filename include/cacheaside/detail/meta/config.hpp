@@ -9,7 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "../error.hpp"
+#include "../../error.hpp"
+#include "../../server_options.hpp"
 
 namespace cacheaside::detail {
 
@@ -24,10 +25,10 @@ struct MetaConfig {
   std::vector<MetaServerAddress> servers;
   std::size_t pool_max = 0;  ///< per server; 0: the default
   std::size_t pool_min = 0;  ///< per server, opened by the constructor
-  std::chrono::milliseconds connect_timeout{200};
-  std::chrono::milliseconds poll_timeout{100};
-  std::chrono::seconds retry_timeout{1};
-  int failure_limit = 2;
+  std::chrono::milliseconds connect_timeout = StoreDefaults::connect_timeout;
+  std::chrono::milliseconds poll_timeout = StoreDefaults::poll_timeout;
+  std::chrono::seconds retry_timeout = StoreDefaults::retry_timeout;
+  int failure_limit = StoreDefaults::failure_limit;
 
   /// Parses "--SERVER=host:port --POOL-MAX=n ..." or a bare "host:port".
   /// Throws Error naming what it does not support.

@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "../error.hpp"
+#include "../../error.hpp"
 
 namespace cacheaside::detail {
 

@@ -18,8 +18,8 @@
 #include <string_view>
 #include <vector>
 
-#include "../clock.hpp"
-#include "../store.hpp"
+#include "../../clock.hpp"
+#include "../../store.hpp"
 
 namespace cacheaside::detail {
 

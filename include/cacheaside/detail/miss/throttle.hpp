@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "../clock.hpp"
+#include "../../clock.hpp"
 
 namespace cacheaside::detail {
 

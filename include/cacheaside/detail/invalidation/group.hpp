@@ -11,8 +11,8 @@
 #include <string_view>
 #include <utility>
 
-#include "../clock.hpp"
-#include "../store.hpp"
+#include "../../clock.hpp"
+#include "../../store.hpp"
 
 namespace cacheaside::detail {
 

@@ -18,7 +18,7 @@
 #include <string>
 #include <string_view>
 
-#include "../store.hpp"
+#include "../../store.hpp"
 
 namespace cacheaside::detail {
 

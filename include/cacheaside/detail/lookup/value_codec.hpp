@@ -10,13 +10,13 @@
 #include <string_view>
 #include <utility>
 
-#include "../clock.hpp"
-#include "../envelope.hpp"
-#include "../exptime.hpp"
-#include "../options.hpp"
-#include "../protocol.hpp"
-#include "random.hpp"
-#include "reporter.hpp"
+#include "../../clock.hpp"
+#include "../../envelope.hpp"
+#include "../../exptime.hpp"
+#include "../../options.hpp"
+#include "../../protocol.hpp"
+#include "../random.hpp"
+#include "../reporter.hpp"
 
 namespace cacheaside::detail {
 

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "../exptime.hpp"
-#include "../store.hpp"
+#include "../../exptime.hpp"
+#include "../../store.hpp"
 
 namespace cacheaside::detail {
 

@@ -9,13 +9,13 @@
 #include <utility>
 #include <vector>
 
-#include "../envelope.hpp"
-#include "../protocol.hpp"
-#include "../store.hpp"
+#include "../../envelope.hpp"
+#include "../../protocol.hpp"
+#include "../../store.hpp"
+#include "../random.hpp"
+#include "../sha256.hpp"
 #include "judge.hpp"
 #include "orphans.hpp"
-#include "random.hpp"
-#include "sha256.hpp"
 
 namespace cacheaside::detail {
 

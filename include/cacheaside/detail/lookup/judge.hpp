@@ -6,8 +6,8 @@
 #include <string>
 #include <utility>
 
-#include "../envelope.hpp"
-#include "../protocol.hpp"
+#include "../../envelope.hpp"
+#include "../../protocol.hpp"
 
 namespace cacheaside::detail {
 

@@ -20,12 +20,12 @@
 #include <thread>
 #include <utility>
 
-#include "../clock.hpp"
-#include "../options.hpp"
-#include "../store.hpp"
+#include "../../clock.hpp"
+#include "../../options.hpp"
+#include "../../store.hpp"
+#include "../reporter.hpp"
 #include "near_cache.hpp"
 #include "near_log.hpp"
-#include "reporter.hpp"
 
 namespace cacheaside::detail {
 

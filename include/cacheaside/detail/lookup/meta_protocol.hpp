@@ -8,13 +8,13 @@
 #include <utility>
 #include <vector>
 
-#include "../envelope.hpp"
-#include "../protocol.hpp"
+#include "../../envelope.hpp"
+#include "../../protocol.hpp"
+#include "../meta/op.hpp"
+#include "../random.hpp"
 #include "classic_protocol.hpp"
 #include "judge.hpp"
-#include "meta_op.hpp"
 #include "orphans.hpp"
-#include "random.hpp"
 
 namespace cacheaside::detail {
 

@@ -1,11 +1,16 @@
-// One reply line of memcached's meta protocol, parsed (internal). The parser
-// sees bytes from the network: it never reads past the line and accepts only
-// what the protocol allows.
+// Meta protocol replies (internal): a reply line parsed, then applied to the op
+// it answers. No I/O. The parser sees bytes from the network: it never reads
+// past the line and accepts only what the protocol allows.
 #pragma once
 
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <system_error>
+
+#include "command.hpp"
+#include "op.hpp"
 
 namespace cacheaside::detail {
 
@@ -130,6 +135,73 @@ inline bool parse_meta_reply(std::string_view line, MetaReply& r) {
     }
   }
   return true;
+}
+
+/// What a reply means for the op it answers.
+enum class MetaNext : std::uint8_t {
+  done,    ///< op.status is set
+  value,   ///< r.size bytes and "\r\n" follow: read them, then meta_reply_value
+  broken,  ///< the connection is out of step (or the reply answers another request): close it
+};
+
+/// Applies a parsed reply line to the op it should answer (sent with `opaque`).
+inline MetaNext meta_reply_line(const MetaReply& r, MetaOp& op, std::uint64_t opaque) {
+  if (r.code == MetaCode::server_error) {
+    // The server answered this request and stays in step (it skips a refused value).
+    bool big = r.message.find("too large") != std::string_view::npos;
+    op.status = is_meta_store(op.cmd) && big ? StoreStatus::too_large : StoreStatus::error;
+    return MetaNext::done;
+  }
+  if (r.code == MetaCode::error || r.code == MetaCode::client_error || r.code == MetaCode::mn)
+    return MetaNext::broken;
+  if (!r.has_opaque || r.opaque != opaque) return MetaNext::broken;
+  auto done = [&](StoreStatus st) {
+    op.status = st;
+    return MetaNext::done;
+  };
+  switch (op.cmd) {
+    case MetaCmd::get:
+      if (r.code == MetaCode::en) return done(StoreStatus::not_found);
+      return r.code == MetaCode::va ? MetaNext::value : MetaNext::broken;
+    case MetaCmd::incr:
+      if (r.code == MetaCode::nf) return done(StoreStatus::not_found);
+      return r.code == MetaCode::va && r.size <= 20 ? MetaNext::value : MetaNext::broken;
+    case MetaCmd::set:
+    case MetaCmd::add:
+    case MetaCmd::cas:
+    case MetaCmd::remove:
+      switch (r.code) {
+        case MetaCode::hd:
+          return done(StoreStatus::ok);
+        case MetaCode::ns:
+          return done(StoreStatus::not_stored);
+        case MetaCode::ex:
+          return done(StoreStatus::exists);
+        case MetaCode::nf:
+          return done(StoreStatus::not_found);
+        default:
+          return MetaNext::broken;
+      }
+  }
+  return MetaNext::broken;
+}
+
+/// The value of a VA reply, read: for a get it is already in op.item->value
+/// (`bytes` is that string); for an incr, the digits.
+inline MetaNext meta_reply_value(const MetaReply& r, std::string_view bytes, MetaOp& op) {
+  if (op.cmd == MetaCmd::get) {
+    op.item->flags = r.flags;
+    op.item->cas = r.cas;
+    op.won = r.won;
+    op.claimed = r.claimed;
+    op.stale = r.stale;
+    op.status = StoreStatus::ok;
+    return MetaNext::done;
+  }
+  auto res = std::from_chars(bytes.data(), bytes.data() + bytes.size(), op.number);
+  if (res.ec != std::errc() || res.ptr != bytes.data() + bytes.size()) return MetaNext::broken;
+  op.status = StoreStatus::ok;
+  return MetaNext::done;
 }
 
 }  // namespace cacheaside::detail

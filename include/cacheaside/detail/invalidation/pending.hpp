@@ -24,9 +24,9 @@
 #include <utility>
 #include <vector>
 
-#include "../store.hpp"
-#include "random.hpp"
-#include "reporter.hpp"
+#include "../../store.hpp"
+#include "../random.hpp"
+#include "../reporter.hpp"
 #include "spool.hpp"
 
 namespace cacheaside::detail {
