@@ -46,7 +46,7 @@ Libs: @libs@
 endfunction()
 
 cacheaside_pkgconfig(cacheaside
-  "Cache-aside over memcached, header-only C++17 (core: standard library only)"
+  "Cache-aside over memcached, header-only C++17 (core: standard library and POSIX only)"
   LIBS -pthread)
 set(_pc_core "cacheaside = ${PROJECT_VERSION}")
 if("memcached" IN_LIST CACHEASIDE_COMPONENTS)

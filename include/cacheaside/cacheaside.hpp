@@ -1,5 +1,6 @@
 // cacheaside: the cache-aside pattern over memcached in one object.
-// Umbrella header of the core; standard library only. MemcachedStore is in
+// Umbrella header of the core: the standard library and POSIX (the spool's files), no
+// third-party library. MemcachedStore is in
 // <cacheaside/libmemcached.hpp>, JSON/CBOR serializers in
 // <cacheaside/json.hpp>.
 #pragma once

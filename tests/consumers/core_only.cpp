@@ -1,4 +1,4 @@
-// The core alone: standard library only, no libmemcached on the include path needed.
+// The core alone: no third-party library, no libmemcached on the include path needed.
 #include <cacheaside/cacheaside.hpp>
 int main() {
   auto store = std::make_shared<cacheaside::InMemoryStore>();
