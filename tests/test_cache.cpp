@@ -49,7 +49,7 @@ TEST_CASE("miss loads and stores, then hits", "[cache]") {
   });
 }
 
-TEST_CASE("ttl expiry reloads", "[cache]") {
+TEST_CASE("ttl expiry reloads", "[cache][nostore]") {
   ManualWorld w;
   std::atomic<int> loads{0};
   Options o = w.options();
@@ -201,7 +201,7 @@ TEST_CASE("get_many: order, duplicates, partial hits, bulk loader gets exactly t
   });
 }
 
-TEST_CASE("get_many without a bulk loader uses the single loader", "[cache]") {
+TEST_CASE("get_many without a bulk loader uses the single loader", "[cache][nostore]") {
   auto store = std::make_shared<InMemoryStore>();
   std::atomic<int> loads{0};
   StringCache c(store, [&](const std::string& k) -> std::optional<std::string> {
@@ -304,7 +304,7 @@ TEST_CASE("CborSerializer and envelope flags", "[cache]") {
   CHECK(item->flags == envelope::value_flags(codec_id::cbor));
 }
 
-TEST_CASE("configuration mistakes throw cacheaside::Error", "[cache]") {
+TEST_CASE("configuration mistakes throw cacheaside::Error", "[cache][nostore]") {
   auto store = std::make_shared<InMemoryStore>();
   auto loader = [](const std::string&) { return std::optional<std::string>(); };
   CHECK_THROWS_AS(StringCache(nullptr, loader), Error);

@@ -59,7 +59,7 @@ TEST_CASE("single-flight off: the stampede is visible", "[concurrency]") {
   CHECK(loads == 16);
 }
 
-TEST_CASE("single-flight shares the loader's exception", "[concurrency]") {
+TEST_CASE("single-flight shares the loader's exception", "[concurrency][nostore]") {
   auto store = std::make_shared<InMemoryStore>();
   std::atomic<int> loads{0};
   StringCache* cache = nullptr;
@@ -162,7 +162,7 @@ TEST_CASE("without leases every process loads the cold key", "[concurrency][proc
   CHECK(total == 4);  // single-flight still makes it one per process
 }
 
-TEST_CASE("a crashed lease holder blocks nobody past the lease TTL", "[concurrency]") {
+TEST_CASE("a crashed lease holder blocks nobody past the lease TTL", "[concurrency][nostore]") {
   ManualWorld w;
   Options o = w.options();
   o.lease_wait = std::chrono::milliseconds(300);
@@ -205,7 +205,7 @@ struct WaitHookClock final : Clock {
 }  // namespace
 
 TEST_CASE("a get_many stores the keys it won before it waits for keys held elsewhere",
-          "[concurrency]") {
+          "[concurrency][nostore]") {
   // Two get_manys in two processes, each holding a lease the other waits for, would
   // otherwise wait for each other until lease_wait, and every caller of those keys with
   // them. Here the other holder is a planted marker; what matters is that nothing this
@@ -284,7 +284,7 @@ TEST_CASE("with leases off the same interleaving stores the stale value", "[conc
   CHECK(cached == "v1");
 }
 
-TEST_CASE("miss path round trips are as documented", "[concurrency]") {
+TEST_CASE("miss path round trips are as documented", "[concurrency][nostore]") {
   auto faults = std::make_shared<FaultStore>(std::make_shared<InMemoryStore>());
   StringCache c(faults, [](const std::string& k) { return std::optional<std::string>(k); });
   c.get("k");

@@ -45,7 +45,7 @@ HotKeyRun hot_key(double beta) {
 }
 }  // namespace
 
-TEST_CASE("early refresh: hot keys refresh before expiry, no miss burst", "[early]") {
+TEST_CASE("early refresh: hot keys refresh before expiry, no miss burst", "[early][nostore]") {
   auto run = hot_key(1.0);
   INFO("misses " << run.stats.misses << ", early refreshes " << run.stats.early_refreshes);
   CHECK(run.stats.misses == 1);  // only the cold start

@@ -4,7 +4,7 @@
 
 using namespace cacheaside;
 
-TEST_CASE("envelope round trip", "[envelope]") {
+TEST_CASE("envelope round trip", "[envelope][nostore]") {
   std::string bytes;
   envelope::encode(bytes, 1700000000123, 4567, "payload");
   auto e = envelope::decode(bytes, envelope::value_flags(codec_id::json));
@@ -15,7 +15,7 @@ TEST_CASE("envelope round trip", "[envelope]") {
   CHECK(e.payload == "payload");
 }
 
-TEST_CASE("version 1 bytes written down in docs/wire-format.md decode", "[envelope]") {
+TEST_CASE("version 1 bytes written down in docs/wire-format.md decode", "[envelope][nostore]") {
   // A JSON value: flags 0xCA000102, expiry 2023-11-14T22:13:20.123Z, load 4567 us.
   const unsigned char v1[] = {0xCA, 0x01, 0x00, 0x00, 0x7B, 0x68, 0xE5, 0xCF, 0x8B,
                               0x01, 0x00, 0x00, 0xD7, 0x11, 0x00, 0x00, '4',  '2'};
@@ -32,7 +32,7 @@ TEST_CASE("version 1 bytes written down in docs/wire-format.md decode", "[envelo
   CHECK(n.kind == envelope::Kind::negative);
 }
 
-TEST_CASE("bytes we don't understand are unknown, not a crash", "[envelope]") {
+TEST_CASE("bytes we don't understand are unknown, not a crash", "[envelope][nostore]") {
   std::string ok;
   envelope::encode(ok, 1, 1, "x");
   CHECK(envelope::decode(ok, 1).kind == envelope::Kind::unknown);            // foreign flags

@@ -60,7 +60,8 @@ TEST_CASE("memcached TTL is the TTL by default, TTL + max_stale with fail-safe",
   CHECK(t <= 733);
 }
 
-TEST_CASE("fail-safe serves the stale copy when the loader fails, throttled", "[failsafe]") {
+TEST_CASE("fail-safe serves the stale copy when the loader fails, throttled",
+          "[failsafe][nostore]") {
   ManualWorld w;
   FlakyDb db;
   auto& loads = db.loads;
@@ -90,7 +91,7 @@ TEST_CASE("fail-safe serves the stale copy when the loader fails, throttled", "[
   CHECK_THROWS_WITH(c.get("k"), "db down");
 }
 
-TEST_CASE("fail-safe ends at max_stale", "[failsafe]") {
+TEST_CASE("fail-safe ends at max_stale", "[failsafe][nostore]") {
   ManualWorld w;
   FlakyDb db;
   StringCache c(w.store, db.loader(), expiring(w, std::chrono::seconds(10)));
@@ -102,7 +103,7 @@ TEST_CASE("fail-safe ends at max_stale", "[failsafe]") {
   CHECK_THROWS_WITH(c.get("k"), "db down");
 }
 
-TEST_CASE("without max_stale a failing loader is the caller's error", "[failsafe]") {
+TEST_CASE("without max_stale a failing loader is the caller's error", "[failsafe][nostore]") {
   ManualWorld w;
   FlakyDb db;
   StringCache c(w.store, db.loader(), expiring(w, std::chrono::milliseconds(0)));

@@ -171,7 +171,7 @@ TEST_CASE("oversize values are returned, not cached, and the connection stays he
   CHECK(d.stats().hits == 1);
 }
 
-TEST_CASE("store failures never reach the caller, loader errors do", "[failure]") {
+TEST_CASE("store failures never reach the caller, loader errors do", "[failure][nostore]") {
   auto faults = std::make_shared<FaultStore>(std::make_shared<InMemoryStore>());
   bool throw_now = false;
   StringCache c(faults, [&](const std::string& k) -> std::optional<std::string> {

@@ -50,7 +50,7 @@ TEST_CASE("group invalidation bumps a generation, costs one round trip unless ca
   CHECK(faults->round_trips() == 1);
 }
 
-TEST_CASE("the cached group generation expires on the injected clock", "[group]") {
+TEST_CASE("the cached group generation expires on the injected clock", "[group][nostore]") {
   ManualWorld w;
   auto faults = std::make_shared<FaultStore>(w.store);
   Options o = w.options();
@@ -69,7 +69,7 @@ TEST_CASE("the cached group generation expires on the injected clock", "[group]"
 }
 
 TEST_CASE("an unreadable group generation: get_many loads through the bulk loader, stores nothing",
-          "[group]") {
+          "[group][nostore]") {
   auto faults = std::make_shared<FaultStore>(std::make_shared<InMemoryStore>());
   Options o;
   o.group = "g";

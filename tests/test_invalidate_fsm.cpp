@@ -39,7 +39,8 @@ std::vector<WriteStep> run_inv(InvFsm& fsm, std::vector<StoreStatus> answers) {
 
 }  // namespace
 
-TEST_CASE("invalidate fsm: a delete the store confirms is all, without a near cache", "[fsm]") {
+TEST_CASE("invalidate fsm: a delete the store confirms is all, without a near cache",
+          "[fsm][nostore]") {
   InvWorld w;
   InvFsm f(w.ctx, InvFsm::Kind::remove, "k");
   CHECK(run_inv(f, {StoreStatus::not_found}) == std::vector<WriteStep>{WriteStep::remove});
@@ -47,7 +48,7 @@ TEST_CASE("invalidate fsm: a delete the store confirms is all, without a near ca
   CHECK(w.pending.size() == 0);
 }
 
-TEST_CASE("invalidate fsm: a delete the store does not confirm is pending", "[fsm]") {
+TEST_CASE("invalidate fsm: a delete the store does not confirm is pending", "[fsm][nostore]") {
   InvWorld w;
   InvFsm f(w.ctx, InvFsm::Kind::remove, "k");
   CHECK(run_inv(f, {StoreStatus::timeout}) == std::vector<WriteStep>{WriteStep::remove});
@@ -60,7 +61,7 @@ TEST_CASE("invalidate fsm: a delete the store does not confirm is pending", "[fs
   CHECK_FALSE(w.pending.holds("k"));
 }
 
-TEST_CASE("invalidate fsm: put stores, or deletes when the store refuses", "[fsm]") {
+TEST_CASE("invalidate fsm: put stores, or deletes when the store refuses", "[fsm][nostore]") {
   InvWorld w;
   detail::Encoded e;
   e.bytes = "v";
@@ -76,7 +77,8 @@ TEST_CASE("invalidate fsm: put stores, or deletes when the store refuses", "[fsm
   CHECK(run_inv(unencodable, {}) == std::vector<WriteStep>{WriteStep::remove});
 }
 
-TEST_CASE("invalidate fsm: a group bump the store does not confirm is one pending bump", "[fsm]") {
+TEST_CASE("invalidate fsm: a group bump the store does not confirm is one pending bump",
+          "[fsm][nostore]") {
   InvWorld w;
   InvFsm f(w.ctx, InvFsm::Kind::all, "g%G");
   CHECK(run_inv(f, {StoreStatus::unavailable}) == std::vector<WriteStep>{WriteStep::bump});

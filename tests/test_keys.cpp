@@ -30,13 +30,13 @@ std::vector<std::string> hostile_keys() {
 }
 }  // namespace
 
-TEST_CASE("plain printable keys are stored unchanged", "[keys]") {
+TEST_CASE("plain printable keys are stored unchanged", "[keys][nostore]") {
   CHECK(encode_key("user_42") == "user_42");
   CHECK(encode_key("users_all") == "users_all");
   CHECK(encode_key(std::string(250, 'z')) == std::string(250, 'z'));
 }
 
-TEST_CASE("hostile keys are encoded safely and never collide", "[keys]") {
+TEST_CASE("hostile keys are encoded safely and never collide", "[keys][nostore]") {
   std::set<std::string> encoded;
   for (const auto& k : hostile_keys()) {
     std::string e = encode_key(k);
@@ -74,7 +74,7 @@ TEST_CASE("hostile keys against memcached run no command", "[keys][memcached]") 
   for (const auto& k : keys) CHECK(cache.peek(k) == "value of " + k);
 }
 
-TEST_CASE("prefix and key together are limited to 250 bytes", "[keys]") {
+TEST_CASE("prefix and key together are limited to 250 bytes", "[keys][nostore]") {
   InMemoryStore mem;
   auto store = std::make_shared<InMemoryStore>();
   Options o;
@@ -89,7 +89,7 @@ TEST_CASE("prefix and key together are limited to 250 bytes", "[keys]") {
   CHECK(cache.cache_key("42") == std::string(200, 'p') + "42");
 }
 
-TEST_CASE("key_traits covers integers and strings", "[keys]") {
+TEST_CASE("key_traits covers integers and strings", "[keys][nostore]") {
   auto store = std::make_shared<InMemoryStore>();
   Options o;
   o.key_prefix = "user_";

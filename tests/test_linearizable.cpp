@@ -199,7 +199,7 @@ TEST_CASE("a follower that joined before the load began takes its result", "[lin
 
 TEST_CASE(
     "a stale copy read before an invalidation in this process reaches nobody who began after it",
-    "[linearizable]") {
+    "[linearizable][nostore]") {
   ManualWorld w;
   auto store = std::make_shared<FaultStore>(w.store);
   Options o = w.options();

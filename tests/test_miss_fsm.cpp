@@ -61,7 +61,8 @@ void won(Lookup& l, std::uint64_t cas) {
 
 }  // namespace
 
-TEST_CASE("fsm: a cold miss looks up, loads, stores under its lease, and is done", "[fsm]") {
+TEST_CASE("fsm: a cold miss looks up, loads, stores under its lease, and is done",
+          "[fsm][nostore]") {
   World w;
   Reader r(w, "k");
   REQUIRE(r.act.step == Step::lookup);
@@ -81,7 +82,7 @@ TEST_CASE("fsm: a cold miss looks up, loads, stores under its lease, and is done
   CHECK(w.report.stats.snapshot().misses == 1);
 }
 
-TEST_CASE("fsm: busy, busy, won: a lease loser polls with backoff, then loads", "[fsm]") {
+TEST_CASE("fsm: busy, busy, won: a lease loser polls with backoff, then loads", "[fsm][nostore]") {
   World w;
   Reader r(w, "k");
   r.key().look.state = LookupState::busy;
@@ -113,7 +114,7 @@ TEST_CASE("fsm: busy, busy, won: a lease loser polls with backoff, then loads", 
   CHECK(w.report.stats.snapshot().lease_timeouts == 0);
 }
 
-TEST_CASE("fsm: a lease held past lease_wait: load, store nothing", "[fsm]") {
+TEST_CASE("fsm: a lease held past lease_wait: load, store nothing", "[fsm][nostore]") {
   Options o;
   o.lease_wait = 10ms;
   World w(o);
@@ -136,7 +137,8 @@ TEST_CASE("fsm: a lease held past lease_wait: load, store nothing", "[fsm]") {
   CHECK(w.report.stats.snapshot().lease_timeouts == 1);
 }
 
-TEST_CASE("fsm: a follower that joined before the guarded store takes its result", "[fsm]") {
+TEST_CASE("fsm: a follower that joined before the guarded store takes its result",
+          "[fsm][nostore]") {
   World w;
   Reader a(w, "k");
   won(a.key().look, 3);
@@ -155,7 +157,8 @@ TEST_CASE("fsm: a follower that joined before the guarded store takes its result
   CHECK(w.report.stats.snapshot().coalesced == 1);
 }
 
-TEST_CASE("fsm: a follower that joined after the guarded store began looks again", "[fsm]") {
+TEST_CASE("fsm: a follower that joined after the guarded store began looks again",
+          "[fsm][nostore]") {
   World w;
   Reader a(w, "k");
   won(a.key().look, 3);
@@ -174,7 +177,7 @@ TEST_CASE("fsm: a follower that joined after the guarded store began looks again
   CHECK(b.act.ms->front()->mkey == "k");
 }
 
-TEST_CASE("fsm: a refused store serves the value, proved only by its load", "[fsm]") {
+TEST_CASE("fsm: a refused store serves the value, proved only by its load", "[fsm][nostore]") {
   World w;
   Reader a(w, "k");
   won(a.key().look, 3);
@@ -199,7 +202,8 @@ TEST_CASE("fsm: a refused store serves the value, proved only by its load", "[fs
   CHECK(c.next() == Step::lookup);
 }
 
-TEST_CASE("fsm: a batch loads and stores what it won before it waits for the rest", "[fsm]") {
+TEST_CASE("fsm: a batch loads and stores what it won before it waits for the rest",
+          "[fsm][nostore]") {
   World w;
   Fsm fsm(w.ctx, Fsm::Mode::get, true, 2);
   fsm.add("mine", "mine", true);
@@ -228,7 +232,8 @@ TEST_CASE("fsm: a batch loads and stores what it won before it waits for the res
   CHECK(w.ctx.flights.size() == 1);
 }
 
-TEST_CASE("fsm: hard_timeout: the caller gets TimeoutError, the load goes on apart", "[fsm]") {
+TEST_CASE("fsm: hard_timeout: the caller gets TimeoutError, the load goes on apart",
+          "[fsm][nostore]") {
   Options o;
   o.hard_timeout = 50ms;
   World w(o);
@@ -258,7 +263,7 @@ TEST_CASE("fsm: hard_timeout: the caller gets TimeoutError, the load goes on apa
   CHECK(w.ctx.flights.size() == 0);
 }
 
-TEST_CASE("fsm: an unknown group generation still loads once for all callers", "[fsm]") {
+TEST_CASE("fsm: an unknown group generation still loads once for all callers", "[fsm][nostore]") {
   World w;
   Fsm a(w.ctx, Fsm::Mode::get, false, 1);
   a.add("k", "k%g0", false);
@@ -273,7 +278,7 @@ TEST_CASE("fsm: an unknown group generation still loads once for all callers", "
   CHECK(a.units().front().value == "v");
 }
 
-TEST_CASE("fsm: a pending invalidation holds the key out of the cache", "[fsm]") {
+TEST_CASE("fsm: a pending invalidation holds the key out of the cache", "[fsm][nostore]") {
   Options o;
   World w(o);
   detail::Reporter report{"p", nullptr};

@@ -39,7 +39,7 @@ struct NearWorld : Database {
 
 }  // namespace
 
-TEST_CASE("a near hit answers without a round trip, decoded", "[near]") {
+TEST_CASE("a near hit answers without a round trip, decoded", "[near][nostore]") {
   NearWorld w;
   auto c = w.cache(w.options());
   w.db["a"] = "1";
@@ -61,7 +61,7 @@ TEST_CASE("a near hit answers without a round trip, decoded", "[near]") {
   CHECK(w.store->round_trips() == 0);
 }
 
-TEST_CASE("writes here drop the near entry before they return", "[near]") {
+TEST_CASE("writes here drop the near entry before they return", "[near][nostore]") {
   NearWorld w;
   Options o = w.options();
   o.group = "g";
@@ -85,7 +85,7 @@ TEST_CASE("writes here drop the near entry before they return", "[near]") {
   CHECK(c->get("a") == "4");
 }
 
-TEST_CASE("a near entry never outlives its memcached TTL, nor near_ttl", "[near]") {
+TEST_CASE("a near entry never outlives its memcached TTL, nor near_ttl", "[near][nostore]") {
   NearWorld w;
   Options o = w.options();
   o.ttl = std::chrono::seconds(10);
@@ -116,7 +116,7 @@ TEST_CASE("a near entry never outlives its memcached TTL, nor near_ttl", "[near]
   CHECK(w.store->round_trips() == 1);  // memcached again
 }
 
-TEST_CASE("another process's write is seen at its next log read", "[near]") {
+TEST_CASE("another process's write is seen at its next log read", "[near][nostore]") {
   NearWorld w;
   auto a = w.cache(w.options());
   auto b = w.cache(w.options());
@@ -139,7 +139,7 @@ TEST_CASE("another process's write is seen at its next log read", "[near]") {
   CHECK(b->get("k") == "3");
 }
 
-TEST_CASE("every record of one log read is applied, from 2 to a full ring", "[near]") {
+TEST_CASE("every record of one log read is applied, from 2 to a full ring", "[near][nostore]") {
   for (int n : {2, 3, 17, 1024}) {
     DYNAMIC_SECTION(n << " records in one read") {
       NearWorld w;
@@ -168,7 +168,7 @@ TEST_CASE("every record of one log read is applied, from 2 to a full ring", "[ne
   }
 }
 
-TEST_CASE("more writes than the log holds: the reader drops everything", "[near]") {
+TEST_CASE("more writes than the log holds: the reader drops everything", "[near][nostore]") {
   NearWorld w;
   auto a = w.cache(w.options());
   auto b = w.cache(w.options());
@@ -209,7 +209,7 @@ TEST_CASE("a log slot that stays missing is a gap; the counter evicted is one to
   CHECK(b->stats().near_log_gaps == 2);
 }
 
-TEST_CASE("no escaped user key is a log slot's key", "[near]") {
+TEST_CASE("no escaped user key is a log slot's key", "[near][nostore]") {
   // The log of a cache named "users" with no prefix, and the key text that escapes to
   // what its slot 123 was in 0.2 ("%" + decimal: decimal digits are hex digits).
   std::string base = encode_key("near_log:users:", max_key_length - 16);
@@ -228,7 +228,7 @@ TEST_CASE("no escaped user key is a log slot's key", "[near]") {
     }
 }
 
-TEST_CASE("records a 0.2 writer left in the old slot form are still applied", "[near]") {
+TEST_CASE("records a 0.2 writer left in the old slot form are still applied", "[near][nostore]") {
   NearWorld w;
   auto b = w.cache(w.options());
   w.db["x"] = "old";
@@ -256,7 +256,8 @@ TEST_CASE("records a 0.2 writer left in the old slot form are still applied", "[
   CHECK(b->get("y") == "new");
 }
 
-TEST_CASE("a read that raced an invalidation does not leave the old value near", "[near]") {
+TEST_CASE("a read that raced an invalidation does not leave the old value near",
+          "[near][nostore]") {
   NearWorld w;
   auto c = w.cache(w.options());
   w.db["k"] = "old";
@@ -277,7 +278,8 @@ TEST_CASE("a read that raced an invalidation does not leave the old value near",
   CHECK(c->get("k") == "new");
 }
 
-TEST_CASE("the near cache stays within its capacity, and a scan keeps hot keys", "[near]") {
+TEST_CASE("the near cache stays within its capacity, and a scan keeps hot keys",
+          "[near][nostore]") {
   NearWorld w;
   Options o = w.options();
   o.near_capacity = 1000;
@@ -297,7 +299,7 @@ TEST_CASE("the near cache stays within its capacity, and a scan keeps hot keys",
   CHECK(w.store->round_trips() == 0);  // all still near
 }
 
-TEST_CASE("pending invalidations hold out near entries too", "[near]") {
+TEST_CASE("pending invalidations hold out near entries too", "[near][nostore]") {
   NearWorld w;
   Options o = w.options();
   o.invalidation_retry = std::chrono::seconds(60);
@@ -315,7 +317,7 @@ TEST_CASE("pending invalidations hold out near entries too", "[near]") {
 }
 
 TEST_CASE("a pending invalidation, once applied, reaches the other processes' near caches",
-          "[near]") {
+          "[near][nostore]") {
   NearWorld w;
   Options o = w.options();
   o.invalidation_retry = std::chrono::seconds(60);  // retried by hand
@@ -338,7 +340,7 @@ TEST_CASE("a pending invalidation, once applied, reaches the other processes' ne
   CHECK(b->get("k") == "2");
 }
 
-TEST_CASE("near options are checked", "[near]") {
+TEST_CASE("near options are checked", "[near][nostore]") {
   NearWorld w;
   Options o = w.options();
   o.format = Format::raw;

@@ -60,7 +60,7 @@ std::string read_file(const std::string& path) {
 }  // namespace
 
 TEST_CASE("a failed invalidate is kept, and reads here bypass the cache until it is applied",
-          "[pending]") {
+          "[pending][nostore]") {
   World w;
   auto c = w.cache(w.options());
   w.db["7"] = "v1";
@@ -91,7 +91,8 @@ TEST_CASE("a failed invalidate is kept, and reads here bypass the cache until it
   CHECK(w.cached(*c, "7") == "v2");  // cached again
 }
 
-TEST_CASE("retries stop at the first failure and go on until the store answers", "[pending]") {
+TEST_CASE("retries stop at the first failure and go on until the store answers",
+          "[pending][nostore]") {
   World w;
   auto c = w.cache(w.options());
   w.store->fail = true;
@@ -105,7 +106,8 @@ TEST_CASE("retries stop at the first failure and go on until the store answers",
   CHECK(c->stats().invalidation_retries == 6);
 }
 
-TEST_CASE("the background applies a pending invalidation once the store is back", "[pending]") {
+TEST_CASE("the background applies a pending invalidation once the store is back",
+          "[pending][nostore]") {
   World w;
   Options o = w.options();
   o.invalidation_retry = std::chrono::milliseconds(100);
@@ -124,7 +126,7 @@ TEST_CASE("the background applies a pending invalidation once the store is back"
   CHECK(w.base.store->size() == 0);
 }
 
-TEST_CASE("a later successful write of the key confirms it", "[pending]") {
+TEST_CASE("a later successful write of the key confirms it", "[pending][nostore]") {
   World w;
   auto c = w.cache(w.options());
   w.store->fail = true;
@@ -137,7 +139,8 @@ TEST_CASE("a later successful write of the key confirms it", "[pending]") {
   CHECK(c->get("b") == "new");  // a hit again
 }
 
-TEST_CASE("a put the store refused leaves a pending delete of the old value", "[pending]") {
+TEST_CASE("a put the store refused leaves a pending delete of the old value",
+          "[pending][nostore]") {
   World w;
   auto c = w.cache(w.options());
   w.db["k"] = "v1";
@@ -152,7 +155,7 @@ TEST_CASE("a put the store refused leaves a pending delete of the old value", "[
   CHECK(w.cached(*c, "k").empty());
 }
 
-TEST_CASE("a full pending table without a group drops the newest, counted", "[pending]") {
+TEST_CASE("a full pending table without a group drops the newest, counted", "[pending][nostore]") {
   World w;
   Options o = w.options();
   o.max_pending_invalidations = 3;
@@ -165,7 +168,7 @@ TEST_CASE("a full pending table without a group drops the newest, counted", "[pe
   CHECK(w.events.back() == "invalidation_dropped 4");
 }
 
-TEST_CASE("a full pending table with a group becomes one group bump", "[pending]") {
+TEST_CASE("a full pending table with a group becomes one group bump", "[pending][nostore]") {
   World w;
   Options o = w.options();
   o.group = "users";
@@ -190,7 +193,7 @@ TEST_CASE("a full pending table with a group becomes one group bump", "[pending]
 }
 
 TEST_CASE("a write whose group generation cannot be read becomes a pending group bump",
-          "[pending]") {
+          "[pending][nostore]") {
   World w;
   Options o = w.options();
   o.group = "users";
@@ -207,7 +210,8 @@ TEST_CASE("a write whose group generation cannot be read becomes a pending group
   CHECK(c->get("x") == "v2");
 }
 
-TEST_CASE("a failed invalidate_all is retried, and holds out every key meanwhile", "[pending]") {
+TEST_CASE("a failed invalidate_all is retried, and holds out every key meanwhile",
+          "[pending][nostore]") {
   World w;
   Options o = w.options();
   o.group = "users";
@@ -225,7 +229,8 @@ TEST_CASE("a failed invalidate_all is retried, and holds out every key meanwhile
   CHECK(c->peek("x") == "v2");
 }
 
-TEST_CASE("without a spool, what is pending at destruction is dropped and counted", "[pending]") {
+TEST_CASE("without a spool, what is pending at destruction is dropped and counted",
+          "[pending][nostore]") {
   World w;
   {
     auto c = w.cache(w.options());
@@ -235,7 +240,8 @@ TEST_CASE("without a spool, what is pending at destruction is dropped and counte
   CHECK(w.events == std::vector<std::string>{"invalidation_pending k", "invalidation_dropped k"});
 }
 
-TEST_CASE("the spool carries pending invalidations to the next cache that opens it", "[pending]") {
+TEST_CASE("the spool carries pending invalidations to the next cache that opens it",
+          "[pending][nostore]") {
   World w;
   std::string path = temp_path("spool");
   ::unlink(path.c_str());
@@ -262,7 +268,7 @@ TEST_CASE("the spool carries pending invalidations to the next cache that opens 
   CHECK(::access(path.c_str(), F_OK) != 0);  // removed once empty
 }
 
-TEST_CASE("a spool belongs to one cache at a time", "[pending]") {
+TEST_CASE("a spool belongs to one cache at a time", "[pending][nostore]") {
   World w;
   std::string path = temp_path("spool_locked");
   Options o = w.options();
@@ -274,7 +280,7 @@ TEST_CASE("a spool belongs to one cache at a time", "[pending]") {
   ::unlink(path.c_str());
 }
 
-TEST_CASE("a torn last line in the spool is ignored", "[pending]") {
+TEST_CASE("a torn last line in the spool is ignored", "[pending][nostore]") {
   World w;
   std::string path = temp_path("spool_torn");
   {
@@ -292,7 +298,7 @@ TEST_CASE("a torn last line in the spool is ignored", "[pending]") {
   CHECK(::access(path.c_str(), F_OK) != 0);
 }
 
-TEST_CASE("the spool stays small while failures come and go", "[pending]") {
+TEST_CASE("the spool stays small while failures come and go", "[pending][nostore]") {
   World w;
   std::string path = temp_path("spool_compact");
   ::unlink(path.c_str());
@@ -319,7 +325,8 @@ TEST_CASE("the spool stays small while failures come and go", "[pending]") {
 // Each case pins one window by failing a second invalidation of the same key from
 // inside the first one's store call (as another thread would, at that instant).
 
-TEST_CASE("a delete that was applied does not erase a later failed delete's record", "[pending]") {
+TEST_CASE("a delete that was applied does not erase a later failed delete's record",
+          "[pending][nostore]") {
   World w;
   auto c = w.cache(w.options());
   auto other = w.cache(w.options());  // another process on the same memcached
@@ -344,7 +351,7 @@ TEST_CASE("a delete that was applied does not erase a later failed delete's reco
 }
 
 TEST_CASE("a group bump that was applied does not erase a later failed key delete's record",
-          "[pending]") {
+          "[pending][nostore]") {
   World w;
   Options o = w.options();
   o.group = "g";
@@ -365,7 +372,7 @@ TEST_CASE("a group bump that was applied does not erase a later failed key delet
 }
 
 TEST_CASE("a key that fails while a group bump is pending is not cleared by a bump in flight",
-          "[pending]") {
+          "[pending][nostore]") {
   World w;
   Options o = w.options();
   o.group = "g";

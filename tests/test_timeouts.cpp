@@ -34,7 +34,7 @@ Options expiring(const ManualWorld& w) {
 }
 }  // namespace
 
-TEST_CASE("soft timeout returns stale and refreshes in the background", "[timeouts]") {
+TEST_CASE("soft timeout returns stale and refreshes in the background", "[timeouts][nostore]") {
   ManualWorld w;
   SlowReload db;  // the refresh hangs until the test lets it go
   Gate& slow = db.second;
@@ -52,7 +52,7 @@ TEST_CASE("soft timeout returns stale and refreshes in the background", "[timeou
   CHECK(eventually([&] { return c.peek("k") == "v2"; }));  // the background load stored it
 }
 
-TEST_CASE("without a soft timeout the caller waits for the slow loader", "[timeouts]") {
+TEST_CASE("without a soft timeout the caller waits for the slow loader", "[timeouts][nostore]") {
   ManualWorld w;
   SlowReload db;
   Gate& slow = db.second;
@@ -73,7 +73,7 @@ TEST_CASE("without a soft timeout the caller waits for the slow loader", "[timeo
   CHECK(c.stats().stale_served == 0);
 }
 
-TEST_CASE("hard timeout throws TimeoutError when there is no stale copy", "[timeouts]") {
+TEST_CASE("hard timeout throws TimeoutError when there is no stale copy", "[timeouts][nostore]") {
   ManualWorld w;
   Gate slow;
   Options o = w.options();

@@ -10,10 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "support/store_choice.hpp"
+
 namespace cacheaside_test {
 
 /// Starts every command at once, then collects each one's stdout; each must exit 0.
 inline std::vector<std::string> run_all(const std::vector<std::string>& cmds) {
+  store_choices.fetch_add(1);  // the workers choose by CACHEASIDE_TEST_STORE
   std::vector<FILE*> pipes;
   for (const auto& c : cmds) pipes.push_back(::popen(c.c_str(), "r"));
   std::vector<std::string> out;
@@ -34,6 +37,7 @@ inline std::vector<std::string> run_all(const std::vector<std::string>& cmds) {
 class Child {
  public:
   explicit Child(const std::vector<std::string>& argv) {
+    store_choices.fetch_add(1);  // the worker chooses by CACHEASIDE_TEST_STORE
     int fds[2];
     REQUIRE(::pipe(fds) == 0);
     pid_ = ::fork();

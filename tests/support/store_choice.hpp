@@ -3,6 +3,7 @@
 // once with each.
 #pragma once
 
+#include <atomic>
 #include <cacheaside/libmemcached.hpp>
 #include <cacheaside/meta.hpp>
 #include <cstdlib>
@@ -11,7 +12,13 @@
 
 namespace cacheaside_test {
 
+/// How often a test asked which store to use (itself, or by starting a worker, which
+/// asks in its own process): a test that never does runs once, tagged [nostore];
+/// tests/main.cpp checks the tag against this.
+inline std::atomic<long> store_choices{0};
+
 inline bool meta_store() {
+  store_choices.fetch_add(1, std::memory_order_relaxed);
   const char* s = std::getenv("CACHEASIDE_TEST_STORE");
   return s && std::string(s) == "meta";
 }
