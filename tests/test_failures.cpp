@@ -221,3 +221,31 @@ TEST_CASE("two servers: keys spread, one dies, callers see no error", "[failure]
   for (int i = 0; i < 40; ++i) c.get("k" + std::to_string(i));
   CHECK(c.stats().hits - hits >= static_cast<std::uint64_t>(items_a));
 }
+
+TEST_CASE("an event hook that reads another cache inside a get_many leaves that get_many intact",
+          "[failure]") {
+  Server srv;
+  RawClient raw(srv.process.port());
+  // Another cache of the same types, over a store that refuses every call: what its
+  // get_many reads must not end up in the outer get_many's replies.
+  auto dead = make_store("--SERVER=127.0.0.1:1 --CONNECT-TIMEOUT=100");
+  std::atomic<int> other_loads{0};
+  StringCache other(dead, counting_loader(other_loads));
+  std::atomic<int> loads{0};
+  Options o;
+  o.on_event = [&](const Event& e) {
+    if (e.type == EventType::decode_error) other.get_many({"x", "y", "z"});  // same thread
+  };
+  StringCache c(srv.store, counting_loader(loads), o);
+  CHECK(c.get("hit") == "fresh:hit");
+  REQUIRE(raw.set("bad", "hello", 1));  // foreign flags: unreadable
+  loads = 0;
+  auto got = c.get_many({"bad", "hit", "hit2"});
+  REQUIRE(got.size() == 3);
+  CHECK(got[0] == "fresh:bad");
+  CHECK(got[1] == "fresh:hit");
+  CHECK(got[2] == "fresh:hit2");
+  CHECK(loads == 2);  // bad and hit2; hit was a hit
+  CHECK(c.stats().cache_errors == 0);
+  CHECK(other_loads == 3);
+}

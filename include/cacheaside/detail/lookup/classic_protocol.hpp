@@ -36,16 +36,18 @@ class ClassicProtocol final : public LookupProtocol {
 
   void read_many(const std::vector<std::string>& keys, std::vector<Lookup>& out) override {
     out.resize(keys.size());
-    items_.clear();
-    StoreStatus st = store_->get_multi(keys, items_, found_);
+    // Per call: a user callback below (on_unreadable) may run another batch here.
+    std::vector<StoreItem> items;
+    std::vector<char> found;
+    StoreStatus st = store_->get_multi(keys, items, found);
     std::int64_t now = policy_.clock->unix_ms();
     for (std::size_t i = 0; i < keys.size(); ++i) {
       if (is_failure(st)) {
         fail(out[i], st, "get_multi");
         continue;
       }
-      if (found_[i]) out[i].item = std::move(items_[i]);
-      classify(keys[i], found_[i] ? StoreStatus::ok : StoreStatus::not_found, out[i], now);
+      if (found[i]) out[i].item = std::move(items[i]);
+      classify(keys[i], found[i] ? StoreStatus::ok : StoreStatus::not_found, out[i], now);
     }
   }
 
@@ -187,12 +189,6 @@ class ClassicProtocol final : public LookupProtocol {
   LookupPolicy policy_;
   std::atomic<bool> no_cas_{false};  // found out: the server gives no CAS ids
   OrphanedLeases orphans_{policy_.lease_ttl};
-  // read_many's buffers; a protocol instance is shared by threads, so per thread.
-  static thread_local std::vector<StoreItem> items_;
-  static thread_local std::vector<char> found_;
 };
-
-inline thread_local std::vector<StoreItem> ClassicProtocol::items_;
-inline thread_local std::vector<char> ClassicProtocol::found_;
 
 }  // namespace cacheaside::detail

@@ -128,7 +128,7 @@ class MetaProtocol final : public LookupProtocol {
 
   void many(const std::vector<std::string>& keys, std::vector<Lookup>& out, bool lease) {
     out.resize(keys.size());
-    std::vector<MetaOp>& ops = ops_;
+    std::vector<MetaOp> ops;  // per call: a user callback below may run another batch here
     ops.assign(keys.size(), MetaOp());
     for (std::size_t i = 0; i < keys.size(); ++i) {
       ops[i].key = keys[i];
@@ -137,8 +137,7 @@ class MetaProtocol final : public LookupProtocol {
     }
     exec_.execute(ops.data(), ops.size());
     std::int64_t now = policy_.clock->unix_ms();
-    std::vector<MetaOp>& extra = extra_;
-    extra.clear();
+    std::vector<MetaOp> extra;
     for (std::size_t i = 0; i < keys.size(); ++i) {
       MetaOp more[2];
       std::size_t n = classify(keys[i], ops[i], out[i], now, lease, more);
@@ -248,8 +247,7 @@ class MetaProtocol final : public LookupProtocol {
   // Stores every request in one pipeline (side leases released in it too), then
   // hands back the rights of those that failed.
   void commit_all(CommitRequest* rs, std::size_t n) {
-    std::vector<MetaOp>& ops = ops_;
-    ops.clear();
+    std::vector<MetaOp> ops;  // per call: a user callback below may run another batch here
     for (std::size_t i = 0; i < n; ++i) {
       CommitRequest& r = rs[i];
       MetaOp op;
@@ -269,8 +267,7 @@ class MetaProtocol final : public LookupProtocol {
       ops.push_back(op);
     }
     exec_.execute(ops.data(), ops.size());
-    std::vector<MetaOp>& extra = extra_;
-    extra.clear();
+    std::vector<MetaOp> extra;
     for (std::size_t i = 0; i < n; ++i) {
       CommitRequest& r = rs[i];
       r.status = ops[i].status;
@@ -314,12 +311,6 @@ class MetaProtocol final : public LookupProtocol {
   LookupPolicy policy_;
   std::atomic<bool> no_cas_{false};  // told once
   OrphanedLeases orphans_{policy_.lease_ttl};
-  // Batch buffers; a protocol instance is shared by threads, so per thread.
-  static thread_local std::vector<MetaOp> ops_;
-  static thread_local std::vector<MetaOp> extra_;
 };
-
-inline thread_local std::vector<MetaOp> MetaProtocol::ops_;
-inline thread_local std::vector<MetaOp> MetaProtocol::extra_;
 
 }  // namespace cacheaside::detail
