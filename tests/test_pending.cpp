@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <fstream>
+#include <future>
 #include <map>
 #include <sstream>
 
@@ -394,4 +396,38 @@ TEST_CASE("a key that fails while a group bump is pending is not cleared by a bu
   CHECK(c->retry_pending() == 1);  // that key's failure still needs a bump
   w.store->after = nullptr;
   CHECK(c->retry_pending() == 0);
+}
+
+TEST_CASE("an event hook that reads the cache when told of a pending invalidation does not hang",
+          "[pending][nostore]") {
+  World w;
+  w.db["7"] = "v1";
+  w.db["8"] = "w1";
+  StringCache* self = nullptr;
+  std::vector<std::string> seen;
+  Options o = w.options();
+  o.on_event = [&](const Event& e) {
+    // The pending table is consulted by every read: told under its lock, this hung.
+    if (e.type == EventType::invalidation_pending || e.type == EventType::invalidation_applied)
+      seen.push_back(std::string(to_string(e.type)) + " " + self->get("8").value_or("-"));
+  };
+  auto c = w.cache(o);
+  self = c.get();
+  REQUIRE(c->get("7") == "v1");
+  // Run apart, so a hang fails this test at the deadline instead of stalling the suite.
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> finished = done->get_future();
+  std::thread([&, done] {
+    w.store->fail_removes = true;
+    c->invalidate("7");
+    w.store->fail_removes = false;
+    c->retry_pending();
+    done->set_value();
+  }).detach();
+  if (finished.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    std::fprintf(stderr, "invalidate or retry_pending hung in the event hook\n");
+    std::_Exit(1);  // the detached thread still holds the cache
+  }
+  CHECK(seen == std::vector<std::string>{"invalidation_pending w1", "invalidation_applied w1"});
+  CHECK(c->usage().pending == 0);
 }

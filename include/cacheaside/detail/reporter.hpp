@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "../stats.hpp"
 #include "../store.hpp"
@@ -82,6 +83,37 @@ class Reporter {
  private:
   std::string name_;
   std::function<void(const Event&)> hook_;
+};
+
+/// Events kept while a lock is held and told once it is released: a hook may call
+/// back into the cache, which takes the same lock.
+class HeldEvents {
+ public:
+  explicit HeldEvents(const Reporter& r) : report_(r) {}
+  HeldEvents(const HeldEvents&) = delete;
+  HeldEvents& operator=(const HeldEvents&) = delete;
+  ~HeldEvents() { tell(); }
+
+  void add(EventType type, std::string key, std::string reason = {},
+           std::chrono::nanoseconds d = {}) {
+    if (report_.hooked()) held_.push_back({type, std::move(key), std::move(reason), d});
+  }
+
+  /// Emits what is held (call with no lock held).
+  void tell() {
+    for (const auto& e : held_) report_.emit(e.type, e.key, e.d, e.reason);
+    held_.clear();
+  }
+
+ private:
+  struct Held {
+    EventType type;
+    std::string key;
+    std::string reason;
+    std::chrono::nanoseconds d;
+  };
+  const Reporter& report_;
+  std::vector<Held> held_;
 };
 
 }  // namespace cacheaside::detail

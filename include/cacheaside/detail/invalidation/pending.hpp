@@ -55,6 +55,7 @@ class PendingInvalidations {
       spool_->clear();  // a torn line alone
       return;
     }
+    HeldEvents told(report_);  // told after the lock: a hook may call the cache
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& r : records) {
       if (r.op == 'g' && r.key == set_.group_key) {
@@ -64,7 +65,7 @@ class PendingInvalidations {
         // counter starts at the current time).
         keys_[r.key] = Entry{++seq_, std::chrono::steady_clock::now()};
       }
-      report_.emit(EventType::invalidation_pending, r.key, {}, "replayed from the spool");
+      told.add(EventType::invalidation_pending, r.key, "replayed from the spool");
     }
     Reporter::bump(report_.stats.invalidations_pending, records.size());
     publish_count();
@@ -84,10 +85,11 @@ class PendingInvalidations {
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
     if (count_.load() > 0) round();
+    HeldEvents told(report_);
     std::lock_guard<std::mutex> lock(mu_);
     if (!spool_) {
-      for (const auto& [key, e] : keys_) drop(key, "destroyed while pending");
-      if (group_) drop(set_.group_key, "destroyed while pending");
+      for (const auto& [key, e] : keys_) drop(key, "destroyed while pending", told);
+      if (group_) drop(set_.group_key, "destroyed while pending", told);
     } else if (count_.load() == 0) {
       spool_->clear();
       spool_->close_and_remove_if_empty();
@@ -109,6 +111,7 @@ class PendingInvalidations {
   /// the operation), in the spool before this returns, and schedules its retry.
   void add(Op op, const std::string& key, StoreStatus why, const char* what) {
     std::string reason = std::string(what) + ": " + to_string(why);
+    HeldEvents told(report_);  // told after the lock: a hook may call the cache
     std::lock_guard<std::mutex> lock(mu_);
     if (op == Op::bump) {
       note_bump();
@@ -120,12 +123,11 @@ class PendingInvalidations {
       reason += "; covered by the pending group bump";
     } else if (keys_.size() >= set_.max_keys && keys_.count(key) == 0) {
       Reporter::bump(report_.stats.invalidations_overflowed);
-      if (set_.group_key.empty()) return drop(key, "pending table full");
+      if (set_.group_key.empty()) return drop(key, "pending table full", told);
       // One bump of the group invalidates every key this cache has.
       keys_.clear();
       note_bump();
-      report_.emit(EventType::invalidation_pending, set_.group_key, {},
-                   "pending table full: group bump");
+      told.add(EventType::invalidation_pending, set_.group_key, "pending table full: group bump");
       op = Op::bump;
     } else {
       auto it = keys_.find(key);
@@ -139,7 +141,7 @@ class PendingInvalidations {
     if (spool_ && !spool_->append(static_cast<char>(op), recorded))
       reason += "; spool write failed";
     Reporter::bump(report_.stats.invalidations_pending);
-    report_.emit(EventType::invalidation_pending, recorded, {}, reason);
+    told.add(EventType::invalidation_pending, recorded, reason);
     publish_count();
     compact_locked();
     start_locked(std::chrono::steady_clock::now() + first_delay());
@@ -207,9 +209,9 @@ class PendingInvalidations {
 
   void publish_count() { count_.store(keys_.size() + (group_ ? 1 : 0), std::memory_order_release); }
 
-  void drop(const std::string& key, const char* why) {
+  void drop(const std::string& key, const char* why, HeldEvents& told) {
     Reporter::bump(report_.stats.invalidations_dropped);
-    report_.emit(EventType::invalidation_dropped, key, {}, why);
+    told.add(EventType::invalidation_dropped, key, why);
   }
 
   // The spool holds every record since it was last emptied: rewrite it when it
@@ -289,6 +291,7 @@ class PendingInvalidations {
       bool done = st == StoreStatus::ok || (t.op == Op::remove && st == StoreStatus::not_found);
       if (!done) break;
       progressed = true;
+      HeldEvents told(report_);  // told after the lock: a hook may call the cache
       std::lock_guard<std::mutex> lock(mu_);
       std::chrono::steady_clock::time_point since;
       if (t.op == Op::bump) {
@@ -302,8 +305,8 @@ class PendingInvalidations {
         keys_.erase(it);
       }
       Reporter::bump(report_.stats.invalidations_applied);
-      report_.emit(EventType::invalidation_applied, t.key,
-                   std::chrono::steady_clock::now() - since);
+      told.add(EventType::invalidation_applied, t.key, {},
+               std::chrono::steady_clock::now() - since);
       publish_count();
     }
     std::lock_guard<std::mutex> lock(mu_);

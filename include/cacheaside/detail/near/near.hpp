@@ -92,6 +92,7 @@ class Near {
 
   /// Reads the log now (the background does every near_sync / 2).
   void sync_now() {
+    HeldEvents told(report_);  // told after the lock: a hook may call the cache
     std::lock_guard<std::mutex> one(sync_mu_);
     auto started = clock_->now();
     NearLog::Read r = log_.read();
@@ -99,7 +100,7 @@ class Near {
     if (r.gap) {
       table_.drop_all();
       Reporter::bump(report_.stats.near_log_gaps);
-      report_.emit(EventType::near_gap, log_.counter_key());
+      told.add(EventType::near_gap, log_.counter_key());
     }
     for (const auto& k : r.keys) {
       if (k == "*") {
