@@ -182,7 +182,8 @@ TEST_CASE("more writes than the log holds: the reader drops everything", "[near]
   CHECK(b->usage().near == 0);
 }
 
-TEST_CASE("a log slot that stays missing is a gap; the counter evicted is one too", "[near]") {
+TEST_CASE("a log slot that stays missing is a gap; the counter evicted is one too",
+          "[near][nostore]") {
   NearWorld w;
   auto a = w.cache(w.options());
   auto b = w.cache(w.options());

@@ -146,7 +146,7 @@ class CacheAside {
   /// value (counted); then the old value is deleted, or, if the store cannot
   /// be reached, its deletion is pending (see `invalidate`).
   bool put(const Key& key, const Value& value) {
-    detail::Reporter::bump(report_.stats.puts);
+    report_.put_called();
     std::string mkey;
     if (!cache_key_to(key, mkey)) return invalidations_.unreachable_group();
     detail::Encoded e;
@@ -162,7 +162,7 @@ class CacheAside {
   bool invalidate(const Key& key) {
     std::string mkey;
     if (!cache_key_to(key, mkey)) return invalidations_.unreachable_group();
-    detail::Reporter::bump(report_.stats.invalidations);
+    report_.invalidate_called();
     return invalidations_.invalidate(mkey);
   }
 

@@ -65,6 +65,52 @@ class Reporter {
     AtomicStats::bump(stats.oversize);
     emit(EventType::oversize, key, {}, why);
   }
+  void load_started(std::string_view key) const {
+    AtomicStats::bump(stats.loads);
+    emit(EventType::load_start, key);
+  }
+  void load_ended(std::string_view key, std::chrono::nanoseconds d) const {
+    emit(EventType::load_end, key, d);
+  }
+  void load_failed(std::string_view key, std::chrono::nanoseconds d, std::string_view why) const {
+    AtomicStats::bump(stats.load_errors);
+    emit(EventType::load_error, key, d, why);
+  }
+  /// A caller that shares a load another caller here leads.
+  void coalesced() const { AtomicStats::bump(stats.coalesced); }
+  /// A caller's soft or hard timeout ran out before its load ended.
+  void load_timed_out() const { AtomicStats::bump(stats.load_timeouts); }
+  void early_refresh(std::string_view key) const {
+    AtomicStats::bump(stats.early_refreshes);
+    emit(EventType::early_refresh, key);
+  }
+  /// n keys found leased by another process: waited for.
+  void lease_waits(std::size_t n) const { AtomicStats::bump(stats.lease_waits, n); }
+  void lease_wait_ended(std::string_view key, std::chrono::nanoseconds waited) const {
+    emit(EventType::lease_wait, key, waited);
+  }
+  void lease_wait_timed_out(std::string_view key, std::chrono::nanoseconds waited) const {
+    AtomicStats::bump(stats.lease_timeouts);
+    emit(EventType::lease_wait, key, waited, "timeout");
+  }
+  void serialize_failed(std::string_view key, std::string_view why) const {
+    AtomicStats::bump(stats.cache_errors);
+    emit(EventType::cache_error, key, {}, why);
+  }
+  void leases_degraded(std::string_view why) const {
+    emit(EventType::leases_degraded, "", {}, why);
+  }
+  void put_called() const { AtomicStats::bump(stats.puts); }
+  void invalidate_called() const { AtomicStats::bump(stats.invalidations); }
+  /// A put or invalidate of key, about to go to the store.
+  void written(std::string_view key, bool put) const {
+    emit(put ? EventType::put : EventType::invalidate, key);
+  }
+  void near_evicted(std::size_t n) const { AtomicStats::bump(stats.near_evictions, n); }
+  void near_log_read() const { AtomicStats::bump(stats.near_log_reads); }
+  void invalidation_retried() const { AtomicStats::bump(stats.invalidation_retries); }
+  void invalidation_overflowed() const { AtomicStats::bump(stats.invalidations_overflowed); }
+
   /// Counts a write's answer; true when it stored.
   bool write(std::string_view key, StoreStatus st, const char* op) const {
     if (st == StoreStatus::ok) return true;
@@ -94,9 +140,26 @@ class HeldEvents {
   HeldEvents& operator=(const HeldEvents&) = delete;
   ~HeldEvents() { tell(); }
 
-  void add(EventType type, std::string key, std::string reason = {},
-           std::chrono::nanoseconds d = {}) {
-    if (report_.hooked()) held_.push_back({type, std::move(key), std::move(reason), d});
+  /// Counted now, told later.
+  void invalidation_pending(std::string key, std::string reason, std::uint64_t n = 1) {
+    Reporter::bump(report_.stats.invalidations_pending, n);
+    add(EventType::invalidation_pending, std::move(key), std::move(reason));
+  }
+  /// Told only: counted with the record that caused it.
+  void invalidation_pending_told(std::string key, std::string reason) {
+    add(EventType::invalidation_pending, std::move(key), std::move(reason));
+  }
+  void invalidation_applied(std::string key, std::chrono::nanoseconds pending_for) {
+    Reporter::bump(report_.stats.invalidations_applied);
+    add(EventType::invalidation_applied, std::move(key), {}, pending_for);
+  }
+  void invalidation_dropped(std::string key, std::string why) {
+    Reporter::bump(report_.stats.invalidations_dropped);
+    add(EventType::invalidation_dropped, std::move(key), std::move(why));
+  }
+  void near_gap(std::string key) {
+    Reporter::bump(report_.stats.near_log_gaps);
+    add(EventType::near_gap, std::move(key));
   }
 
   /// Emits what is held (call with no lock held).
@@ -106,6 +169,11 @@ class HeldEvents {
   }
 
  private:
+  void add(EventType type, std::string key, std::string reason = {},
+           std::chrono::nanoseconds d = {}) {
+    if (report_.hooked()) held_.push_back({type, std::move(key), std::move(reason), d});
+  }
+
   struct Held {
     EventType type;
     std::string key;

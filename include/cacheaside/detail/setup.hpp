@@ -87,9 +87,7 @@ inline std::unique_ptr<LookupProtocol> make_protocol(const std::shared_ptr<Store
   policy.on_unreadable = [&report](std::string_view key, const char* why) {
     report.decode_error(key, why);
   };
-  policy.on_degraded = [&report](const char* why) {
-    report.emit(EventType::leases_degraded, "", {}, why);
-  };
+  policy.on_degraded = [&report](const char* why) { report.leases_degraded(why); };
   if (auto* own = dynamic_cast<LookupProtocolSource*>(store.get()))
     return own->make_lookup_protocol(std::move(policy));
   if (opt.stale_on_invalidate.count() > 0)

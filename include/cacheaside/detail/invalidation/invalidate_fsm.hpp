@@ -106,7 +106,7 @@ class InvalidateFsm {
     // throttled stale copy is gone.
     c_.flights.forget(key_);
     c_.throttle.clear(key_);
-    c_.report.emit(kind_ == Kind::put ? EventType::put : EventType::invalidate, key_);
+    c_.report.written(key_, kind_ == Kind::put);
     drop();
     ticket_ = c_.pending.ticket();  // a success confirms only failures before it
     if (kind_ == Kind::put && value_) {

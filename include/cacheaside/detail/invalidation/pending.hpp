@@ -65,9 +65,9 @@ class PendingInvalidations {
         // counter starts at the current time).
         keys_[r.key] = Entry{++seq_, std::chrono::steady_clock::now()};
       }
-      told.add(EventType::invalidation_pending, r.key, "replayed from the spool");
+      told.invalidation_pending_told(r.key, "replayed from the spool");
     }
-    Reporter::bump(report_.stats.invalidations_pending, records.size());
+    Reporter::bump(report_.stats.invalidations_pending, records.size());  // one per record
     publish_count();
     start_locked(std::chrono::steady_clock::now());
   }
@@ -122,12 +122,12 @@ class PendingInvalidations {
       op = Op::bump;
       reason += "; covered by the pending group bump";
     } else if (keys_.size() >= set_.max_keys && keys_.count(key) == 0) {
-      Reporter::bump(report_.stats.invalidations_overflowed);
+      report_.invalidation_overflowed();
       if (set_.group_key.empty()) return drop(key, "pending table full", told);
       // One bump of the group invalidates every key this cache has.
       keys_.clear();
       note_bump();
-      told.add(EventType::invalidation_pending, set_.group_key, "pending table full: group bump");
+      told.invalidation_pending_told(set_.group_key, "pending table full: group bump");
       op = Op::bump;
     } else {
       auto it = keys_.find(key);
@@ -140,8 +140,7 @@ class PendingInvalidations {
     const std::string& recorded = op == Op::bump ? set_.group_key : key;
     if (spool_ && !spool_->append(static_cast<char>(op), recorded))
       reason += "; spool write failed";
-    Reporter::bump(report_.stats.invalidations_pending);
-    told.add(EventType::invalidation_pending, recorded, reason);
+    told.invalidation_pending(recorded, reason);
     publish_count();
     compact_locked();
     start_locked(std::chrono::steady_clock::now() + first_delay());
@@ -210,8 +209,7 @@ class PendingInvalidations {
   void publish_count() { count_.store(keys_.size() + (group_ ? 1 : 0), std::memory_order_release); }
 
   void drop(const std::string& key, const char* why, HeldEvents& told) {
-    Reporter::bump(report_.stats.invalidations_dropped);
-    told.add(EventType::invalidation_dropped, key, why);
+    told.invalidation_dropped(key, why);
   }
 
   // The spool holds every record since it was last emptied: rewrite it when it
@@ -287,7 +285,7 @@ class PendingInvalidations {
     bool progressed = false;
     for (const Task& t : tasks) {
       StoreStatus st = apply_(t.op, t.key);
-      Reporter::bump(report_.stats.invalidation_retries);
+      report_.invalidation_retried();
       bool done = st == StoreStatus::ok || (t.op == Op::remove && st == StoreStatus::not_found);
       if (!done) break;
       progressed = true;
@@ -304,9 +302,7 @@ class PendingInvalidations {
         since = it->second.since;
         keys_.erase(it);
       }
-      Reporter::bump(report_.stats.invalidations_applied);
-      told.add(EventType::invalidation_applied, t.key, {},
-               std::chrono::steady_clock::now() - since);
+      told.invalidation_applied(t.key, std::chrono::steady_clock::now() - since);
       publish_count();
     }
     std::lock_guard<std::mutex> lock(mu_);

@@ -65,12 +65,10 @@ class ValueCodec {
       try {
         payload = serializer_.serialize(*value);
       } catch (const std::exception& ex) {
-        Reporter::bump(report_.stats.cache_errors);
-        report_.emit(EventType::cache_error, key, {}, ex.what());
+        report_.serialize_failed(key, ex.what());
         return false;
       } catch (...) {
-        Reporter::bump(report_.stats.cache_errors);
-        report_.emit(EventType::cache_error, key, {}, "serialize threw");
+        report_.serialize_failed(key, "serialize threw");
         return false;
       }
     }

@@ -118,8 +118,7 @@ class BlockingDriver {
     std::vector<Key> keys;
     keys.reserve(ms.size());
     for (M* m : ms) keys.push_back(m->key);
-    Reporter::bump(report_.stats.loads, ms.size());
-    for (M* m : ms) report_.emit(EventType::load_start, m->mkey);
+    for (M* m : ms) report_.load_started(m->mkey);
     auto t0 = clock_.now();
     std::vector<std::optional<Value>> loaded;
     std::exception_ptr error;
@@ -130,41 +129,37 @@ class BlockingDriver {
                     " values for " + std::to_string(keys.size()) + " keys");
     } catch (...) {
       error = std::current_exception();
-      Reporter::bump(report_.stats.load_errors, keys.size());  // per key, like loads
     }
     auto d = clock_.now() - t0;
     for (std::size_t i = 0; i < ms.size(); ++i) {
       M& m = *ms[i];
       m.load_us = load_micros(d);
       if (error) {
-        report_.emit(EventType::load_error, m.mkey, d, "bulk loader failed");
+        report_.load_failed(m.mkey, d, "bulk loader failed");  // per key, like loads
         m.error = error;
       } else {
-        report_.emit(EventType::load_end, m.mkey, d);
+        report_.load_ended(m.mkey, d);
         m.loaded = std::move(loaded[i]);
       }
     }
   }
 
   void call_loader(M& m) {
-    Reporter::bump(report_.stats.loads);
-    report_.emit(EventType::load_start, m.mkey);
+    report_.load_started(m.mkey);
     auto t0 = clock_.now();
     try {
       m.loaded = loader_(m.key);
     } catch (const std::exception& ex) {
-      Reporter::bump(report_.stats.load_errors);
-      report_.emit(EventType::load_error, m.mkey, clock_.now() - t0, ex.what());
+      report_.load_failed(m.mkey, clock_.now() - t0, ex.what());
       m.error = std::current_exception();
       return;
     } catch (...) {
-      Reporter::bump(report_.stats.load_errors);
-      report_.emit(EventType::load_error, m.mkey, clock_.now() - t0, "unknown exception");
+      report_.load_failed(m.mkey, clock_.now() - t0, "unknown exception");
       m.error = std::current_exception();
       return;
     }
     auto d = clock_.now() - t0;
-    report_.emit(EventType::load_end, m.mkey, d);
+    report_.load_ended(m.mkey, d);
     m.load_us = load_micros(d);
   }
 

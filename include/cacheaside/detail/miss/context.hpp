@@ -85,7 +85,7 @@ class ReadContext {
         return;
       case LookupState::hit:
         if (!codec.decode(m.mkey, m.look, v)) break;  // unreadable: load, don't store
-        if (waited_since) report.emit(EventType::lease_wait, m.mkey, now - *waited_since);
+        if (waited_since) report.lease_wait_ended(m.mkey, now - *waited_since);
         return finish(m, std::move(v), false, m.seen);
       case LookupState::stale:  // someone else refreshes it
         if (!codec.decode(m.mkey, m.look, v)) break;

@@ -189,7 +189,7 @@ class LeadFsm {
     wait_start_ = now_;
     deadline_ = now_ + c_.opt.lease_wait;
     backoff_ = std::chrono::milliseconds(2);
-    if (!busy_.empty()) Reporter::bump(c_.report.stats.lease_waits, busy_.size());
+    if (!busy_.empty()) c_.report.lease_waits(busy_.size());
     for (;;) {
       if (!to_load_.empty()) {  // what it won: loaded and stored before it waits on
         t0_ = now_;
@@ -203,8 +203,7 @@ class LeadFsm {
       if (busy_.empty()) break;
       if (now_ >= deadline_) {
         for (M* m : busy_) {  // load without storing rather than wait longer
-          Reporter::bump(c_.report.stats.lease_timeouts);
-          c_.report.emit(EventType::lease_wait, m->mkey, now_ - wait_start_, "timeout");
+          c_.report.lease_wait_timed_out(m->mkey, now_ - wait_start_);
           m->store = false;
           to_load_.push_back(m);
         }

@@ -149,7 +149,7 @@ class ReadFsm {
         if (cur_->look.state == LookupState::stale &&
             !c_.codec.decode(cur_->mkey, cur_->look, cur_->stale))
           cur_->look.state = LookupState::absent;
-        if (!cur_->fl.leader && round_ == 0) Reporter::bump(c_.report.stats.coalesced);
+        if (!cur_->fl.leader && round_ == 0) c_.report.coalesced();
         (cur_->fl.leader ? leaders_ : followers_).push_back(cur_);
       }
       if (!leaders_.empty() && timed() && !bulk_) {
@@ -174,7 +174,7 @@ class ReadFsm {
         if (c_.opt.soft_timeout.count() > 0 && cur_->stale) {
           CACHEASIDE_CORO_YIELD(coro_, await(cur_, true, start_ + c_.opt.soft_timeout));
           if (!cur_->ready) {
-            Reporter::bump(c_.report.stats.load_timeouts);
+            c_.report.load_timed_out();
             c_.report.served_stale(cur_->mkey, "soft_timeout");
             cur_->value = std::move(cur_->stale);
             cur_->done = true;
@@ -184,7 +184,7 @@ class ReadFsm {
         if (c_.opt.hard_timeout.count() > 0) {
           CACHEASIDE_CORO_YIELD(coro_, await(cur_, true, start_ + c_.opt.hard_timeout));
           if (!cur_->ready) {
-            Reporter::bump(c_.report.stats.load_timeouts);
+            c_.report.load_timed_out();
             if (!cur_->stale)
               return finish(std::make_exception_ptr(TimeoutError(
                   "cacheaside: loader for '" + cur_->mkey + "' ran past hard_timeout")));

@@ -40,8 +40,7 @@ class RefreshFsm {
     one_.assign(1, cur_);
     CACHEASIDE_CORO_YIELD(coro_, Act::on(Step::acquire, one_));
     if (cur_->look.state == LookupState::won) {
-      Reporter::bump(c_.report.stats.early_refreshes);
-      c_.report.emit(EventType::early_refresh, cur_->mkey);
+      c_.report.early_refresh(cur_->mkey);
       cur_->loaded_at = c_.flights.stamp();
       cur_->error = nullptr;
       CACHEASIDE_CORO_YIELD(coro_, Act::on(Step::load, one_));

@@ -80,7 +80,7 @@ class Near {
     std::int64_t until = std::min<std::int64_t>(expiry_ms, clock_->unix_ms() + ttl_.count());
     auto p = std::make_shared<const std::optional<Value>>(v);
     if (std::size_t evicted = table_.insert(mkey, std::move(p), until, t)) {
-      Reporter::bump(report_.stats.near_evictions, evicted);
+      report_.near_evicted(evicted);
     }
   }
 
@@ -96,11 +96,10 @@ class Near {
     std::lock_guard<std::mutex> one(sync_mu_);
     auto started = clock_->now();
     NearLog::Read r = log_.read();
-    Reporter::bump(report_.stats.near_log_reads);
+    report_.near_log_read();
     if (r.gap) {
       table_.drop_all();
-      Reporter::bump(report_.stats.near_log_gaps);
-      told.add(EventType::near_gap, log_.counter_key());
+      told.near_gap(log_.counter_key());
     }
     for (const auto& k : r.keys) {
       if (k == "*") {
