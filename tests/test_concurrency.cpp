@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <thread>
 
@@ -106,8 +107,10 @@ TEST_CASE("single-flight applies to get_many per key", "[concurrency]") {
         return std::to_string(k);
       },
       o);
+  // Keys 1, 2 and 3: one leader each, the 7 other callers follow it.
+  const std::uint64_t followers = 3 * 7;
   c.set_bulk_loader([&](const std::vector<int>& ks) {
-    std::this_thread::sleep_for(100ms);
+    eventually([&] { return c.stats().coalesced >= followers; });  // everyone has joined
     std::vector<std::optional<std::string>> out;
     std::lock_guard<std::mutex> l(mu);
     for (int k : ks) {
@@ -128,6 +131,8 @@ TEST_CASE("single-flight applies to get_many per key", "[concurrency]") {
   for (auto& t : ts) t.join();
   CHECK(wrong == 0);
   CHECK(single == 0);
+  CHECK(c.stats().coalesced == followers);
+  CHECK(loaded.size() == 3 + 8);
   for (auto& kv : loaded) CHECK(kv.second == 1);
 }
 
@@ -135,20 +140,34 @@ namespace {
 // Loader calls made by 4 processes x 16 threads getting one cold key.
 int cross_process_stampede(bool leases) {
   Server srv;
-  auto start = cacheaside::SystemClock().unix_ms() + 1500;  // all workers are up by then
+  // Two counters the workers share: they start together and load once all have missed.
+  char path[] = "/tmp/cacheaside_stampedeXXXXXX";
+  int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  REQUIRE(::ftruncate(fd, 2 * sizeof(std::uint64_t)) == 0);
+  ::close(fd);
+  // A poll (and pool) timeout that a busy machine does not reach: 16 followers look
+  // again at once when the load ends, and one that timed out would load on its own.
+  std::string config = srv.process.config() + " --POLL-TIMEOUT=5000";
   std::vector<std::string> cmds;
   for (int p = 0; p < 4; ++p)
-    cmds.push_back(std::string(CACHEASIDE_TEST_WORKER) + " stampede '" + srv.process.config() +
-                   "' 7 16 " + std::to_string(start) + " 100" + (leases ? "" : " noleases"));
+    cmds.push_back(std::string(CACHEASIDE_TEST_WORKER) + " stampede '" + config + "' 7 16 " + path +
+                   " 4" + (leases ? "" : " noleases"));
   auto outs = run_all(cmds);
-  int total = 0, wrong = 0;
+  ::unlink(path);
+  int total = 0, wrong = 0, gave_up = 0, cache_errors = 0;
   for (const auto& o : outs) {
-    int l = 0, w = 0;
-    REQUIRE(std::sscanf(o.c_str(), "%d %d", &l, &w) == 2);
+    int l = 0, w = 0, g = 0, e = 0;
+    REQUIRE(std::sscanf(o.c_str(), "%d %d %d %d", &l, &w, &g, &e) == 4);
     total += l;
     wrong += w;
+    gave_up += g;
+    cache_errors += e;
   }
+  std::printf("stampede (leases %s): %d loader calls, %d cache errors\n", leases ? "on" : "off",
+              total, cache_errors);
   CHECK(wrong == 0);
+  CHECK(gave_up == 0);  // every process met the others at the load, none timed out
   return total;
 }
 }  // namespace

@@ -1,6 +1,7 @@
 // Helper process for the cross-process tests: several of these share one memcached.
-//   worker stampede <config> <key> <threads> <start_unix_ms> <loader_ms> [noleases]
-//       prints the number of loader calls made in this process
+//   worker stampede <config> <key> <threads> <sync_file> <processes> [noleases]
+//       all processes' threads get key at once (the file holds two shared counters);
+//       prints "<loader calls> <wrong values> <lease timeouts + 1 if not all settled>"
 //   worker checker <config> <versions_file> <keys> <threads> <ops> <mode> <seed>
 //       random get / get_many / update-then-invalidate against versions kept in a shared
 //       file; mode: leases | noleases | nosingleflight | near (near cache on: a
@@ -40,26 +41,53 @@ using namespace cacheaside;
 using cacheaside_test::make_store;
 using Cache = CacheAside<int, std::string, StringSerializer>;
 
+// Polls cond every 0.2 ms, up to 10 s; true once it holds (on false the caller
+// goes on: the counts it prints tell).
+template <class Cond>
+static bool wait_until(Cond cond) {
+  for (int i = 0; i < 50000 && !cond(); ++i)
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  return cond();
+}
+
 static int stampede(char** argv) {
   auto store = make_store(argv[2]);
   int key = std::stoi(argv[3]);
   int threads = std::stoi(argv[4]);
-  long long start_ms = std::stoll(argv[5]);
-  int loader_ms = std::stoi(argv[6]);
+  int fd = ::open(argv[5], O_RDWR);
+  if (fd < 0) return 2;
+  // ready: processes whose cache is up; settled: processes whose every caller
+  // waits on the key's load (its own, or the lease holder's elsewhere).
+  auto* shared = static_cast<std::atomic<std::uint64_t>*>(
+      ::mmap(nullptr, 2 * sizeof(std::uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  if (shared == MAP_FAILED) return 2;
+  std::atomic<std::uint64_t>& ready = shared[0];
+  std::atomic<std::uint64_t>& settled = shared[1];
+  std::uint64_t processes = std::stoull(argv[6]);
   std::atomic<int> loads{0};
   Options o;
   o.key_prefix = "stampede_";
   o.leases = argv[7] == nullptr || std::string(argv[7]) != "noleases";
+  // The holder's load waits for every process: no waiter gives up on a busy machine.
+  o.lease_wait = std::chrono::seconds(10);
   Cache c(
       store,
       [&](const int& k) -> std::optional<std::string> {
         ++loads;
-        std::this_thread::sleep_for(std::chrono::milliseconds(loader_ms));
+        // Nothing is stored before every process has looked the key up and missed.
+        wait_until([&] { return settled.load() == processes; });
         return "value" + std::to_string(k);
       },
       o);
-  while (cacheaside::SystemClock().unix_ms() < start_ms)
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  std::thread monitor([&] {
+    bool all_waiting = wait_until([&] {
+      Stats s = c.stats();  // the other callers follow this process's flight
+      return s.coalesced == static_cast<std::uint64_t>(threads - 1) && s.loads + s.lease_waits > 0;
+    });
+    if (all_waiting) ++settled;
+  });
+  ++ready;
+  wait_until([&] { return ready.load() == processes; });
   std::vector<std::thread> ts;
   std::atomic<int> wrong{0};
   for (int i = 0; i < threads; ++i)
@@ -67,7 +95,11 @@ static int stampede(char** argv) {
       if (c.get(key) != "value" + std::to_string(key)) ++wrong;
     });
   for (auto& t : ts) t.join();
-  std::printf("%d %d\n", loads.load(), wrong.load());
+  monitor.join();
+  Stats s = c.stats();
+  std::printf("%d %d %d %d\n", loads.load(), wrong.load(),
+              static_cast<int>(s.lease_timeouts + (settled.load() < processes)),
+              static_cast<int>(s.cache_errors));
   return 0;
 }
 
