@@ -82,17 +82,19 @@ TEST_CASE("a server without CAS ids (-C): one event, then single-flight and plai
   };
   std::map<std::string, std::string> rows = {{"hot", "v1"}};
   std::atomic<int> loads{0};
+  StringCache* cache = nullptr;
   StringCache c(
       store,
       [&](const std::string& k) -> std::optional<std::string> {
-        ++loads;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        // The first load of "hot" waits until the 15 other callers have joined it.
+        if (++loads == 1) eventually([&] { return cache->stats().coalesced == 15; });
         std::lock_guard<std::mutex> lock(mu);
         auto it = rows.find(k);
         if (it == rows.end()) return "row:" + k;
         return it->second;
       },
       o);
+  cache = &c;
   std::vector<std::thread> ts;
   std::atomic<int> wrong{0};
   for (int i = 0; i < 16; ++i)
@@ -101,6 +103,7 @@ TEST_CASE("a server without CAS ids (-C): one event, then single-flight and plai
     });
   for (auto& t : ts) t.join();
   CHECK(wrong == 0);
+  CHECK(c.stats().coalesced == 15);
   CHECK(loads == 1);            // single-flight in this process
   CHECK(c.get("hot") == "v1");  // stored with a plain set: a hit
   CHECK(loads == 1);
@@ -169,26 +172,33 @@ TEST_CASE("every get stays within 3x the poll timeout through a kill then a rest
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
     });
-    auto sleep = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
-    // Each fault begins once the store serves hits again after the one before.
+    // Each fault lasts this long: a stretch of time the gets must ride out.
+    auto last = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
+    // Each fault begins once the store serves hits (again, after the one before).
     auto serving = [&] {
       return eventually([&] {
         auto h = c.stats().hits;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a rate: hits per 20 ms
         return c.stats().hits > h + 10;
       });
     };
-    sleep(300);
+    // The gets met the fault: they failed over to the loader meanwhile.
+    auto met = [&](std::uint64_t errors_before) {
+      return eventually([&] { return c.stats().cache_errors > errors_before; });
+    };
+    REQUIRE(serving());
+    auto errors = c.stats().cache_errors;
     mc.stop();  // killed
-    sleep(300);
+    last(300);
+    REQUIRE(met(errors));
     mc.start();  // restarted, empty
     REQUIRE(serving());
-    sleep(200);
-    mc.pause();  // frozen for a second
-    sleep(1000);
+    errors = c.stats().cache_errors;
+    mc.pause();  // frozen for a second: longer than 3 poll timeouts
+    last(1000);
+    REQUIRE(met(errors));
     mc.resume();
     REQUIRE(serving());
-    sleep(200);
     stop = true;
     for (auto& t : ts) t.join();
     writer.join();
