@@ -76,6 +76,7 @@ TEST_CASE("early refresh against memcached: a real server, a real clock", "[earl
       srv.store,
       [&](const std::string&) -> std::optional<std::string> {
         ++loads;
+        // XFetch weighs the load's time: a load measured at 0 us is never due early.
         std::this_thread::sleep_for(1ms);
         return "v" + std::to_string(loads.load());
       },

@@ -34,7 +34,7 @@ TEST_CASE("events and stats for every outcome", "[events]") {
       faults,
       [](const std::string& k) -> std::optional<std::string> {
         if (k == "boom") throw std::runtime_error("exploded");
-        std::this_thread::sleep_for(2ms);
+        std::this_thread::sleep_for(2ms);  // a load that takes time: load_end's duration
         return "v";
       },
       o);

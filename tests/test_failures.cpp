@@ -68,7 +68,7 @@ TEST_CASE("a restarted server is used again within 5 s, no error seen", "[failur
       back = true;
       break;
     }
-    std::this_thread::sleep_for(50ms);
+    std::this_thread::sleep_for(50ms);  // polls: how long the store takes to come back
   }
   INFO("hits resumed after " << ms_since(start) << " ms");
   CHECK(back);

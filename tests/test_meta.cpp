@@ -248,6 +248,7 @@ TEST_CASE(
   hold = false;
   row = "v3";
   CHECK(a.invalidate("k"));
+  // Real memcached's clock: the 2 s window ends on a whole second.
   std::this_thread::sleep_for(std::chrono::milliseconds(3100));
   CHECK(b.get("k") == "v3");
   CHECK(b_loads == 1);

@@ -399,7 +399,8 @@ TEST_CASE("two processes: a write in one is seen by the other's near cache withi
     Child other(
         {CACHEASIDE_TEST_WORKER, "near-observe", srv.process.config(), path, std::to_string(key)});
     REQUIRE(other.line().rfind("ready ", 0) == 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(t * 7 % 60));  // any sync phase
+    // Spreads the writes over the other's sync period: the bound holds at any phase.
+    std::this_thread::sleep_for(std::chrono::milliseconds(t * 7 % 60));
     version->fetch_add(1);
     if (t % 2 == 0) {
       REQUIRE(writer.invalidate(key));
