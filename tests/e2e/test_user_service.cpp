@@ -477,7 +477,15 @@ TEST_CASE(
   CHECK(name_of(ca, "/users/").find("Partitioned") != std::string::npos);
   CHECK(name_of(cb, "/users/5") == old_user);  // b: memcached still has it
   CHECK(a.metric("invalidations_pending", "user") == 1);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The partition lasts until a's background retries have failed a few times.
+  auto retried = [&] {
+    return a.metric("invalidation_retries", "user") >= 2 &&
+           a.metric("invalidation_retries", "users") >= 2;
+  };
+  for (int i = 0; i < 500 && !retried(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(retried());
+  CHECK(a.metric("invalidations_applied", "user") == 0);
 
   auto healed = std::chrono::steady_clock::now();
   proxy.pass();
