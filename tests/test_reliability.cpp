@@ -172,7 +172,7 @@ TEST_CASE("every get stays within 3x the poll timeout through a kill then a rest
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
     });
-    // Each fault lasts this long: a stretch of time the gets must ride out.
+    // A stretch of time the gets ride out: a fault's length, or healthy traffic.
     auto last = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
     // Each fault begins once the store serves hits (again, after the one before).
     auto serving = [&] {
@@ -193,12 +193,14 @@ TEST_CASE("every get stays within 3x the poll timeout through a kill then a rest
     REQUIRE(met(errors));
     mc.start();  // restarted, empty
     REQUIRE(serving());
+    last(200);  // healthy traffic between two faults
     errors = c.stats().cache_errors;
     mc.pause();  // frozen for a second: longer than 3 poll timeouts
     last(1000);
     REQUIRE(met(errors));
     mc.resume();
     REQUIRE(serving());
+    last(200);
     stop = true;
     for (auto& t : ts) t.join();
     writer.join();
