@@ -1,9 +1,10 @@
 // Deterministic simulation of the cache's protocol: several processes, each with
 // several callers, run the read and invalidation machines over one simulated
-// memcached (InMemoryStore on a manual clock) through a simulated network that
-// delays, loses requests, loses replies after the command was applied, and
-// partitions a process. A seeded scheduler picks every delay and fault, so a
-// schedule is replayed exactly from its seed.
+// memcached on a manual clock, spoken to by either protocol (classic: InMemoryStore's
+// add/gets/cas/delete; meta: SimMeta's mg N, ms C, md I with whole-second expiry),
+// through a simulated network that delays, loses requests, loses replies after the
+// command was applied, and partitions a process. A seeded scheduler picks every delay and fault, so
+// a schedule is replayed exactly from its seed.
 //
 // Checked for every schedule:
 //   - no read returns a value older than a write whose invalidation returned before
@@ -15,9 +16,11 @@
 //
 //   cacheaside_sim [schedules] [seconds]   default 100000 and 60
 //   CACHEASIDE_SIM_SEED=<n>                replays schedule n with a trace
-//   CACHEASIDE_SIM_MUTATION=<name>         (for showing that a check can fail)
+//   CACHEASIDE_SIM_MUTATION=<name>         (for showing that a check can fail: no-leases,
+//                                           meta-ms-ignores-cas)
 #include <cacheaside/cacheaside.hpp>
 #include <cacheaside/detail/invalidation/invalidate_fsm.hpp>
+#include <cacheaside/detail/lookup/meta_protocol.hpp>
 #include <cacheaside/detail/miss/protocol_step.hpp>
 #include <cacheaside/detail/miss/read_fsm.hpp>
 #include <chrono>
@@ -68,6 +71,7 @@ struct Sim {
   // holders waiting for each other.
   std::map<std::string, Ms> progress;  // key -> the last store, release or write
   bool any_fault = false;              // a request lost or a process cut off, so far
+  Ms stale_window{-1};                 // stale_on_invalidate's bound on reads (-1: off)
   void progressed(const std::string& key) { progress[key] = now_ms(); }
   void waited_out(int id, const std::string& key, Ms waited) {
     auto it = progress.find(key);
@@ -176,9 +180,169 @@ class SimNet final : public Store {
   std::shared_ptr<Store> inner_;
 };
 
+// memcached's meta commands as memcached 1.6 runs them (proto_meta.c), on the
+// simulated clock with memcached's whole-second expiry: `mg … N` creates a
+// placeholder and hands out one win (W; later readers get Z), `md … I` marks the item
+// stale, gives it a new CAS id and hands out a new win (W X), `ms … C` stores only
+// over the CAS id it names, `ma … N J D` counts.
+class SimMeta {
+ public:
+  explicit SimMeta(std::shared_ptr<ManualClock> clock) : clock_(std::move(clock)) {
+    const char* m = std::getenv("CACHEASIDE_SIM_MUTATION");
+    ignore_cas_ = m && std::string(m) == "meta-ms-ignores-cas";  // a server without the guard
+  }
+
+  void execute(detail::MetaOp& op) {
+    using detail::MetaCmd;
+    std::int64_t now = clock_->unix_ms() / 1000;
+    auto it = items_.find(std::string(op.key));
+    if (it != items_.end() && it->second.exp != 0 && now >= it->second.exp) {
+      items_.erase(it);
+      it = items_.end();
+    }
+    auto expiry = [&](Exptime t) -> std::int64_t { return t == 0 ? 0 : now + t; };
+    switch (op.cmd) {
+      case MetaCmd::get: {
+        bool created = false;
+        if (it == items_.end()) {
+          if (!op.vivify) {
+            op.status = StoreStatus::not_found;
+            return;
+          }
+          it = items_.emplace(std::string(op.key), Item{}).first;
+          it->second.cas = ++cas_;
+          it->second.exp = expiry(op.vivify);
+          created = true;
+        }
+        Item& i = it->second;
+        op.item->value = i.value;
+        op.item->flags = i.flags;
+        op.item->cas = i.cas;
+        op.stale = i.stale;
+        op.won = op.claimed = false;
+        if (created || (i.stale && !i.token_sent)) {
+          op.won = true;
+          i.token_sent = true;
+        } else if (i.token_sent) {
+          op.claimed = true;
+        }
+        op.status = StoreStatus::ok;
+        return;
+      }
+      case MetaCmd::set:
+      case MetaCmd::add:
+      case MetaCmd::cas: {
+        if (op.cmd == MetaCmd::add && it != items_.end()) {
+          op.status = StoreStatus::not_stored;
+          return;
+        }
+        if (op.cmd == MetaCmd::cas) {
+          if (it == items_.end()) {
+            op.status = StoreStatus::not_found;
+            return;
+          }
+          if (it->second.cas != op.cas && !ignore_cas_) {
+            op.status = StoreStatus::exists;
+            return;
+          }
+        }
+        Item& i = items_[std::string(op.key)];
+        i = Item{};
+        i.value.assign(op.value.data(), op.value.size());
+        i.flags = op.flags;
+        i.cas = ++cas_;
+        i.exp = expiry(op.exptime);
+        op.status = StoreStatus::ok;
+        return;
+      }
+      case MetaCmd::remove: {
+        if (it == items_.end()) {
+          op.status = StoreStatus::not_found;
+          return;
+        }
+        if (op.cas && it->second.cas != op.cas) {
+          op.status = StoreStatus::exists;
+          return;
+        }
+        if (op.invalidate) {
+          Item& i = it->second;
+          i.stale = true;
+          i.token_sent = false;
+          i.cas = ++cas_;
+          if (op.exptime) i.exp = expiry(op.exptime);
+        } else {
+          items_.erase(it);
+        }
+        op.status = StoreStatus::ok;
+        return;
+      }
+      case MetaCmd::incr: {
+        if (it == items_.end()) {
+          Item& i = items_[std::string(op.key)];
+          i.value = std::to_string(op.initial);
+          i.cas = ++cas_;
+          i.exp = expiry(op.exptime);
+          op.number = op.initial;
+        } else {
+          op.number = std::strtoull(it->second.value.c_str(), nullptr, 10) + op.delta;
+          it->second.value = std::to_string(op.number);
+          it->second.cas = ++cas_;
+        }
+        op.status = StoreStatus::ok;
+        return;
+      }
+    }
+  }
+
+  /// memcached restarted: everything is gone.
+  void clear() { items_.clear(); }
+
+ private:
+  struct Item {
+    std::string value;
+    std::uint32_t flags = 0;
+    std::uint64_t cas = 0;
+    std::int64_t exp = 0;  // unix seconds; 0: never
+    bool stale = false;
+    bool token_sent = false;  // a win was handed out
+  };
+  std::shared_ptr<ManualClock> clock_;
+  std::map<std::string, Item> items_;
+  std::uint64_t cas_ = 0;
+  bool ignore_cas_ = false;
+};
+
+// One process's network to the meta memcached: per batch (one write, one read), the
+// whole batch may be lost before it reached memcached or after it was applied.
+class SimMetaNet final : public detail::MetaExecutor {
+ public:
+  SimMetaNet(Sim& s, SimMeta& server, double loss) : loss(loss), s_(s), server_(server) {}
+  double loss;
+  bool partitioned = false;
+  bool faults = false;
+
+  void execute(detail::MetaOp* ops, std::size_t n) override {
+    auto fail_all = [&] {
+      for (std::size_t i = 0; i < n; ++i) ops[i].status = StoreStatus::timeout;
+    };
+    if (partitioned) return s_.any_fault = true, fail_all();
+    if (loss > 0 && s_.chance(loss)) {
+      faults = s_.any_fault = true;
+      if (s_.chance(0.5)) return fail_all();  // the request was lost
+      for (std::size_t i = 0; i < n; ++i) server_.execute(ops[i]);
+      return fail_all();  // the replies were lost
+    }
+    for (std::size_t i = 0; i < n; ++i) server_.execute(ops[i]);
+  }
+
+ private:
+  Sim& s_;
+  SimMeta& server_;
+};
+
 // One simulated process: its tables, its protocol over its own network, its callers.
 struct Process {
-  Process(Sim& s, int id, const Options& o, double loss)
+  Process(Sim& s, int id, const Options& o, double loss, SimMeta* meta)
       : sim(s),
         id(id),
         opt(o),
@@ -191,8 +355,11 @@ struct Process {
                    s.waited_out(id, std::string(e.key), std::chrono::duration_cast<Ms>(e.duration));
                }),
         net(std::make_shared<SimNet>(s, s.memcached, loss)),
+        meta_net(meta ? std::make_unique<SimMetaNet>(s, *meta, loss) : nullptr),
         codec(StringSerializer(), opt, 1s, *s.clock, report),
-        protocol(net, policy()),
+        protocol(meta ? std::unique_ptr<LookupProtocol>(
+                            std::make_unique<detail::MetaProtocol>(*meta_net, policy()))
+                      : std::make_unique<detail::ClassicProtocol>(net, policy())),
         pending(
             {std::chrono::hours(1), 100, "", ""},
             [this](detail::PendingInvalidations::Op, const std::string& key) { return retry(key); },
@@ -205,8 +372,22 @@ struct Process {
     LookupPolicy p;
     p.codec = StringSerializer::codec;
     p.lease_ttl = opt.lease_ttl;
+    p.stale_on_invalidate = opt.stale_on_invalidate;
     p.clock = sim.clock;
     return p;
+  }
+
+  // The network's state, whichever protocol runs over it.
+  void partition(bool on) {
+    net->partitioned = on;
+    if (meta_net) meta_net->partitioned = on;
+    if (on) net->faults = true;
+  }
+  bool faults() const { return net->faults || (meta_net && meta_net->faults); }
+  void heal() {
+    partition(false);
+    net->loss = 0;
+    if (meta_net) meta_net->loss = 0;
   }
 
   // A pending invalidation retried: applied at once (one event of the scheduler).
@@ -214,7 +395,7 @@ struct Process {
     Inv f(writes, Inv::Kind::retry_remove, key);
     StoreStatus st = StoreStatus::ok;
     for (auto a = f.resume(st); a.step != WriteStep::done; a = f.resume(st))
-      st = a.step == WriteStep::remove ? protocol.remove(a.key) : StoreStatus::ok;
+      st = a.step == WriteStep::remove ? protocol->remove(a.key) : StoreStatus::ok;
     sim.note("p%d retry of %s: %s", id, key.c_str(), to_string(f.status()));
     return f.status();
   }
@@ -223,9 +404,10 @@ struct Process {
   int id;
   Options opt;
   detail::Reporter report;
-  std::shared_ptr<SimNet> net;
+  std::shared_ptr<SimNet> net;           // classic: Store calls
+  std::unique_ptr<SimMetaNet> meta_net;  // meta: batches of meta commands
   detail::ValueCodec<std::string, StringSerializer> codec;
-  detail::ClassicProtocol protocol;
+  std::unique_ptr<LookupProtocol> protocol;
   detail::PendingInvalidations pending;
   detail::MissTables<std::string> tables;
   Ctx reads;
@@ -236,6 +418,7 @@ struct Process {
 // invalidation had returned, in this process and in any.
 struct Floors {
   std::map<std::string, int> own[8], any;
+  std::map<std::string, Ms> own_at[8], any_at;  // when each was last raised
 };
 
 // One caller: a few operations in a row, each driven to its end through events.
@@ -270,6 +453,8 @@ class Caller {
     if (kind < 3) return write(key(s_.uniform(0, n_keys - 1)), kind == 0);
     floor_own_ = floors_.own[p_.id];
     floor_any_ = floors_.any;
+    own_at_ = floors_.own_at[p_.id];
+    any_at_ = floors_.any_at;
     if (kind < 7) {
       begin_read(Read::Mode::get, {key(s_.uniform(0, n_keys - 1))});
     } else if (kind < 9) {
@@ -334,7 +519,7 @@ class Caller {
   void apply(detail::Action<M>& a) {
     if (a.step == Step::release)
       for (M* m : *a.ms) s_.progressed(m->mkey);
-    detail::run_protocol_step(p_.protocol, a);
+    detail::run_protocol_step(*p_.protocol, a);
     if (a.step == Step::commit)
       for (CommitRequest& r : *a.commits) {
         s_.progressed(std::string(r.key));
@@ -363,6 +548,9 @@ class Caller {
       if (s_.excused(m.key, *m.value)) continue;
       int own = floor_own_.count(m.key) ? floor_own_[m.key] : 0;
       int any = floor_any_.count(m.key) ? floor_any_[m.key] : 0;
+      // stale_on_invalidate (opted in) serves the old value for a while after each.
+      if (v < own && began_ - own_at_[m.key] <= s_.stale_window) own = 0;
+      if (v < any && began_ - any_at_[m.key] <= s_.stale_window) any = 0;
       if (v < own)
         s_.fail("p" + std::to_string(p_.id) + " read " + m.key + " = v" + std::to_string(v) +
                 " after its own process's invalidation of v" + std::to_string(own) + " returned");
@@ -402,9 +590,9 @@ class Caller {
     if (a.step == WriteStep::done) {
       s_.note("p%d.%d   -> %s", p_.id, id_, write_->ok() ? "confirmed" : "pending");
       int& own = floors_.own[p_.id][written_key_];
-      own = std::max(own, written_);
+      if (written_ > own) own = written_, floors_.own_at[p_.id][written_key_] = s_.now_ms();
       int& any = floors_.any[written_key_];
-      any = std::max(any, written_);
+      if (written_ > any) any = written_, floors_.any_at[written_key_] = s_.now_ms();
       if (putting_) s_.put_ended[written_key_][written_] = s_.now_ms();
       write_.reset();
       s_.after(Ms(s_.uniform(0, 10)), [this] { next_op(); });
@@ -412,9 +600,9 @@ class Caller {
     }
     s_.after(s_.hop(), [this, a] {
       StoreStatus r = StoreStatus::ok;
-      if (a.step == WriteStep::remove) r = p_.protocol.remove(a.key);
+      if (a.step == WriteStep::remove) r = p_.protocol->remove(a.key);
       if (a.step == WriteStep::store)
-        r = p_.protocol.store(a.key, a.value->bytes, a.value->flags, a.value->exptime);
+        r = p_.protocol->store(a.key, a.value->bytes, a.value->flags, a.value->exptime);
       s_.after(s_.hop(), [this, r] { step_write(r); });
     });
   }
@@ -426,6 +614,7 @@ class Caller {
   int ops_left_;
   Ms began_{}, worst_{};
   std::map<std::string, int> floor_own_, floor_any_;
+  std::map<std::string, Ms> own_at_, any_at_;
   std::unique_ptr<Read> read_;
   detail::Action<M> act_;
   bool parked_ = false;
@@ -454,27 +643,41 @@ std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
   bool lossy = s.chance(0.4);
   double loss = lossy ? std::vector<double>{0.02, 0.1, 0.25}[s.uniform(0, 2)] : 0.0;
   int n_proc = s.uniform(2, 3);
+  // Half the schedules speak the meta protocol (MetaStore's), half the classic one.
+  std::unique_ptr<SimMeta> meta;
+  if (s.chance(0.5)) {
+    meta = std::make_unique<SimMeta>(s.clock);
+    if (s.chance(0.3)) {
+      o.stale_on_invalidate = std::chrono::seconds(s.uniform(1, 2));
+      // Opted in: the previous value is served while one caller reloads, for at most
+      // that long after the invalidation (+1 s: memcached's whole-second expiry).
+      s.stale_window = std::chrono::duration_cast<Ms>(o.stale_on_invalidate) + Ms(1000);
+    }
+    s.note("meta protocol%s", o.stale_on_invalidate.count() ? ", stale_on_invalidate" : "");
+  } else {
+    s.note("classic protocol");
+  }
   Floors floors;
   std::vector<std::unique_ptr<Process>> procs;
-  for (int p = 0; p < n_proc; ++p) procs.push_back(std::make_unique<Process>(s, p, o, loss));
+  for (int p = 0; p < n_proc; ++p)
+    procs.push_back(std::make_unique<Process>(s, p, o, loss, meta.get()));
   // Sometimes one process is cut off for a while.
   bool partition = s.chance(0.2);
   if (partition) {
     Process* cut = procs[s.uniform(0, n_proc - 1)].get();
     Ms from(s.uniform(0, 60)), len(s.uniform(10, 80));
     s.at(from, [&s, cut] {
-      cut->net->partitioned = true;
-      cut->net->faults = true;
+      cut->partition(true);
       s.note("p%d partitioned", cut->id);
     });
     s.at(from + len, [&s, cut] {
-      cut->net->partitioned = false;
+      cut->partition(false);
       s.note("p%d healed", cut->id);
     });
   }
   auto faulty = [&] {
     for (auto& p : procs)
-      if (p->net->faults) return true;
+      if (p->faults()) return true;
     return false;
   };
   std::vector<std::unique_ptr<Caller>> callers;
@@ -518,15 +721,14 @@ std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
   // The network heals: every pending invalidation is applied, none is lost.
   if (s.violation.empty()) {
     for (auto& p : procs) {
-      p->net->partitioned = false;
-      p->net->loss = 0;
+      p->heal();
       if (p->pending.retry_now() != 0) s.fail("an invalidation stayed pending after the heal");
       if (p->tables.flights.size() != 0) s.fail("a flight was left in the table");
     }
     for (int k = 0; k < n_keys && s.violation.empty(); ++k) {
       std::string key = "k" + std::to_string(k);
       Lookup l;
-      procs[0]->protocol.read(key, l);
+      procs[0]->protocol->read(key, l);
       std::optional<std::string> v;
       if (l.state == LookupState::hit && procs[0]->codec.decode(key, l, v) && v &&
           !s.excused(key, *v)) {
