@@ -675,6 +675,16 @@ std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
       s.note("p%d healed", cut->id);
     });
   }
+  // Sometimes memcached restarts (everything gone: values, leases, placeholders), and
+  // a classic one is small enough to evict.
+  if (s.chance(0.15)) {
+    s.at(Ms(s.uniform(0, 150)), [&s, m = meta.get()] {
+      m ? m->clear() : s.memcached->clear();
+      s.note("memcached restarted");
+    });
+  }
+  if (!meta && s.chance(0.15))
+    s.memcached->set_max_items(static_cast<std::size_t>(s.uniform(1, 2)));
   auto faulty = [&] {
     for (auto& p : procs)
       if (p->faults()) return true;
