@@ -14,10 +14,13 @@ namespace cacheaside {
 /// The stores' defaults, for MemcachedStore and MetaStore alike (a configuration
 /// string or ServerOptions field that is not set keeps these).
 struct StoreDefaults {
+  /// Time to open a connection.
   static constexpr std::chrono::milliseconds connect_timeout{200};
+  /// Time to wait for an answer (and for a free pooled connection).
   static constexpr std::chrono::milliseconds poll_timeout{100};
   /// A server skipped after failure_limit failed calls in a row is tried again after this.
   static constexpr std::chrono::seconds retry_timeout{1};
+  /// Calls failed in a row after which a server is skipped for retry_timeout.
   static constexpr int failure_limit = 2;
   /// Connections per server: max(16, 2 x cores).
   static std::size_t pool_max() {

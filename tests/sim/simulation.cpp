@@ -342,7 +342,7 @@ class SimMetaNet final : public detail::MetaExecutor {
 
 // One simulated process: its tables, its protocol over its own network, its callers.
 struct Process {
-  Process(Sim& s, int id, const Options& o, double loss, SimMeta* meta)
+  Process(Sim& s, int id, const Options& o, double loss, SimMeta* meta, bool grouped)
       : sim(s),
         id(id),
         opt(o),
@@ -360,13 +360,16 @@ struct Process {
         protocol(meta ? std::unique_ptr<LookupProtocol>(
                             std::make_unique<detail::MetaProtocol>(*meta_net, policy()))
                       : std::make_unique<detail::ClassicProtocol>(net, policy())),
+        group(net, grouped ? "g%G" : "", Ms(0), s.clock),
         pending(
-            {std::chrono::hours(1), 100, "", ""},
-            [this](detail::PendingInvalidations::Op, const std::string& key) { return retry(key); },
+            {std::chrono::hours(1), 100, "", group.key()},
+            [this](detail::PendingInvalidations::Op op, const std::string& key) {
+              return retry(op, key);
+            },
             report),
         tables(opt, *s.clock),
         reads(opt, report, codec, pending, nullptr, tables),
-        writes{report, pending, nullptr, tables.flights, tables.throttle, ""} {}
+        writes{report, pending, nullptr, tables.flights, tables.throttle, group.key()} {}
 
   LookupPolicy policy() {
     LookupPolicy p;
@@ -375,6 +378,17 @@ struct Process {
     p.stale_on_invalidate = opt.stale_on_invalidate;
     p.clock = sim.clock;
     return p;
+  }
+
+  // The memcached key of key: with a group, under its current generation (read
+  // through the network; false when it could not be read, as CacheAside's).
+  bool mkey(const std::string& key, std::string& out) {
+    out = key;
+    if (!group.enabled()) return true;
+    StoreStatus failed = StoreStatus::ok;
+    auto gen = group.current(failed);
+    out += "%g" + std::to_string(gen.value_or(0));
+    return gen.has_value();
   }
 
   // The network's state, whichever protocol runs over it.
@@ -391,11 +405,14 @@ struct Process {
   }
 
   // A pending invalidation retried: applied at once (one event of the scheduler).
-  StoreStatus retry(const std::string& key) {
-    Inv f(writes, Inv::Kind::retry_remove, key);
+  StoreStatus retry(detail::PendingInvalidations::Op op, const std::string& key) {
+    bool bump = op == detail::PendingInvalidations::Op::bump;
+    Inv f(writes, bump ? Inv::Kind::retry_bump : Inv::Kind::retry_remove, key);
     StoreStatus st = StoreStatus::ok;
     for (auto a = f.resume(st); a.step != WriteStep::done; a = f.resume(st))
-      st = a.step == WriteStep::remove ? protocol->remove(a.key) : StoreStatus::ok;
+      st = a.step == WriteStep::remove ? protocol->remove(a.key)
+           : a.step == WriteStep::bump ? group.bump()
+                                       : StoreStatus::ok;
     sim.note("p%d retry of %s: %s", id, key.c_str(), to_string(f.status()));
     return f.status();
   }
@@ -408,6 +425,7 @@ struct Process {
   std::unique_ptr<SimMetaNet> meta_net;  // meta: batches of meta commands
   detail::ValueCodec<std::string, StringSerializer> codec;
   std::unique_ptr<LookupProtocol> protocol;
+  detail::GroupGeneration group;  // Options::group, in some classic schedules
   detail::PendingInvalidations pending;
   detail::MissTables<std::string> tables;
   Ctx reads;
@@ -466,7 +484,11 @@ class Caller {
 
   void begin_read(Read::Mode mode, std::vector<std::string> keys) {
     read_ = std::make_unique<Read>(p_.reads, mode, keys.size() > 1, keys.size());
-    for (auto& k : keys) read_->add(k, k, true);
+    for (auto& k : keys) {
+      std::string mk;
+      bool cacheable = p_.mkey(k, mk);
+      read_->add(k, mk, cacheable);
+    }
     s_.note("p%d.%d %s %s%s", p_.id, id_, mode == Read::Mode::peek ? "peek" : "get",
             keys.front().c_str(), keys.size() > 1 ? " +" : "");
     step_read();
@@ -577,30 +599,46 @@ class Caller {
     written_ = v;
     written_key_ = k;
     value_.bytes.clear();
+    std::string mk;
+    if (!p_.mkey(k, mk)) {
+      // The generation could not be read: the key could be any generation's, so the
+      // whole group is bumped later (CacheAside's unreachable_group).
+      detail::unreachable_group(p_.writes);
+      putting_ = false;
+      return s_.after(Ms(0), [this] { write_done(false); });
+    }
+    s_.progressed(mk);
+    bool all = p_.group.enabled() && s_.chance(0.3);
+    if (all) s_.note("p%d.%d   (invalidate_all)", p_.id, id_);
     if (put && !p_.codec.encode(k, std::optional<std::string>("w" + std::to_string(v)), 0, value_))
       put = false;
-    putting_ = put;
-    write_ = std::make_unique<Inv>(p_.writes, put ? Inv::Kind::put : Inv::Kind::remove, k,
-                                   put ? &value_ : nullptr);
+    putting_ = put && !all;
+    write_ = std::make_unique<Inv>(p_.writes,
+                                   all   ? Inv::Kind::all
+                                   : put ? Inv::Kind::put
+                                         : Inv::Kind::remove,
+                                   all ? std::string() : mk, putting_ ? &value_ : nullptr);
     step_write(StoreStatus::ok);
+  }
+
+  void write_done(bool confirmed) {
+    s_.note("p%d.%d   -> %s", p_.id, id_, confirmed ? "confirmed" : "pending");
+    int& own = floors_.own[p_.id][written_key_];
+    if (written_ > own) own = written_, floors_.own_at[p_.id][written_key_] = s_.now_ms();
+    int& any = floors_.any[written_key_];
+    if (written_ > any) any = written_, floors_.any_at[written_key_] = s_.now_ms();
+    if (putting_) s_.put_ended[written_key_][written_] = s_.now_ms();
+    write_.reset();
+    s_.after(Ms(s_.uniform(0, 10)), [this] { next_op(); });
   }
 
   void step_write(StoreStatus st) {
     detail::WriteAction a = write_->resume(st);
-    if (a.step == WriteStep::done) {
-      s_.note("p%d.%d   -> %s", p_.id, id_, write_->ok() ? "confirmed" : "pending");
-      int& own = floors_.own[p_.id][written_key_];
-      if (written_ > own) own = written_, floors_.own_at[p_.id][written_key_] = s_.now_ms();
-      int& any = floors_.any[written_key_];
-      if (written_ > any) any = written_, floors_.any_at[written_key_] = s_.now_ms();
-      if (putting_) s_.put_ended[written_key_][written_] = s_.now_ms();
-      write_.reset();
-      s_.after(Ms(s_.uniform(0, 10)), [this] { next_op(); });
-      return;
-    }
+    if (a.step == WriteStep::done) return write_done(write_->ok());
     s_.after(s_.hop(), [this, a] {
       StoreStatus r = StoreStatus::ok;
       if (a.step == WriteStep::remove) r = p_.protocol->remove(a.key);
+      if (a.step == WriteStep::bump) r = p_.group.bump();
       if (a.step == WriteStep::store)
         r = p_.protocol->store(a.key, a.value->bytes, a.value->flags, a.value->exptime);
       s_.after(s_.hop(), [this, r] { step_write(r); });
@@ -657,10 +695,14 @@ std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
   } else {
     s.note("classic protocol");
   }
+  // Some classic schedules put the keys in a group (Options::group): keys under its
+  // generation, and some writes invalidate_all.
+  bool grouped = !meta && s.chance(0.3);
+  if (grouped) s.note("group");
   Floors floors;
   std::vector<std::unique_ptr<Process>> procs;
   for (int p = 0; p < n_proc; ++p)
-    procs.push_back(std::make_unique<Process>(s, p, o, loss, meta.get()));
+    procs.push_back(std::make_unique<Process>(s, p, o, loss, meta.get(), grouped));
   // Sometimes one process is cut off for a while.
   bool partition = s.chance(0.2);
   if (partition) {
@@ -738,9 +780,11 @@ std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
     for (int k = 0; k < n_keys && s.violation.empty(); ++k) {
       std::string key = "k" + std::to_string(k);
       Lookup l;
-      procs[0]->protocol->read(key, l);
+      std::string mk;
+      if (!procs[0]->mkey(key, mk)) s.fail("the group generation unreadable after the heal");
+      procs[0]->protocol->read(mk, l);
       std::optional<std::string> v;
-      if (l.state == LookupState::hit && procs[0]->codec.decode(key, l, v) && v &&
+      if (l.state == LookupState::hit && procs[0]->codec.decode(mk, l, v) && v &&
           !s.excused(key, *v)) {
         int got = std::atoi(v->c_str() + 1);
         if (got < s.source[key])

@@ -46,6 +46,18 @@ struct WriteContext {
   std::string group_key;  // empty: no group
 };
 
+/// A write whose key needs the group generation, which could not be read: the key
+/// could be any generation's, so a pending group bump covers them all. Until it is
+/// applied, callers here keep the generation they read before: the loads they run
+/// now must serve nobody who asks later.
+template <class Value>
+bool unreachable_group(WriteContext<Value>& c) {
+  c.flights.forget_all();
+  c.pending.add(PendingInvalidations::Op::bump, c.group_key, StoreStatus::unavailable,
+                "group generation");
+  return false;
+}
+
 template <class Value>
 class InvalidateFsm {
  public:
@@ -65,6 +77,9 @@ class InvalidateFsm {
     st_ = result;
     CACHEASIDE_CORO_BEGIN(coro_)
     if (kind_ == Kind::all) {
+      // Loads running now serve nobody who asks later: should the bump fail and stay
+      // pending, callers keep the generation they have, and would join them.
+      c_.flights.forget_all();
       drop_all();
       ticket_ = c_.pending.ticket();
       CACHEASIDE_CORO_YIELD(coro_, act(WriteStep::bump, group()));

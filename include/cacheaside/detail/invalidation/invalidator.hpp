@@ -52,11 +52,7 @@ class Invalidator {
   /// A write whose key needs the group generation, which could not be read: the
   /// store is away, and the key could be any generation's. A pending group bump
   /// covers them all.
-  bool unreachable_group() {
-    pending_.add(PendingInvalidations::Op::bump, group_.key(), StoreStatus::unavailable,
-                 "group generation");
-    return false;
-  }
+  bool unreachable_group() { return detail::unreachable_group(ctx_); }
 
   const PendingInvalidations& pending() const { return pending_; }
   std::size_t size() const { return pending_.size(); }

@@ -59,7 +59,7 @@ class ReadContext {
   /// Publishes a result to m's flight (after leaving the table, so later callers
   /// start anew) and keeps it for m's caller.
   void finish(M& m, std::optional<Value> v, bool stale, Stamp proof) {
-    flights.leave(m.mkey, m.fl.flight);
+    flights.leave(m.fl.key, m.fl.flight);
     m.fl.flight->publish(v, stale, proof);
     m.value = std::move(v);
     m.done = true;
@@ -68,7 +68,7 @@ class ReadContext {
   /// Ends m's flight with an error: every follower gets it.
   void fail(M& m, std::exception_ptr error) {
     m.store = false;
-    flights.leave(m.mkey, m.fl.flight);
+    flights.leave(m.fl.key, m.fl.flight);
     m.fl.flight->fail(std::move(error));
     m.done = true;
   }

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 
@@ -93,6 +94,11 @@ class Flight {
 
 /// The flights running in one cache, by memcached key. With single-flight off
 /// every caller leads a private flight.
+/// The flight key of callers whose key is held out by a pending invalidation: they
+/// load from the source and share only with each other, never a load that may
+/// answer from memcached (a space is in no memcached key).
+inline std::string held_flight_key(std::string_view mkey) { return std::string(mkey) + " held"; }
+
 template <class Value>
 class FlightTable {
  public:
@@ -101,6 +107,7 @@ class FlightTable {
     Ptr flight;
     bool leader = true;
     Stamp stamp = 0;  // when the caller joined
+    std::string key;  // in the table under (empty: alone)
   };
 
   explicit FlightTable(bool enabled) : enabled_(enabled) {}
@@ -114,10 +121,10 @@ class FlightTable {
     std::lock_guard<std::mutex> lock(mu_);
     Stamp s = stamp();
     auto it = flights_.find(key);
-    if (it != flights_.end()) return {it->second, false, s};
+    if (it != flights_.end()) return {it->second, false, s, key};
     auto f = std::make_shared<Flight<Value>>();
     flights_.emplace(key, f);
-    return {std::move(f), true, s};
+    return {std::move(f), true, s, key};
   }
   /// Leads a flight only if none is running for key (early refresh).
   std::optional<Joined> try_lead(const std::string& key) {
@@ -126,13 +133,21 @@ class FlightTable {
     if (flights_.count(key)) return std::nullopt;
     auto f = std::make_shared<Flight<Value>>();
     flights_.emplace(key, f);
-    return Joined{std::move(f), true, stamp()};
+    return Joined{std::move(f), true, stamp(), key};
   }
-  /// Detaches the flight for key: callers from now on start a new load.
+  /// Detaches the flights for key (and its held callers'): callers from now on start
+  /// a new load.
   void forget(const std::string& key) {
     if (!enabled_) return;
     std::lock_guard<std::mutex> lock(mu_);
     flights_.erase(key);
+    flights_.erase(held_flight_key(key));
+  }
+  /// Detaches every flight (a write to the whole group).
+  void forget_all() {
+    if (!enabled_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    flights_.clear();
   }
   /// Removes the leader's flight before it publishes, so later callers start anew.
   void leave(const std::string& key, const Ptr& f) {

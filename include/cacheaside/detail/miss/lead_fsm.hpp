@@ -173,7 +173,8 @@ class LeadFsm {
         continue;
       }
       m->seen = c_.flights.stamp();
-      if (m->no_store || c_.pending.holds(m->mkey)) {
+      if (m->no_store || m->held || c_.pending.holds(m->mkey)) {
+        m->held = true;
         held_.push_back(m);  // load, store nothing
         if (m->look.state == LookupState::won) list_.push_back(m);
       } else {

@@ -106,7 +106,7 @@ class ReadFsm {
     // An invalidation that failed meanwhile holds the key out too.
     list_.clear();
     for (M* m : look_) {
-      m->held = c_.pending.holds(m->mkey);
+      m->held = m->held || c_.pending.holds(m->mkey);
       if (m->held && m->look.state == LookupState::won) list_.push_back(m);
     }
     if (!list_.empty()) CACHEASIDE_CORO_YIELD(coro_, Act::on(Step::release, list_));
@@ -143,7 +143,7 @@ class ReadFsm {
             cur_->fl = c_.flights.join(cur_->mkey);
           }
         } else {
-          cur_->fl = c_.flights.join(cur_->mkey);
+          cur_->fl = c_.flights.join(cur_->held ? held_flight_key(cur_->mkey) : cur_->mkey);
         }
         cur_->stale.reset();
         if (cur_->look.state == LookupState::stale &&
@@ -204,7 +204,10 @@ class ReadFsm {
             break;
         }
         cur_->seen = c_.flights.stamp();
-        if (c_.pending.holds(cur_->mkey)) {
+        // Once held, always: a group bump applied meanwhile would not cover the key
+        // this read built under the generation it read before.
+        if (cur_->held || c_.pending.holds(cur_->mkey)) {
+          cur_->held = true;
           cur_->look.reset();
         } else {
           one_.assign(1, cur_);
