@@ -9,6 +9,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <mutex>
 #include <sstream>
 
 #include "support/common.hpp"
@@ -24,16 +25,19 @@ struct World : Database {
   ManualWorld base;
   std::shared_ptr<FaultStore> store = std::make_shared<FaultStore>(base.store);
   std::vector<std::string> events;
+  std::mutex events_mu;
 
   Options options() {
     Options o = base.options();
     o.ttl = std::chrono::seconds(120);
     o.early_refresh_beta = 0;
     o.invalidation_retry = std::chrono::seconds(60);  // the test retries by hand
-    o.on_event = [this](const Event& e) {
+    o.on_event = [this](const Event& e) {             // called by the retry thread too
       if (e.type == EventType::invalidation_pending || e.type == EventType::invalidation_applied ||
-          e.type == EventType::invalidation_dropped)
+          e.type == EventType::invalidation_dropped) {
+        std::lock_guard<std::mutex> lock(events_mu);
         events.push_back(std::string(to_string(e.type)) + " " + std::string(e.key));
+      }
     };
     return o;
   }

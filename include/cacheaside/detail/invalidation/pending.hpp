@@ -56,7 +56,7 @@ class PendingInvalidations {
       return;
     }
     HeldEvents told(report_);  // told after the lock: a hook may call the cache
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     for (const auto& r : records) {
       if (r.op == 'g' && r.key == set_.group_key) {
         note_bump();
@@ -69,6 +69,9 @@ class PendingInvalidations {
     }
     Reporter::bump(report_.stats.invalidations_pending, records.size());  // one per record
     publish_count();
+    lock.unlock();
+    told.tell();  // before the retries start: "pending" is told before "applied"
+    lock.lock();
     start_locked(std::chrono::steady_clock::now());
   }
 
