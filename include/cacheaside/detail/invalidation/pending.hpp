@@ -65,9 +65,8 @@ class PendingInvalidations {
         // counter starts at the current time).
         keys_[r.key] = Entry{++seq_, std::chrono::steady_clock::now()};
       }
-      told.invalidation_pending_told(r.key, "replayed from the spool");
+      told.invalidation_pending(r.key, "replayed from the spool");
     }
-    Reporter::bump(report_.stats.invalidations_pending, records.size());  // one per record
     publish_count();
     lock.unlock();
     told.tell();  // before the retries start: "pending" is told before "applied"
