@@ -12,6 +12,7 @@
 
 #include "support/common.hpp"
 #include "support/fault_proxy.hpp"
+#include "support/fault_store.hpp"
 
 using namespace cacheaside;
 using namespace cacheaside_test;
@@ -387,4 +388,41 @@ TEST_CASE("a full pool costs a get no more than the server's silence", "[reliabi
               meta_store() ? "MetaStore" : "MemcachedStore", worst.load());
   CHECK(wrong == 0);
   CHECK(worst <= 300 * env_int("CACHEASIDE_TIMING_SCALE", 1));
+}
+
+namespace {
+// memcached behind a network that loses the reply of the next add after running it.
+struct AddReplyLost : FaultStore {
+  using FaultStore::FaultStore;
+  bool lose_add_reply = false;
+  S add(std::string_view k, std::string_view v, std::uint32_t fl, Exptime e) override {
+    S st = FaultStore::add(k, v, fl, e);
+    return lose_add_reply ? S::timeout : st;
+  }
+};
+}  // namespace
+
+TEST_CASE("a lease left behind is deleted by a later caller here when the first delete fails",
+          "[reliability][nostore]") {
+  auto store = std::make_shared<AddReplyLost>(std::make_shared<InMemoryStore>());
+  LookupPolicy policy;
+  policy.codec = StringSerializer::codec;
+  policy.lease_ttl = std::chrono::seconds(10);
+  detail::ClassicProtocol protocol(store, policy);
+  Lookup l;
+  protocol.lookup("k", l);
+  REQUIRE(l.state == LookupState::absent);
+  store->lose_add_reply = true;  // the marker lands; this process never hears so
+  protocol.acquire("k", l);
+  REQUIRE(l.state == LookupState::error);
+  store->lose_add_reply = false;
+  store->failure = StoreStatus::timeout;
+  store->fail_removes = true;  // the first caller to find it cannot delete it either
+  protocol.lookup("k", l);
+  CHECK(l.state == LookupState::busy);
+  store->fail_removes = false;
+  protocol.lookup("k", l);  // the next one does, and may load at once
+  CHECK(l.state == LookupState::absent);
+  protocol.acquire("k", l);
+  CHECK(l.state == LookupState::won);
 }

@@ -169,9 +169,10 @@ class ClassicProtocol final : public LookupProtocol {
       return;
     }
     if (const char* why = judge(policy_, l, now)) return unreadable(key, l, why);
-    // A marker this process could not delete: nobody loads under it.
-    if (l.state == LookupState::busy && orphans_.take(key, l.item.value) &&
-        !is_failure(store_->remove(key))) {
+    // A marker this process could not delete: nobody loads under it. Still there
+    // when this delete fails too: the next caller tries again.
+    if (l.state == LookupState::busy && orphans_.take(key, l.item.value)) {
+      if (is_failure(store_->remove(key))) return orphans_.add(key, l.item.value);
       l.state = LookupState::absent;
       l.present = false;
     }
@@ -188,7 +189,7 @@ class ClassicProtocol final : public LookupProtocol {
   std::shared_ptr<Store> store_;
   LookupPolicy policy_;
   std::atomic<bool> no_cas_{false};  // found out: the server gives no CAS ids
-  OrphanedLeases orphans_{policy_.lease_ttl};
+  OrphanedLeases orphans_{policy_.lease_ttl, policy_.clock};
 };
 
 }  // namespace cacheaside::detail

@@ -124,6 +124,7 @@ class MetaProtocol final : public LookupProtocol {
     MetaOp extra[2];
     std::size_t n = classify(key, op, l, policy_.clock->unix_ms(), lease, extra);
     if (n) exec_.execute(extra, n);
+    note_orphans(extra, n);
   }
 
   void many(const std::vector<std::string>& keys, std::vector<Lookup>& out, bool lease) {
@@ -144,6 +145,7 @@ class MetaProtocol final : public LookupProtocol {
       for (std::size_t j = 0; j < n; ++j) extra.push_back(more[j]);
     }
     if (!extra.empty()) exec_.execute(extra.data(), extra.size());
+    note_orphans(extra.data(), extra.size());  // an abandoned placeholder's delete failed too
   }
 
   // Sorts a reply into the lookup states. Returns the follow-up commands to run
@@ -310,7 +312,7 @@ class MetaProtocol final : public LookupProtocol {
   MetaExecutor& exec_;
   LookupPolicy policy_;
   std::atomic<bool> no_cas_{false};  // told once
-  OrphanedLeases orphans_{policy_.lease_ttl};
+  OrphanedLeases orphans_{policy_.lease_ttl, policy_.clock};
 };
 
 }  // namespace cacheaside::detail

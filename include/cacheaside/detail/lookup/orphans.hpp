@@ -5,10 +5,14 @@
 #include <chrono>
 #include <cstddef>
 #include <iterator>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
+
+#include "../../clock.hpp"
 
 namespace cacheaside::detail {
 
@@ -22,13 +26,14 @@ namespace cacheaside::detail {
 /// gone by then); bounded.
 class OrphanedLeases {
  public:
-  explicit OrphanedLeases(std::chrono::seconds lease_ttl) : ttl_(lease_ttl) {}
+  OrphanedLeases(std::chrono::seconds lease_ttl, std::shared_ptr<Clock> clock)
+      : ttl_(lease_ttl), clock_(std::move(clock)) {}
 
   /// Key's lease may be left behind: its release failed, or the request taking
   /// it went unanswered. `token`: the marker's value, when it has one.
   void add(std::string_view key, std::string_view token = {}) {
     std::lock_guard<std::mutex> lock(mu_);
-    auto now = std::chrono::steady_clock::now();
+    auto now = clock_->now();
     if (keys_.size() >= max_entries) prune(now);
     if (keys_.size() >= max_entries) return;  // the wait stays bounded by lease_wait
     keys_[std::string(key)] = Entry{now + ttl_, std::string(token)};
@@ -42,7 +47,7 @@ class OrphanedLeases {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = keys_.find(std::string(key));
     if (it == keys_.end()) return false;
-    bool ours = std::chrono::steady_clock::now() < it->second.until &&
+    bool ours = clock_->now() < it->second.until &&
                 (it->second.token.empty() || it->second.token == marker);
     keys_.erase(it);
     any_ = !keys_.empty();
@@ -57,18 +62,19 @@ class OrphanedLeases {
   static constexpr std::size_t max_entries = 10000;
 
  private:
-  void prune(std::chrono::steady_clock::time_point now) {
+  void prune(Clock::time_point now) {
     for (auto it = keys_.begin(); it != keys_.end();)
       it = now >= it->second.until ? keys_.erase(it) : std::next(it);
     any_ = !keys_.empty();
   }
 
   struct Entry {
-    std::chrono::steady_clock::time_point until;
+    Clock::time_point until;
     std::string token;  // empty: any marker under the key
   };
 
   std::chrono::seconds ttl_;
+  std::shared_ptr<Clock> clock_;  // the cache's: the simulation runs it on its own
   std::mutex mu_;
   std::unordered_map<std::string, Entry> keys_;
   std::atomic<bool> any_{false};
