@@ -20,6 +20,7 @@
 //                                           meta-ms-ignores-cas)
 #include <cacheaside/cacheaside.hpp>
 #include <cacheaside/detail/invalidation/invalidate_fsm.hpp>
+#include <cacheaside/detail/invalidation/invalidator.hpp>
 #include <cacheaside/detail/lookup/meta_protocol.hpp>
 #include <cacheaside/detail/miss/protocol_step.hpp>
 #include <cacheaside/detail/miss/read_fsm.hpp>
@@ -50,6 +51,11 @@ using Ms = std::chrono::milliseconds;
 
 constexpr int n_keys = 2;
 
+const char* state_name(LookupState s) {
+  static const char* const names[] = {"hit", "stale", "won", "busy", "absent", "error"};
+  return names[static_cast<int>(s)];
+}
+
 // One schedule's world.
 struct Sim {
   explicit Sim(std::uint64_t seed, bool trace) : rng(seed), trace(trace) {
@@ -72,8 +78,25 @@ struct Sim {
   std::map<std::string, Ms> progress;  // key -> the last store, release or write
   bool any_fault = false;              // a request lost or a process cut off, so far
   Ms stale_window{-1};                 // stale_on_invalidate's bound on reads (-1: off)
+  Ms near_window{-1};                  // near_sync, between processes (-1: no near cache)
+  // Lease markers (by CAS id) and the process that took each. `let_go`: since when
+  // none of its callers holds it (a reply lost, a release that failed): from then the
+  // process knows nobody loads under it, and its own callers must not wait for it.
+  struct Marker {
+    int pid;
+    Ms let_go{-1};
+  };
+  std::map<std::uint64_t, Marker> markers;
+  std::function<std::uint64_t(const std::string&)> marker_at;  // under key now (0: none)
+  void marker_taken(int pid, std::uint64_t cas) { markers[cas] = Marker{pid}; }
+
   void progressed(const std::string& key) { progress[key] = now_ms(); }
   void waited_out(int id, const std::string& key, Ms waited) {
+    auto m = markers.find(marker_at(key));
+    if (m != markers.end() && m->second.pid == id && m->second.let_go >= Ms(0) &&
+        m->second.let_go <= now_ms() - waited)
+      fail("p" + std::to_string(id) + " waited out lease_wait on " + key +
+           " behind a lease marker it had itself let go (nobody loads under it)");
     auto it = progress.find(key);
     if (any_fault) return;  // a holder cut off leaves its lease until lease_ttl
     if (it == progress.end() || it->second < now_ms() - waited)
@@ -128,8 +151,8 @@ struct Sim {
 // lost before or after memcached applied it, or fail for a partition.
 class SimNet final : public Store {
  public:
-  SimNet(Sim& s, std::shared_ptr<Store> inner, double loss)
-      : loss(loss), s_(s), inner_(std::move(inner)) {}
+  SimNet(Sim& s, int pid, std::shared_ptr<Store> inner, double loss)
+      : loss(loss), s_(s), pid_(pid), inner_(std::move(inner)) {}
   double loss;  // the chance that a call is lost
   bool partitioned = false;
   bool faults = false;  // any fault so far
@@ -150,7 +173,14 @@ class SimNet final : public Store {
     return go([&] { return inner_->set(k, v, fl, e); });
   }
   StoreStatus add(std::string_view k, std::string_view v, std::uint32_t fl, Exptime e) override {
-    return go([&] { return inner_->add(k, v, fl, e); });
+    return go([&] {
+      StoreStatus st = inner_->add(k, v, fl, e);
+      StoreItem i;
+      if (st == StoreStatus::ok && (fl & envelope::lease_bit) &&
+          inner_->get(k, i) == StoreStatus::ok)
+        s_.marker_taken(pid_, i.cas);  // taken, whether or not the reply arrives
+      return st;
+    });
   }
   StoreStatus cas(std::string_view k, std::string_view v, std::uint32_t fl, Exptime e,
                   std::uint64_t c) override {
@@ -177,6 +207,7 @@ class SimNet final : public Store {
     return fn();
   }
   Sim& s_;
+  int pid_;
   std::shared_ptr<Store> inner_;
 };
 
@@ -297,6 +328,16 @@ class SimMeta {
   /// memcached restarted: everything is gone.
   void clear() { items_.clear(); }
 
+  /// The CAS id of the placeholder (a won lease) under key (0: none).
+  std::uint64_t placeholder_cas(const std::string& key) const {
+    auto it = items_.find(key);
+    if (it == items_.end()) return 0;
+    const Item& i = it->second;
+    std::int64_t now = clock_->unix_ms() / 1000;
+    bool live = i.exp == 0 || now < i.exp;
+    return live && i.value.empty() && i.flags == 0 && !i.stale && i.token_sent ? i.cas : 0;
+  }
+
  private:
   struct Item {
     std::string value;
@@ -316,7 +357,8 @@ class SimMeta {
 // whole batch may be lost before it reached memcached or after it was applied.
 class SimMetaNet final : public detail::MetaExecutor {
  public:
-  SimMetaNet(Sim& s, SimMeta& server, double loss) : loss(loss), s_(s), server_(server) {}
+  SimMetaNet(Sim& s, int pid, SimMeta& server, double loss)
+      : loss(loss), s_(s), pid_(pid), server_(server) {}
   double loss;
   bool partitioned = false;
   bool faults = false;
@@ -329,14 +371,23 @@ class SimMetaNet final : public detail::MetaExecutor {
     if (loss > 0 && s_.chance(loss)) {
       faults = s_.any_fault = true;
       if (s_.chance(0.5)) return fail_all();  // the request was lost
-      for (std::size_t i = 0; i < n; ++i) server_.execute(ops[i]);
+      for (std::size_t i = 0; i < n; ++i) run(ops[i]);
       return fail_all();  // the replies were lost
     }
-    for (std::size_t i = 0; i < n; ++i) server_.execute(ops[i]);
+    for (std::size_t i = 0; i < n; ++i) run(ops[i]);
+  }
+
+ private:
+  void run(detail::MetaOp& op) {
+    server_.execute(op);
+    if (op.cmd == detail::MetaCmd::get && op.won && !op.stale && op.item->value.empty() &&
+        op.item->flags == 0)
+      s_.marker_taken(pid_, op.item->cas);  // a placeholder won
   }
 
  private:
   Sim& s_;
+  int pid_;
   SimMeta& server_;
 };
 
@@ -354,8 +405,8 @@ struct Process {
                  if (e.type == EventType::lease_wait && e.reason == "timeout")
                    s.waited_out(id, std::string(e.key), std::chrono::duration_cast<Ms>(e.duration));
                }),
-        net(std::make_shared<SimNet>(s, s.memcached, loss)),
-        meta_net(meta ? std::make_unique<SimMetaNet>(s, *meta, loss) : nullptr),
+        net(std::make_shared<SimNet>(s, id, s.memcached, loss)),
+        meta_net(meta ? std::make_unique<SimMetaNet>(s, id, *meta, loss) : nullptr),
         codec(StringSerializer(), opt, 1s, *s.clock, report),
         protocol(meta ? std::unique_ptr<LookupProtocol>(
                             std::make_unique<detail::MetaProtocol>(*meta_net, policy()))
@@ -368,8 +419,13 @@ struct Process {
             },
             report),
         tables(opt, *s.clock),
-        reads(opt, report, codec, pending, nullptr, tables),
-        writes{report, pending, nullptr, tables.flights, tables.throttle, group.key()} {}
+        // The near cache and its log, over this process's network; its log is read
+        // by the scheduler (sync_near), not by a thread.
+        near(opt.near_ttl.count() ? std::make_unique<detail::Near<std::string>>(
+                                        opt, net, "nl", s.clock, report, false)
+                                  : nullptr),
+        reads(opt, report, codec, pending, near.get(), tables),
+        writes{report, pending, near.get(), tables.flights, tables.throttle, group.key()} {}
 
   LookupPolicy policy() {
     LookupPolicy p;
@@ -409,12 +465,24 @@ struct Process {
     bool bump = op == detail::PendingInvalidations::Op::bump;
     Inv f(writes, bump ? Inv::Kind::retry_bump : Inv::Kind::retry_remove, key);
     StoreStatus st = StoreStatus::ok;
-    for (auto a = f.resume(st); a.step != WriteStep::done; a = f.resume(st))
-      st = a.step == WriteStep::remove ? protocol->remove(a.key)
-           : a.step == WriteStep::bump ? group.bump()
-                                       : StoreStatus::ok;
+    for (auto a = f.resume(st); a.step != WriteStep::done; a = f.resume(st)) st = write_step(a);
     sim.note("p%d retry of %s: %s", id, key.c_str(), to_string(f.status()));
     return f.status();
+  }
+
+  StoreStatus write_step(const detail::WriteAction& a) {
+    return detail::run_write_step(a, *protocol, group, near.get());
+  }
+
+  // Markers this process took that none of its callers holds any more.
+  void let_go_markers();
+
+  // The near log read, as the background would every near_sync / 2.
+  void sync_near() {
+    std::size_t before = near->size();
+    near->sync_now();
+    if (near->size() != before)
+      sim.note("p%d near log read: %zu -> %zu near", id, before, near->size());
   }
 
   Sim& sim;
@@ -428,8 +496,10 @@ struct Process {
   detail::GroupGeneration group;  // Options::group, in some classic schedules
   detail::PendingInvalidations pending;
   detail::MissTables<std::string> tables;
+  std::unique_ptr<detail::Near<std::string>> near;  // null: off
   Ctx reads;
   detail::WriteContext<std::string> writes;
+  std::vector<class Caller*> callers;
 };
 
 // The versions an observer must not read below: per key, the newest write whose
@@ -459,6 +529,13 @@ class Caller {
     }
   }
   Ms worst_wait() const { return worst_; }
+  // True while one of this caller's keys holds the lease marker `cas`.
+  bool holds(std::uint64_t cas) {
+    if (read_)
+      for (M& m : read_->units())
+        if (m.look.token.marker && m.look.token.cas == cas) return true;
+    return false;
+  }
 
  private:
   std::string key(int k) const { return "k" + std::to_string(k); }
@@ -540,8 +617,16 @@ class Caller {
 
   void apply(detail::Action<M>& a) {
     if (a.step == Step::release)
-      for (M* m : *a.ms) s_.progressed(m->mkey);
+      for (M* m : *a.ms) {
+        s_.progressed(m->mkey);
+        s_.note("p%d.%d release %s", p_.id, id_, m->mkey.c_str());
+      }
     detail::run_protocol_step(*p_.protocol, a);
+    p_.let_go_markers();
+    if (a.step == Step::acquire || a.step == Step::lookup)
+      for (M* m : *a.ms)
+        s_.note("p%d.%d %s %s: %s", p_.id, id_, a.step == Step::acquire ? "acquire" : "lookup",
+                m->mkey.c_str(), state_name(m->look.state));
     if (a.step == Step::commit)
       for (CommitRequest& r : *a.commits) {
         s_.progressed(std::string(r.key));
@@ -573,6 +658,8 @@ class Caller {
       // stale_on_invalidate (opted in) serves the old value for a while after each.
       if (v < own && began_ - own_at_[m.key] <= s_.stale_window) own = 0;
       if (v < any && began_ - any_at_[m.key] <= s_.stale_window) any = 0;
+      // The near cache (opted in) may serve another process's old value for near_sync.
+      if (v < any && began_ - any_at_[m.key] <= s_.near_window) any = 0;
       if (v < own)
         s_.fail("p" + std::to_string(p_.id) + " read " + m.key + " = v" + std::to_string(v) +
                 " after its own process's invalidation of v" + std::to_string(own) + " returned");
@@ -636,11 +723,7 @@ class Caller {
     detail::WriteAction a = write_->resume(st);
     if (a.step == WriteStep::done) return write_done(write_->ok());
     s_.after(s_.hop(), [this, a] {
-      StoreStatus r = StoreStatus::ok;
-      if (a.step == WriteStep::remove) r = p_.protocol->remove(a.key);
-      if (a.step == WriteStep::bump) r = p_.group.bump();
-      if (a.step == WriteStep::store)
-        r = p_.protocol->store(a.key, a.value->bytes, a.value->flags, a.value->exptime);
+      StoreStatus r = p_.write_step(a);
       s_.after(s_.hop(), [this, r] { step_write(r); });
     });
   }
@@ -663,6 +746,15 @@ class Caller {
   bool putting_ = false;
   std::string written_key_;
 };
+
+void Process::let_go_markers() {
+  for (auto& [cas, m] : sim.markers) {
+    if (m.pid != id || m.let_go >= Ms(0)) continue;
+    bool held = false;
+    for (Caller* c : callers) held = held || c->holds(cas);
+    if (!held) m.let_go = sim.now_ms();
+  }
+}
 
 // Runs one schedule; returns its violation ("" when none).
 std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
@@ -699,6 +791,19 @@ std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
   // generation, and some writes invalidate_all.
   bool grouped = !meta && s.chance(0.3);
   if (grouped) s.note("group");
+  // Some schedules keep a near cache in every process, coherent through the log.
+  if (s.chance(0.35)) {
+    o.near_ttl = std::chrono::seconds(s.uniform(1, 3));
+    o.near_sync = Ms(s.uniform(20, 120));
+    s.near_window = o.near_sync;
+    s.note("near cache, near_sync %lld ms", static_cast<long long>(o.near_sync.count()));
+  }
+  s.marker_at = [&s, m = meta.get()](const std::string& key) -> std::uint64_t {
+    if (m) return m->placeholder_cas(key);
+    StoreItem i;
+    bool marker = s.memcached->get(key, i) == StoreStatus::ok && (i.flags & envelope::lease_bit);
+    return marker ? i.cas : 0;
+  };
   Floors floors;
   std::vector<std::unique_ptr<Process>> procs;
   for (int p = 0; p < n_proc; ++p)
@@ -721,7 +826,8 @@ std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
   // a classic one is small enough to evict.
   if (s.chance(0.15)) {
     s.at(Ms(s.uniform(0, 150)), [&s, m = meta.get()] {
-      m ? m->clear() : s.memcached->clear();
+      if (m) m->clear();
+      s.memcached->clear();  // the classic protocol's items, or the near log's
       s.note("memcached restarted");
     });
   }
@@ -736,6 +842,7 @@ std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
   for (auto& p : procs)
     for (int c = 0; c < s.uniform(1, 3); ++c) {
       callers.push_back(std::make_unique<Caller>(s, *p, floors, c, s.uniform(2, 5)));
+      p->callers.push_back(callers.back().get());
       callers.back()->faulty = faulty;
       callers.back()->start();
     }
@@ -748,6 +855,13 @@ std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
     if (busy) s.after(Ms(25), retries);
   };
   s.after(Ms(25), retries);
+  std::function<void()> near_reads = [&] {
+    for (auto& p : procs) p->sync_near();
+    bool busy = false;
+    for (auto& c : callers) busy = busy || !c->finished();
+    if (busy) s.after(o.near_sync / 2, near_reads);
+  };
+  if (o.near_ttl.count()) s.after(o.near_sync / 2, near_reads);
 
   Ms limit = Ms(60000);
   while (!s.events.empty() && s.violation.empty()) {

@@ -19,6 +19,26 @@
 
 namespace cacheaside::detail {
 
+/// Does one step an invalidation machine asked for (the blocking driver's, and the
+/// simulation's: one copy of what each step means).
+template <class Value>
+StoreStatus run_write_step(const WriteAction& a, LookupProtocol& protocol, GroupGeneration& group,
+                           Near<Value>* near) {
+  switch (a.step) {
+    case WriteStep::remove:
+      return protocol.remove(a.key);
+    case WriteStep::store:
+      return protocol.store(a.key, a.value->bytes, a.value->flags, a.value->exptime);
+    case WriteStep::bump:
+      return group.bump();
+    case WriteStep::publish:
+      return near ? near->publish(std::string(a.key)) : StoreStatus::ok;
+    case WriteStep::done:
+      break;
+  }
+  return StoreStatus::ok;
+}
+
 template <class Value>
 class Invalidator {
  public:
@@ -71,21 +91,7 @@ class Invalidator {
       st = execute(a);
   }
 
-  StoreStatus execute(const WriteAction& a) {
-    switch (a.step) {
-      case WriteStep::remove:
-        return protocol_.remove(a.key);
-      case WriteStep::store:
-        return protocol_.store(a.key, a.value->bytes, a.value->flags, a.value->exptime);
-      case WriteStep::bump:
-        return group_.bump();
-      case WriteStep::publish:
-        return near_ ? near_->publish(std::string(a.key)) : StoreStatus::ok;
-      case WriteStep::done:
-        break;
-    }
-    return StoreStatus::ok;
-  }
+  StoreStatus execute(const WriteAction& a) { return run_write_step(a, protocol_, group_, near_); }
 
   // A pending invalidation, again (the retry thread): applied when ok.
   StoreStatus apply(PendingInvalidations::Op op, const std::string& key) {

@@ -113,7 +113,7 @@ class FlightTable {
   explicit FlightTable(bool enabled) : enabled_(enabled) {}
 
   /// A flight of the caller's own, in no table: nobody else joins it.
-  Joined alone(Stamp joined) { return {std::make_shared<Flight<Value>>(), true, joined}; }
+  Joined alone(Stamp joined) { return {std::make_shared<Flight<Value>>(), true, joined, {}}; }
 
   /// Leads a new flight for key, or follows the one running.
   Joined join(const std::string& key) {

@@ -36,9 +36,11 @@ class Near {
   using Ticket = typename Table::Ticket;
   static constexpr std::size_t ring = 1024;  // log slots
 
-  /// log_base: the memcached key the log's keys start with.
+  /// log_base: the memcached key the log's keys start with. reader: read the log
+  /// every near_sync / 2 on a thread of its own; without one the owner calls
+  /// sync_now() (the simulation does, on its clock).
   Near(const Options& opt, std::shared_ptr<Store> store, std::string log_base,
-       std::shared_ptr<Clock> clock, const Reporter& report)
+       std::shared_ptr<Clock> clock, const Reporter& report, bool reader = true)
       : ttl_(opt.near_ttl),
         sync_(opt.near_sync),
         clock_(std::move(clock)),
@@ -46,6 +48,7 @@ class Near {
         table_(opt.near_capacity),
         log_(std::move(store), std::move(log_base), ring, clock_) {
     sync_now();
+    if (!reader) return;
     try {
       thread_ = std::thread([this] { run(); });
     } catch (const std::system_error&) {
