@@ -2,8 +2,10 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <string>
 
+#include "support/checked_cache.hpp"
 #include "support/store_choice.hpp"
 
 namespace {
@@ -45,4 +47,32 @@ class StoreChoiceCheck : public Catch::TestEventListenerBase {
 
 }  // namespace
 
+// After every test, each cache it made went with nothing in flight and nothing
+// pending (checked as each goes: support/checked_cache.hpp), unless the test is
+// tagged [unfinished].
+class LeftoverCheckListener : public Catch::TestEventListenerBase {
+ public:
+  using TestEventListenerBase::TestEventListenerBase;
+
+  void testCaseStarting(const Catch::TestCaseInfo& t) override {
+    auto& c = cacheaside_test::leftover_check();
+    bool unfinished = false;
+    for (const auto& x : t.tags) unfinished = unfinished || x == "unfinished";
+    c.enforced = !unfinished;
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.breach.clear();
+  }
+
+  void testCaseEnded(const Catch::TestCaseStats& stats) override {
+    auto& c = cacheaside_test::leftover_check();
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (c.breach.empty()) return;
+    std::fprintf(stderr, "test '%s': %s (tag it [unfinished] if it means to)\n",
+                 stats.testInfo.name.c_str(), c.breach.c_str());
+    std::fflush(stderr);
+    std::_Exit(4);
+  }
+};
+
 CATCH_REGISTER_LISTENER(StoreChoiceCheck)
+CATCH_REGISTER_LISTENER(LeftoverCheckListener)

@@ -29,7 +29,7 @@ TEST_CASE("miss loads and stores, then hits", "[cache]") {
     Options o;
     o.key_prefix = "user_";
     o.ttl = std::chrono::seconds(120);
-    CacheAside<int, User, JsonSerializer<User>> users(
+    TestCache<int, User, JsonSerializer<User>> users(
         store,
         [&](const int& id) -> std::optional<User> {
           ++loads;
@@ -95,7 +95,7 @@ TEST_CASE("absence is cached for negative_ttl", "[cache]") {
     };
     Options o;
     o.key_prefix = "u_";
-    CacheAside<int, std::string, StringSerializer> c(store, loader, o);
+    TestCache<int, std::string, StringSerializer> c(store, loader, o);
     CHECK_FALSE(c.get(7).has_value());
     CHECK_FALSE(c.get(7).has_value());
     CHECK(loads == 1);
@@ -107,7 +107,7 @@ TEST_CASE("absence is cached for negative_ttl", "[cache]") {
     Options off;
     off.key_prefix = "v_";
     off.negative_ttl = std::chrono::milliseconds(0);
-    CacheAside<int, std::string, StringSerializer> d(store, loader, off);
+    TestCache<int, std::string, StringSerializer> d(store, loader, off);
     d.get(7);
     d.get(7);
     CHECK(loads == 4);
@@ -158,7 +158,7 @@ TEST_CASE("get_many: order, duplicates, partial hits, bulk loader gets exactly t
     std::vector<std::vector<int>> bulk_calls;
     Options o;
     o.key_prefix = "user_";
-    CacheAside<int, User, JsonSerializer<User>> users(
+    TestCache<int, User, JsonSerializer<User>> users(
         faults,
         [&](const int& id) -> std::optional<User> {
           ++single;
@@ -219,7 +219,7 @@ TEST_CASE("8 threads share one instance", "[cache][threads]") {
   std::atomic<int> loads{0};
   Options o;
   o.key_prefix = "user_";
-  CacheAside<int, User, JsonSerializer<User>> users(
+  TestCache<int, User, JsonSerializer<User>> users(
       srv.store,
       [&](const int& id) -> std::optional<User> {
         ++loads;
@@ -256,7 +256,7 @@ TEST_CASE("raw format writes only the serializer's bytes with flags 0", "[cache]
   Options o;
   o.format = Format::raw;
   o.key_prefix = "user_";
-  CacheAside<int, User, JsonSerializer<User>> users(
+  TestCache<int, User, JsonSerializer<User>> users(
       srv.store, [](const int& id) -> std::optional<User> { return make_user(id); }, o);
   users.get(3);
   RawClient raw(srv.process.port());
@@ -293,7 +293,7 @@ TEST_CASE("raw format: an empty value is cached like any other", "[cache]") {
 
 TEST_CASE("CborSerializer and envelope flags", "[cache]") {
   Server srv;
-  CacheAside<int, User, CborSerializer<User>> users(
+  TestCache<int, User, CborSerializer<User>> users(
       srv.store, [](const int& id) -> std::optional<User> { return make_user(id); });
   CHECK(users.get(1) == make_user(1));
   CHECK(users.get(1) == make_user(1));

@@ -57,7 +57,7 @@ CheckerResult run_checker(const Shape& shape, const std::string& mode, unsigned 
   ::unlink(path);
   Options o;
   o.key_prefix = "chk_";
-  CacheAside<int, std::string, StringSerializer> view(
+  TestCache<int, std::string, StringSerializer> view(
       srv.store, [](const int&) -> std::optional<std::string> { return std::nullopt; }, o);
   for (int k = 0; k < shape.keys; ++k) {
     auto cached = view.peek(k);

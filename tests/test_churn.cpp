@@ -40,7 +40,7 @@ TEST_CASE("a million distinct keys: tables stay bounded, memory stays flat", "[s
   o.group = "churn";
   o.group_cache = std::chrono::milliseconds(500);
   o.early_refresh_beta = 0;
-  using Cache = CacheAside<long, std::string, StringSerializer>;
+  using Cache = TestCache<long, std::string, StringSerializer>;
   std::uint64_t loads = 0;
   // Keys divisible by 5 fail on their second load: with a stale copy, fail-safe serves
   // it and throttles the key.

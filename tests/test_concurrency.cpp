@@ -100,7 +100,7 @@ TEST_CASE("single-flight applies to get_many per key", "[concurrency]") {
   std::map<int, int> loaded;
   Options o;
   o.key_prefix = "m_";
-  CacheAside<int, std::string, StringSerializer> c(
+  TestCache<int, std::string, StringSerializer> c(
       srv.store,
       [&](const int& k) -> std::optional<std::string> {
         ++single;

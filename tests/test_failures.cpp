@@ -17,7 +17,8 @@ StringCache::Loader counting_loader(std::atomic<int>& loads) {
 }
 }  // namespace
 
-TEST_CASE("nobody listening: every get returns the loader's value quickly", "[failure]") {
+TEST_CASE("nobody listening: every get returns the loader's value quickly",
+          "[failure][unfinished]") {
   auto store = make_store("--SERVER=127.0.0.1:" + std::to_string(free_port()));
   std::atomic<int> loads{0};
   StringCache c(store, counting_loader(loads));
@@ -126,7 +127,7 @@ struct PickySerializer {
 TEST_CASE("a serializer that throws is a miss / an uncached value", "[failure]") {
   Server srv;
   std::string value = "poison";
-  CacheAside<std::string, std::string, PickySerializer> c(
+  TestCache<std::string, std::string, PickySerializer> c(
       srv.store, [&](const std::string&) -> std::optional<std::string> { return value; });
   CHECK(c.get("k") == "poison");  // stored fine
   CHECK(c.get("k") == "poison");  // decode throws: miss, reload

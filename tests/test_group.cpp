@@ -14,7 +14,7 @@ TEST_CASE("group invalidation bumps a generation, costs one round trip unless ca
   Options o;
   o.key_prefix = "user_";
   o.group = "users";
-  CacheAside<int, std::string, StringSerializer> c(
+  TestCache<int, std::string, StringSerializer> c(
       faults,
       [&](const int& id) -> std::optional<std::string> {
         ++loads;
@@ -31,7 +31,7 @@ TEST_CASE("group invalidation bumps a generation, costs one round trip unless ca
 
   // another process's instance invalidates the whole group
   auto other_store = make_store(srv.process.config());
-  CacheAside<int, std::string, StringSerializer> other(
+  TestCache<int, std::string, StringSerializer> other(
       other_store, [](const int& id) -> std::optional<std::string> { return std::to_string(id); },
       o);
   CHECK(other.invalidate_all());
@@ -41,7 +41,7 @@ TEST_CASE("group invalidation bumps a generation, costs one round trip unless ca
 
   Options cached = o;
   cached.group_cache = std::chrono::seconds(10);
-  CacheAside<int, std::string, StringSerializer> fast(
+  TestCache<int, std::string, StringSerializer> fast(
       faults, [](const int& id) -> std::optional<std::string> { return std::to_string(id); },
       cached);
   fast.get(1);

@@ -40,7 +40,7 @@ TEST_CASE("raw format interoperates with pymemcache both ways", "[interop]") {
   Options o;
   o.format = Format::raw;
   o.ttl = std::chrono::seconds(60);
-  CacheAside<std::string, std::vector<User>, JsonSerializer<std::vector<User>>> lists(
+  TestCache<std::string, std::vector<User>, JsonSerializer<std::vector<User>>> lists(
       srv.store,
       [&](const std::string&) -> std::optional<std::vector<User>> {
         ++loads;

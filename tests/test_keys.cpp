@@ -93,11 +93,11 @@ TEST_CASE("key_traits covers integers and strings", "[keys][nostore]") {
   auto store = std::make_shared<InMemoryStore>();
   Options o;
   o.key_prefix = "user_";
-  CacheAside<int, std::string, StringSerializer> by_int(
+  TestCache<int, std::string, StringSerializer> by_int(
       store, [](const int& i) { return std::optional<std::string>(std::to_string(i)); }, o);
   CHECK(by_int.cache_key(42) == "user_42");
   CHECK(by_int.cache_key(-7) == "user_-7");
-  CacheAside<std::uint64_t, std::string, StringSerializer> by_u64(
+  TestCache<std::uint64_t, std::string, StringSerializer> by_u64(
       store, [](const std::uint64_t& i) { return std::optional<std::string>(std::to_string(i)); });
   CHECK(by_u64.cache_key(18446744073709551615ull) == "18446744073709551615");
 }

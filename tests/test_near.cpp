@@ -388,7 +388,7 @@ TEST_CASE("two processes: a write in one is seen by the other's near cache withi
       ::mmap(nullptr, sizeof(std::uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
   REQUIRE(version != MAP_FAILED);
   Options o = coherence_options();
-  CacheAside<int, std::string, StringSerializer> writer(
+  TestCache<int, std::string, StringSerializer> writer(
       srv.store,
       [&](const int&) -> std::optional<std::string> { return std::to_string(version->load()); }, o);
   const char* env = std::getenv("CACHEASIDE_NEAR_TRIALS");

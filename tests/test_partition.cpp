@@ -18,7 +18,7 @@ using namespace cacheaside_test;
 
 namespace {
 
-using IntCache = CacheAside<int, std::string, StringSerializer>;
+using IntCache = TestCache<int, std::string, StringSerializer>;
 
 long long unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(

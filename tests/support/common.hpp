@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "support/checked_cache.hpp"
 #include "support/memcached_process.hpp"
 #include "support/store_choice.hpp"
 
@@ -18,7 +19,7 @@ namespace cacheaside_test {
 
 using namespace std::chrono_literals;
 
-using StringCache = cacheaside::CacheAside<std::string, std::string, cacheaside::StringSerializer>;
+using StringCache = TestCache<std::string, std::string, cacheaside::StringSerializer>;
 
 /// A memcached for this test plus a store on it.
 struct Server {
