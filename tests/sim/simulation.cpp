@@ -3,8 +3,10 @@
 // memcached on a manual clock, spoken to by either protocol (classic: InMemoryStore's
 // add/gets/cas/delete; meta: SimMeta's mg N, ms C, md I with whole-second expiry),
 // through a simulated network that delays, loses requests, loses replies after the
-// command was applied, and partitions a process. A seeded scheduler picks every delay and fault, so
-// a schedule is replayed exactly from its seed.
+// command was applied, and partitions a process. Some schedules put the keys in a group,
+// some keep a near cache in every process (its log read by the scheduler every
+// near_sync / 2), some restart memcached or make it evict. A seeded scheduler picks
+// every delay and fault, so a schedule is replayed exactly from its seed.
 //
 // Checked for every schedule:
 //   - no read returns a value older than a write whose invalidation returned before
@@ -12,7 +14,10 @@
 //     when the schedule had no faults (with faults the README's bound applies);
 //   - once the network heals and the retries have run, nothing is pending and
 //     memcached holds no value older than the source (no invalidation lost);
-//   - no caller waits past its bound; nothing is in flight at the end.
+//   - no caller waits past its bound; nothing is in flight at the end; no caller waits
+//     out lease_wait behind a lease marker its own process let go (nobody loads under it);
+//   - with a near cache, another process's old value is served at most near_sync after
+//     the invalidation returned.
 //
 //   cacheaside_sim [schedules] [seconds]   default 100000 and 60
 //   CACHEASIDE_SIM_SEED=<n>                replays schedule n with a trace
