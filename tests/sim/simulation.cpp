@@ -498,7 +498,7 @@ struct Process {
   std::unique_ptr<SimMetaNet> meta_net;  // meta: batches of meta commands
   detail::ValueCodec<std::string, StringSerializer> codec;
   std::unique_ptr<LookupProtocol> protocol;
-  detail::GroupGeneration group;  // Options::group, in some classic schedules
+  detail::GroupGeneration group;  // Options::group, in some schedules
   detail::PendingInvalidations pending;
   detail::MissTables<std::string> tables;
   std::unique_ptr<detail::Near<std::string>> near;  // null: off
@@ -792,9 +792,9 @@ std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
   } else {
     s.note("classic protocol");
   }
-  // Some classic schedules put the keys in a group (Options::group): keys under its
+  // Some schedules put the keys in a group (Options::group): keys under its
   // generation, and some writes invalidate_all.
-  bool grouped = !meta && s.chance(0.3);
+  bool grouped = s.chance(0.3);
   if (grouped) s.note("group");
   // Some schedules keep a near cache in every process, coherent through the log.
   if (s.chance(0.35)) {
