@@ -77,9 +77,7 @@ class MetaProtocol final : public LookupProtocol {
 
   void release(std::string_view key, LeaseToken& token) override {
     MetaOp ops[2];
-    std::size_t n = release_ops(key, token, ops);
-    exec_.execute(ops, n);
-    note_orphans(ops, n);
+    follow_up(ops, release_ops(key, token, ops));
     token = LeaseToken{};
   }
 
@@ -122,9 +120,7 @@ class MetaProtocol final : public LookupProtocol {
     op.vivify = lease ? lease_seconds() : 0;
     exec_.execute(&op, 1);
     MetaOp extra[2];
-    std::size_t n = classify(key, op, l, policy_.clock->unix_ms(), lease, extra);
-    if (n) exec_.execute(extra, n);
-    note_orphans(extra, n);
+    follow_up(extra, classify(key, op, l, policy_.clock->unix_ms(), lease, extra));
   }
 
   void many(const std::vector<std::string>& keys, std::vector<Lookup>& out, bool lease) {
@@ -144,8 +140,7 @@ class MetaProtocol final : public LookupProtocol {
       std::size_t n = classify(keys[i], ops[i], out[i], now, lease, more);
       for (std::size_t j = 0; j < n; ++j) extra.push_back(more[j]);
     }
-    if (!extra.empty()) exec_.execute(extra.data(), extra.size());
-    note_orphans(extra.data(), extra.size());  // an abandoned placeholder's delete failed too
+    follow_up(extra.data(), extra.size());
   }
 
   // Sorts a reply into the lookup states. Returns the follow-up commands to run
@@ -284,12 +279,14 @@ class MetaProtocol final : public LookupProtocol {
       for (std::size_t j = 0; j < k; ++j) extra.push_back(more[j]);
       t = LeaseToken{};
     }
-    if (!extra.empty()) exec_.execute(extra.data(), extra.size());
-    note_orphans(extra.data(), extra.size());
+    follow_up(extra.data(), extra.size());
   }
 
-  // Placeholders this process failed to give back.
-  void note_orphans(const MetaOp* ops, std::size_t n) {
+  // Runs the follow-up commands of a step (releases, wins handed back, deletes of
+  // abandoned placeholders) and remembers the placeholders they failed to give back.
+  void follow_up(MetaOp* ops, std::size_t n) {
+    if (n == 0) return;  // none: no round trip
+    exec_.execute(ops, n);
     for (std::size_t i = 0; i < n; ++i)
       if (ops[i].cmd == MetaCmd::remove && ops[i].cas != 0 && !ops[i].invalidate &&
           is_failure(ops[i].status))
