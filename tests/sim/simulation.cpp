@@ -232,7 +232,7 @@ class SimMeta {
     using detail::MetaCmd;
     std::int64_t now = clock_->unix_ms() / 1000;
     auto it = items_.find(std::string(op.key));
-    if (it != items_.end() && it->second.exp != 0 && now >= it->second.exp) {
+    if (it != items_.end() && !live(it->second, now)) {
       items_.erase(it);
       it = items_.end();
     }
@@ -338,9 +338,8 @@ class SimMeta {
     auto it = items_.find(key);
     if (it == items_.end()) return 0;
     const Item& i = it->second;
-    std::int64_t now = clock_->unix_ms() / 1000;
-    bool live = i.exp == 0 || now < i.exp;
-    return live && i.value.empty() && i.flags == 0 && !i.stale && i.token_sent ? i.cas : 0;
+    bool placeholder = i.value.empty() && i.flags == 0 && !i.stale && i.token_sent;
+    return placeholder && live(i, clock_->unix_ms() / 1000) ? i.cas : 0;
   }
 
  private:
@@ -352,6 +351,7 @@ class SimMeta {
     bool stale = false;
     bool token_sent = false;  // a win was handed out
   };
+  static bool live(const Item& i, std::int64_t now) { return i.exp == 0 || now < i.exp; }
   std::shared_ptr<ManualClock> clock_;
   std::map<std::string, Item> items_;
   std::uint64_t cas_ = 0;
@@ -390,7 +390,6 @@ class SimMetaNet final : public detail::MetaExecutor {
       s_.marker_taken(pid_, op.item->cas);  // a placeholder won
   }
 
- private:
   Sim& s_;
   int pid_;
   SimMeta& server_;
@@ -467,10 +466,8 @@ struct Process {
 
   // A pending invalidation retried: applied at once (one event of the scheduler).
   StoreStatus retry(detail::PendingInvalidations::Op op, const std::string& key) {
-    bool bump = op == detail::PendingInvalidations::Op::bump;
-    Inv f(writes, bump ? Inv::Kind::retry_bump : Inv::Kind::retry_remove, key);
-    StoreStatus st = StoreStatus::ok;
-    for (auto a = f.resume(st); a.step != WriteStep::done; a = f.resume(st)) st = write_step(a);
+    Inv f(writes, Inv::retry_of(op), key);
+    detail::run_write(f, *protocol, group, near.get());
     sim.note("p%d retry of %s: %s", id, key.c_str(), to_string(f.status()));
     return f.status();
   }
@@ -851,20 +848,22 @@ std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
       callers.back()->faulty = faulty;
       callers.back()->start();
     }
+  // The background's work goes on while some caller is still working.
+  auto busy = [&] {
+    for (auto& c : callers)
+      if (!c->finished()) return true;
+    return false;
+  };
   // Retries of pending invalidations, as each process's background would.
   std::function<void()> retries = [&] {
     for (auto& p : procs)
       if (p->pending.size() > 0) p->pending.retry_now();
-    bool busy = false;
-    for (auto& c : callers) busy = busy || !c->finished();
-    if (busy) s.after(Ms(25), retries);
+    if (busy()) s.after(Ms(25), retries);
   };
   s.after(Ms(25), retries);
   std::function<void()> near_reads = [&] {
     for (auto& p : procs) p->sync_near();
-    bool busy = false;
-    for (auto& c : callers) busy = busy || !c->finished();
-    if (busy) s.after(o.near_sync / 2, near_reads);
+    if (busy()) s.after(o.near_sync / 2, near_reads);
   };
   if (o.near_ttl.count()) s.after(o.near_sync / 2, near_reads);
 

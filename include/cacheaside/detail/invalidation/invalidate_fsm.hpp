@@ -69,6 +69,11 @@ class InvalidateFsm {
     retry_bump,    // a pending group bump, again, then publish
   };
 
+  /// The kind that retries a pending record of op.
+  static Kind retry_of(PendingInvalidations::Op op) {
+    return op == PendingInvalidations::Op::bump ? Kind::retry_bump : Kind::retry_remove;
+  }
+
   InvalidateFsm(WriteContext<Value>& c, Kind kind, std::string key, const Encoded* value = nullptr)
       : c_(c), kind_(kind), key_(std::move(key)), value_(value) {}
 

@@ -39,6 +39,15 @@ StoreStatus run_write_step(const WriteAction& a, LookupProtocol& protocol, Group
   return StoreStatus::ok;
 }
 
+/// Runs an invalidation machine to its end, each step done by run_write_step.
+template <class Value>
+void run_write(InvalidateFsm<Value>& fsm, LookupProtocol& protocol, GroupGeneration& group,
+               Near<Value>* near) {
+  StoreStatus st = StoreStatus::ok;
+  for (WriteAction a = fsm.resume(st); a.step != WriteStep::done; a = fsm.resume(st))
+    st = run_write_step(a, protocol, group, near);
+}
+
 template <class Value>
 class Invalidator {
  public:
@@ -85,19 +94,11 @@ class Invalidator {
     return fsm.ok();
   }
 
-  void drive(Fsm& fsm) {
-    StoreStatus st = StoreStatus::ok;
-    for (WriteAction a = fsm.resume(st); a.step != WriteStep::done; a = fsm.resume(st))
-      st = execute(a);
-  }
-
-  StoreStatus execute(const WriteAction& a) { return run_write_step(a, protocol_, group_, near_); }
+  void drive(Fsm& fsm) { run_write(fsm, protocol_, group_, near_); }
 
   // A pending invalidation, again (the retry thread): applied when ok.
   StoreStatus apply(PendingInvalidations::Op op, const std::string& key) {
-    Fsm fsm(ctx_,
-            op == PendingInvalidations::Op::bump ? Fsm::Kind::retry_bump : Fsm::Kind::retry_remove,
-            key);
+    Fsm fsm(ctx_, Fsm::retry_of(op), key);
     drive(fsm);
     return fsm.status();
   }
