@@ -92,13 +92,13 @@ class Flight {
   Stamp proof_ = no_joiner;
 };
 
-/// The flights running in one cache, by memcached key. With single-flight off
-/// every caller leads a private flight.
 /// The flight key of callers whose key is held out by a pending invalidation: they
 /// load from the source and share only with each other, never a load that may
 /// answer from memcached (a space is in no memcached key).
 inline std::string held_flight_key(std::string_view mkey) { return std::string(mkey) + " held"; }
 
+/// The flights running in one cache, by memcached key. With single-flight off
+/// every caller leads a private flight.
 template <class Value>
 class FlightTable {
  public:
