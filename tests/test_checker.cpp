@@ -69,8 +69,7 @@ CheckerResult run_checker(const Shape& shape, const std::string& mode, unsigned 
 // The sanitizer presets run fewer operations per thread (CACHEASIDE_CHECKER_OPS_PERCENT):
 // each is several times slower there, and what they hunt is instrumented.
 Shape scaled(Shape s) {
-  const char* env = std::getenv("CACHEASIDE_CHECKER_OPS_PERCENT");
-  int percent = env && *env ? std::atoi(env) : 100;
+  int percent = env_int("CACHEASIDE_CHECKER_OPS_PERCENT", 100);
   if (percent > 0 && percent < 100) s.ops_per_thread = s.ops_per_thread * percent / 100;
   return s;
 }
@@ -96,8 +95,7 @@ TEST_CASE("randomized checker: no read older than a returned invalidation, in an
   };
   // Two seeds per shape; the sanitizer presets run one (each run there is several
   // times slower, and what they hunt is instrumented, not left to chance).
-  const char* env = std::getenv("CACHEASIDE_CHECKER_SEEDS");
-  const unsigned seeds = env && *env ? static_cast<unsigned>(std::atoi(env)) : 2u;
+  const unsigned seeds = static_cast<unsigned>(env_int("CACHEASIDE_CHECKER_SEEDS", 2));
   for (unsigned seed = 1; seed <= seeds; ++seed) {
     for (const Shape& full : shapes) {
       const Shape s = scaled(full);

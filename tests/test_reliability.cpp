@@ -19,11 +19,6 @@ using namespace cacheaside_test;
 
 namespace {
 
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoi(v) : fallback;
-}
-
 // A cache over a real memcached behind a FaultProxy, for tests whose lease on key
 // "k" gets lost; `on_load` runs at each load, after counting it.
 struct LostLease {

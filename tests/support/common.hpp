@@ -5,6 +5,7 @@
 #include <cacheaside/cacheaside.hpp>
 #include <cacheaside/libmemcached.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -65,6 +66,12 @@ bool eventually(Cond cond) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return cond();
+}
+
+/// The environment variable `name` as a number; fallback when unset or empty.
+inline int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
 }
 
 /// Milliseconds since start.
