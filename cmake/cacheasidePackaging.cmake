@@ -58,6 +58,12 @@ if("meta" IN_LIST CACHEASIDE_COMPONENTS)
     "cacheaside: MetaStore, memcached's meta protocol (libmemcached for ketama hashing)"
     REQUIRES "${_pc_core}" "libmemcached >= ${CACHEASIDE_LIBMEMCACHED_MIN}")
 endif()
+if("async" IN_LIST CACHEASIDE_COMPONENTS)
+  # Boost ships no .pc file: its headers are in the default include path on Debian.
+  cacheaside_pkgconfig(cacheaside-async
+    "cacheaside: AsyncMetaStore, the meta protocol over Boost.Asio (Boost >= ${CACHEASIDE_BOOST_MIN})"
+    REQUIRES "cacheaside-meta = ${PROJECT_VERSION}")
+endif()
 if("json" IN_LIST CACHEASIDE_COMPONENTS)
   cacheaside_pkgconfig(cacheaside-json "cacheaside: JSON and CBOR serializers (nlohmann_json)"
     REQUIRES "${_pc_core}" "nlohmann_json >= ${CACHEASIDE_NLOHMANN_JSON_MIN}")
@@ -78,6 +84,9 @@ install(DIRECTORY docs/ DESTINATION "${CMAKE_INSTALL_DATADIR}/doc/cacheaside/doc
 set(_deb_depends "")
 if("memcached" IN_LIST CACHEASIDE_COMPONENTS OR "meta" IN_LIST CACHEASIDE_COMPONENTS)
   list(APPEND _deb_depends "libmemcached-dev (>= ${CACHEASIDE_LIBMEMCACHED_MIN})")
+endif()
+if("async" IN_LIST CACHEASIDE_COMPONENTS)
+  list(APPEND _deb_depends "libboost${CACHEASIDE_BOOST_MIN}-dev | libboost-dev (>= ${CACHEASIDE_BOOST_MIN})")
 endif()
 if("json" IN_LIST CACHEASIDE_COMPONENTS)
   list(APPEND _deb_depends "nlohmann-json3-dev (>= ${CACHEASIDE_NLOHMANN_JSON_MIN})")

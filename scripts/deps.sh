@@ -8,6 +8,7 @@ CACHEASIDE_DEB_PACKAGES=(
   nlohmann-json3-dev catch2 libcpp-httplib-dev libsqlite3-dev libbenchmark-dev
   python3 python3-pymemcache wrk sqlite3 curl
   clang libclang-rt-14-dev
+  libboost1.81-dev
   doxygen gnuplot-nox
 )
 

@@ -1,0 +1,300 @@
+// One multiplexed connection to a memcached server over Asio (internal): the
+// MetaMux's bytes moved by a socket, a read loop always running, one write at a
+// time carrying everything queued meanwhile, and one timer for the deadlines.
+// Everything here runs on the store's strand.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/system/error_code.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../../store.hpp"
+#include "../meta/config.hpp"
+#include "../meta/mux.hpp"
+
+namespace cacheaside::detail {
+
+namespace asio = boost::asio;
+
+/// A caller's ops in flight: told as each gets its status.
+class AsyncMetaBatch {
+ public:
+  virtual ~AsyncMetaBatch() = default;
+  std::size_t left = 0;  ///< ops without a status yet
+  bool defer = true;     ///< completing inside the call that started it: post, never inline
+  /// One more op has its status; the last completes the caller.
+  void one_done() {
+    if (--left == 0) complete();
+  }
+
+ protected:
+  virtual void complete() = 0;
+};
+
+/// Tells each finished op's batch.
+inline void finish_meta_ops(std::vector<MetaMux::Tag>& done) {
+  for (MetaMux::Tag t : done) static_cast<AsyncMetaBatch*>(t)->one_done();
+  done.clear();
+}
+
+/// One server's health, shared by its connections: failure_limit failures in
+/// a row (a connect that fails, a connection lost or silent with requests on it)
+/// skip the server for the retry timeout.
+struct AsyncMetaHealth {
+  int failure_limit = StoreDefaults::failure_limit;
+  std::chrono::seconds retry_timeout{StoreDefaults::retry_timeout};
+  int failures = 0;
+  std::chrono::steady_clock::time_point dead_until{};
+
+  bool skipped(std::chrono::steady_clock::time_point now) const { return now < dead_until; }
+  void succeeded() { failures = 0; }
+  /// True when the server is now skipped.
+  bool failed(std::chrono::steady_clock::time_point now) {
+    if (++failures < failure_limit) return false;
+    failures = 0;
+    dead_until = now + retry_timeout;
+    return true;
+  }
+};
+
+/// Counters of one store, written on its strand, read from anywhere.
+struct AsyncMetaCounters {
+  using N = std::atomic<std::uint64_t>;
+  N writes{0};    ///< socket writes
+  N requests{0};  ///< requests written
+  N refused{0};   ///< ops refused by the bound on queued requests
+  N connects{0};  ///< connections opened
+  N lost{0};      ///< connections closed by an error, a bad reply or silence, with requests on them
+  N timeouts{0};  ///< ops failed by their deadline
+  static void add(N& n, std::uint64_t v = 1) { n.fetch_add(v, std::memory_order_relaxed); }
+};
+
+class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
+ public:
+  using Strand = asio::strand<asio::any_io_executor>;
+  using Time = std::chrono::steady_clock::time_point;
+
+  AsyncMetaConn(Strand strand, const MetaServerAddress& address,
+                std::chrono::milliseconds connect_timeout, MetaMuxLimits limits,
+                AsyncMetaHealth& health, AsyncMetaCounters& counters)
+      : strand_(strand),
+        address_(address),
+        connect_timeout_(connect_timeout),
+        socket_(strand),
+        resolver_(strand),
+        connect_timer_(strand),
+        watchdog_(strand),
+        mux_(limits),
+        health_(health),
+        counters_(counters) {}
+
+  std::size_t load() const { return mux_.queued() + mux_.awaiting(); }
+
+  /// Queues op for this server until `deadline`. False: the bound is reached.
+  bool submit(MetaOp& op, AsyncMetaBatch* batch, Time deadline) {
+    if (!mux_.submit(op, batch, deadline)) return false;
+    arm_watchdog();
+    if (state_ == State::open) {
+      write();
+    } else if (state_ == State::closed) {
+      connect();
+    }
+    return true;
+  }
+
+  /// Opens the connection ahead of use (--POOL-MIN).
+  void warm() {
+    if (state_ == State::closed) connect();
+  }
+
+  /// Closes for good: every op here fails with `st`.
+  void shut(StoreStatus st) {
+    shut_ = true;
+    drop(st, false);
+    mux_.fail_queued(st, done_);
+    finish_meta_ops(done_);
+    watchdog_.cancel();
+  }
+
+ private:
+  enum class State { closed, connecting, open };
+
+  void connect() {
+    if (shut_) return;
+    state_ = State::connecting;
+    std::uint64_t gen = ++gen_;
+    connect_timer_.expires_after(connect_timeout_);
+    connect_timer_.async_wait([self = shared_from_this(), gen](boost::system::error_code ec) {
+      if (ec || gen != self->gen_ || self->state_ != State::connecting) return;
+      self->connect_failed(StoreStatus::timeout);
+    });
+    if (resolved_.empty()) {
+      resolver_.async_resolve(
+          address_.host, std::to_string(address_.port),
+          [self = shared_from_this(), gen](boost::system::error_code ec,
+                                           asio::ip::tcp::resolver::results_type rs) {
+            if (gen != self->gen_ || self->state_ != State::connecting) return;
+            if (ec || rs.empty()) return self->connect_failed(StoreStatus::unavailable);
+            for (const auto& e : rs) self->resolved_.push_back(e.endpoint());
+            self->open(gen);
+          });
+    } else {
+      open(gen);
+    }
+  }
+
+  void open(std::uint64_t gen) {
+    asio::async_connect(socket_, resolved_,
+                        [self = shared_from_this(), gen](boost::system::error_code ec,
+                                                         const asio::ip::tcp::endpoint&) {
+                          if (gen != self->gen_ || self->state_ != State::connecting) return;
+                          if (ec) return self->connect_failed(StoreStatus::unavailable);
+                          self->opened();
+                        });
+  }
+
+  void opened() {
+    connect_timer_.cancel();
+    boost::system::error_code ignored;
+    socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+    state_ = State::open;
+    AsyncMetaCounters::add(counters_.connects);
+    read();
+    write();
+  }
+
+  // Nothing queued can be sent: they fail to their callers' loaders.
+  void connect_failed(StoreStatus st) {
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    connect_timer_.cancel();
+    state_ = State::closed;
+    ++gen_;
+    health_.failed(std::chrono::steady_clock::now());
+    mux_.fail_queued(st, done_);
+    finish_meta_ops(done_);
+  }
+
+  void write() {
+    if (writing_ || state_ != State::open || mux_.queued() == 0) return;
+    out_.clear();
+    AsyncMetaCounters::add(counters_.requests, mux_.queued());
+    AsyncMetaCounters::add(counters_.writes);
+    mux_.take_write(out_);
+    writing_ = true;
+    asio::async_write(
+        socket_, asio::buffer(out_),
+        [self = shared_from_this(), gen = gen_](boost::system::error_code ec, std::size_t) {
+          if (gen != self->gen_) return;
+          self->writing_ = false;
+          if (ec) return self->drop(StoreStatus::error, true);
+          self->write();
+        });
+  }
+
+  void read() {
+    std::size_t room = 0;
+    char* at = mux_.read_space(16384, room);
+    socket_.async_read_some(
+        asio::buffer(at, room),
+        [self = shared_from_this(), gen = gen_](boost::system::error_code ec, std::size_t n) {
+          if (gen != self->gen_) return;
+          if (ec) return self->drop(StoreStatus::error, true);
+          bool ok = self->mux_.received(n, self->done_);
+          if (!self->done_.empty()) self->health_.succeeded();
+          // Before the callers run: one of them may submit again.
+          std::vector<MetaMux::Tag> done;
+          done.swap(self->done_);
+          if (!ok) self->drop(StoreStatus::error, true);  // out of step: nothing more is trusted
+          finish_meta_ops(done);
+          if (ok && gen == self->gen_) self->read();
+          if (self->done_.empty() && self->done_.capacity() < done.capacity())
+            self->done_.swap(done);
+        });
+  }
+
+  // The connection is gone: what was written fails with st; what was not goes
+  // out on a new connection.
+  void drop(StoreStatus st, bool reconnect) {
+    if (state_ == State::closed) return;
+    ++gen_;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    connect_timer_.cancel();
+    state_ = State::closed;
+    writing_ = false;
+    bool had_requests = mux_.awaiting() > 0;
+    if (had_requests) {
+      AsyncMetaCounters::add(counters_.lost);
+      health_.failed(std::chrono::steady_clock::now());
+    }
+    mux_.lost(st, done_);
+    std::vector<MetaMux::Tag> done;
+    done.swap(done_);
+    if (reconnect && mux_.queued() > 0) {
+      if (health_.skipped(std::chrono::steady_clock::now())) {
+        mux_.fail_queued(StoreStatus::unavailable, done);
+      } else {
+        connect();
+      }
+    }
+    finish_meta_ops(done);
+  }
+
+  // One timer for every deadline here: they come in the order ops were queued.
+  void arm_watchdog() {
+    if (watching_) return;
+    Time next = mux_.next_deadline();
+    if (next == Time::max()) return;
+    watching_ = true;
+    watchdog_.expires_at(next);
+    watchdog_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      self->watching_ = false;
+      if (ec || self->shut_) return;
+      std::size_t before = self->done_.size();
+      bool frozen = self->mux_.expire(std::chrono::steady_clock::now(), self->done_);
+      AsyncMetaCounters::add(self->counters_.timeouts, self->done_.size() - before);
+      if (frozen) {
+        AsyncMetaCounters::add(self->counters_.timeouts, self->mux_.awaiting());
+        self->drop(StoreStatus::timeout, true);  // a server that does not answer
+      } else {
+        std::vector<MetaMux::Tag> done;
+        done.swap(self->done_);
+        finish_meta_ops(done);
+      }
+      self->arm_watchdog();
+    });
+  }
+
+  Strand strand_;
+  MetaServerAddress address_;
+  std::chrono::milliseconds connect_timeout_;
+  asio::ip::tcp::socket socket_;
+  asio::ip::tcp::resolver resolver_;
+  std::vector<asio::ip::tcp::endpoint> resolved_;
+  asio::steady_timer connect_timer_;
+  asio::steady_timer watchdog_;
+  MetaMux mux_;
+  AsyncMetaHealth& health_;
+  AsyncMetaCounters& counters_;
+  std::string out_;
+  std::vector<MetaMux::Tag> done_;
+  State state_ = State::closed;
+  std::uint64_t gen_ = 0;  // handlers of an older connection find it changed
+  bool writing_ = false;
+  bool watching_ = false;
+  bool shut_ = false;
+};
+
+}  // namespace cacheaside::detail
