@@ -42,10 +42,14 @@ class AsyncMetaBatch {
   virtual void complete() = 0;
 };
 
-/// Tells each finished op's batch.
+/// Tells each finished op's batch; `done` is emptied first, since a caller told
+/// may start more work that adds to it. Its buffer is kept.
 inline void finish_meta_ops(std::vector<MetaMux::Tag>& done) {
-  for (MetaMux::Tag t : done) static_cast<AsyncMetaBatch*>(t)->one_done();
-  done.clear();
+  std::vector<MetaMux::Tag> now;
+  now.swap(done);
+  for (MetaMux::Tag t : now) static_cast<AsyncMetaBatch*>(t)->one_done();
+  now.clear();
+  if (done.empty()) done.swap(now);
 }
 
 /// One server's health, shared by its connections: failure_limit failures in
@@ -59,12 +63,10 @@ struct AsyncMetaHealth {
 
   bool skipped(std::chrono::steady_clock::time_point now) const { return now < dead_until; }
   void succeeded() { failures = 0; }
-  /// True when the server is now skipped.
-  bool failed(std::chrono::steady_clock::time_point now) {
-    if (++failures < failure_limit) return false;
+  void failed(std::chrono::steady_clock::time_point now) {
+    if (++failures < failure_limit) return;
     failures = 0;
     dead_until = now + retry_timeout;
-    return true;
   }
 };
 
@@ -88,8 +90,7 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
   AsyncMetaConn(Strand strand, const MetaServerAddress& address,
                 std::chrono::milliseconds connect_timeout, MetaMuxLimits limits,
                 AsyncMetaHealth& health, AsyncMetaCounters& counters)
-      : strand_(strand),
-        address_(address),
+      : address_(address),
         connect_timeout_(connect_timeout),
         socket_(strand),
         resolver_(strand),
@@ -213,14 +214,9 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
           if (ec) return self->drop(StoreStatus::error, true);
           bool ok = self->mux_.received(n, self->done_);
           if (!self->done_.empty()) self->health_.succeeded();
-          // Before the callers run: one of them may submit again.
-          std::vector<MetaMux::Tag> done;
-          done.swap(self->done_);
-          if (!ok) self->drop(StoreStatus::error, true);  // out of step: nothing more is trusted
-          finish_meta_ops(done);
-          if (ok && gen == self->gen_) self->read();
-          if (self->done_.empty() && self->done_.capacity() < done.capacity())
-            self->done_.swap(done);
+          if (!ok) return self->drop(StoreStatus::error, true);  // out of step: nothing is trusted
+          finish_meta_ops(self->done_);
+          if (gen == self->gen_) self->read();  // unless a caller's failure closed it meanwhile
         });
   }
 
@@ -234,22 +230,19 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
     connect_timer_.cancel();
     state_ = State::closed;
     writing_ = false;
-    bool had_requests = mux_.awaiting() > 0;
-    if (had_requests) {
+    if (mux_.awaiting() > 0) {
       AsyncMetaCounters::add(counters_.lost);
       health_.failed(std::chrono::steady_clock::now());
     }
     mux_.lost(st, done_);
-    std::vector<MetaMux::Tag> done;
-    done.swap(done_);
     if (reconnect && mux_.queued() > 0) {
       if (health_.skipped(std::chrono::steady_clock::now())) {
-        mux_.fail_queued(StoreStatus::unavailable, done);
+        mux_.fail_queued(StoreStatus::unavailable, done_);
       } else {
         connect();
       }
     }
-    finish_meta_ops(done);
+    finish_meta_ops(done_);
   }
 
   // One timer for every deadline here: they come in the order ops were queued.
@@ -268,16 +261,12 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
       if (frozen) {
         AsyncMetaCounters::add(self->counters_.timeouts, self->mux_.awaiting());
         self->drop(StoreStatus::timeout, true);  // a server that does not answer
-      } else {
-        std::vector<MetaMux::Tag> done;
-        done.swap(self->done_);
-        finish_meta_ops(done);
       }
+      finish_meta_ops(self->done_);
       self->arm_watchdog();
     });
   }
 
-  Strand strand_;
   MetaServerAddress address_;
   std::chrono::milliseconds connect_timeout_;
   asio::ip::tcp::socket socket_;
