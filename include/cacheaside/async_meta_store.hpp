@@ -187,6 +187,7 @@ class AsyncMetaBatchOp final : public AsyncMetaBatch {
 /// of the executor given. Destroying the store fails what is in flight.
 class AsyncMetaStore {
  public:
+  /// The executor the connections run on (a strand of it).
   using executor_type = asio::any_io_executor;
 
   /// From a configuration string (see MetaStore). Throws Error for an unknown option.
@@ -205,6 +206,7 @@ class AsyncMetaStore {
   AsyncMetaStore& operator=(const AsyncMetaStore&) = delete;
   ~AsyncMetaStore() { core_->shut(); }
 
+  /// The configuration string the store was made from.
   const std::string& config() const { return config_; }
 
   /// "host:port" of the server a key lives on.
@@ -213,6 +215,7 @@ class AsyncMetaStore {
     return servers[servers.size() == 1 ? 0 : core_->ring().index_of(key)].name();
   }
 
+  /// Counters since construction: writes, requests, refusals, connects, losses, timeouts.
   AsyncMetaStoreStats stats() const { return core_->stats(); }
 
   /// Runs a batch of meta commands: every op gets a status, then the token's
