@@ -73,6 +73,7 @@ class AsyncMetaCore : public std::enable_shared_from_this<AsyncMetaCore> {
 
   const Strand& strand() const { return strand_; }
   const MetaRing& ring() const { return ring_; }
+  std::chrono::milliseconds poll_timeout() const { return poll_timeout_; }
 
   /// Opens --POOL-MIN connections per server (on the strand).
   void warm() {
@@ -149,13 +150,13 @@ class AsyncMetaCore : public std::enable_shared_from_this<AsyncMetaCore> {
 template <class Handler>
 class AsyncMetaBatchOp final : public AsyncMetaBatch {
  public:
-  AsyncMetaBatchOp(Handler h, std::shared_ptr<AsyncMetaCore> core)
-      : handler_(std::move(h)), core_(std::move(core)) {}
+  AsyncMetaBatchOp(Handler h, AsyncMetaCore::Strand strand)
+      : handler_(std::move(h)), strand_(std::move(strand)) {}
 
  protected:
   void complete() override {
     Handler h = std::move(handler_);
-    auto ex = asio::get_associated_executor(h, core_->strand());
+    auto ex = asio::get_associated_executor(h, strand_);
     bool post = defer;
     delete this;  // before the handler runs: it may start the next batch
     if (post) {
@@ -167,7 +168,9 @@ class AsyncMetaBatchOp final : public AsyncMetaBatch {
 
  private:
   Handler handler_;
-  std::shared_ptr<AsyncMetaCore> core_;  // the connections outlive every batch
+  // Not the core: a batch left in a connection of a stopped io_context must not
+  // keep the core, and so that connection, alive.
+  AsyncMetaCore::Strand strand_;
 };
 
 }  // namespace detail
@@ -206,6 +209,9 @@ class AsyncMetaStore {
   AsyncMetaStore& operator=(const AsyncMetaStore&) = delete;
   ~AsyncMetaStore() { core_->shut(); }
 
+  /// The executor given (its strand runs the connections; callers' work runs here).
+  executor_type get_executor() const { return core_->strand().get_inner_executor(); }
+
   /// The configuration string the store was made from.
   const std::string& config() const { return config_; }
 
@@ -227,8 +233,12 @@ class AsyncMetaStore {
     return asio::async_initiate<Token, void()>(
         [core = core_](auto handler, detail::MetaOp* ops, std::size_t n) {
           using H = decltype(handler);
-          auto* b = new detail::AsyncMetaBatchOp<H>(std::move(handler), core);
-          asio::dispatch(core->strand(), [core, b, ops, n] { core->start(ops, n, b); });
+          // Owned here until started: an io_context that never runs it destroys it.
+          std::unique_ptr<detail::AsyncMetaBatch> b(
+              new detail::AsyncMetaBatchOp<H>(std::move(handler), core->strand()));
+          asio::dispatch(core->strand(), [core, b = std::move(b), ops, n]() mutable {
+            core->start(ops, n, b.release());
+          });
         },
         token, ops, n);
   }

@@ -37,6 +37,11 @@ class AsyncMetaBatch {
   void one_done() {
     if (--left == 0) complete();
   }
+  /// One more op will never get a status (its io_context is gone): the last
+  /// destroys the batch and its handler without running it, as Asio does.
+  void abandon_one() {
+    if (--left == 0) delete this;
+  }
 
  protected:
   virtual void complete() = 0;
@@ -99,6 +104,18 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
         mux_(limits),
         health_(health),
         counters_(counters) {}
+
+  AsyncMetaConn(const AsyncMetaConn&) = delete;
+  AsyncMetaConn& operator=(const AsyncMetaConn&) = delete;
+
+  /// Normally empty (the store's shut() failed every op). Ops are left only when
+  /// the io_context stopped for good with them on board: theirs are abandoned.
+  ~AsyncMetaConn() {
+    done_.clear();
+    mux_.lost(StoreStatus::unavailable, done_);
+    mux_.fail_queued(StoreStatus::unavailable, done_);
+    for (MetaMux::Tag t : done_) static_cast<AsyncMetaBatch*>(t)->abandon_one();
+  }
 
   std::size_t load() const { return mux_.queued() + mux_.awaiting(); }
 
