@@ -221,18 +221,11 @@ class CacheAside {
   // Builds the memcached key; false when the group generation could not be read.
   bool cache_key_to(const Key& key, std::string& out) {
     const auto& text = key_traits<Key>::to_string(key);
-    out.clear();
     if (!group_.enabled()) {
-      if (opt_.key_prefix.empty()) {
-        encode_key_to(text, out);
-      } else {
-        std::string full;
-        full.reserve(opt_.key_prefix.size() + text.size());
-        full.append(opt_.key_prefix).append(text);
-        encode_key_to(full, out);
-      }
+      detail::plain_cache_key(opt_, text, out);
       return true;
     }
+    out.clear();
     StoreStatus failed = StoreStatus::ok;
     auto gen = group_.current(failed);
     if (!gen) report_.cache_error(group_.key(), failed, "group generation");

@@ -70,12 +70,20 @@ inline PendingInvalidations::Settings pending_settings(const Options& o,
   return s;
 }
 
-/// The store's own lookup protocol (MetaStore), else the classic one over it.
-inline std::unique_ptr<LookupProtocol> make_protocol(const std::shared_ptr<Store>& store,
-                                                     const Options& opt, std::uint8_t codec,
-                                                     std::shared_ptr<Clock> clock,
-                                                     const Reporter& report) {
-  if (!store) throw Error("cacheaside: store is null");
+/// The memcached key of a cache without a group: the key prefix and the key's
+/// text, encoded.
+inline void plain_cache_key(const Options& o, std::string_view text, std::string& out) {
+  out.clear();
+  if (o.key_prefix.empty()) return encode_key_to(text, out);
+  std::string full;
+  full.reserve(o.key_prefix.size() + text.size());
+  full.append(o.key_prefix).append(text);
+  encode_key_to(full, out);
+}
+
+/// How a cache's lookups read items, from its options.
+inline LookupPolicy lookup_policy(const Options& opt, std::uint8_t codec,
+                                  std::shared_ptr<Clock> clock, const Reporter& report) {
   LookupPolicy policy;
   policy.envelope = opt.format == Format::envelope;
   policy.leases = opt.leases && policy.envelope;
@@ -88,6 +96,16 @@ inline std::unique_ptr<LookupProtocol> make_protocol(const std::shared_ptr<Store
     report.decode_error(key, why);
   };
   policy.on_degraded = [&report](const char* why) { report.leases_degraded(why); };
+  return policy;
+}
+
+/// The store's own lookup protocol (MetaStore), else the classic one over it.
+inline std::unique_ptr<LookupProtocol> make_protocol(const std::shared_ptr<Store>& store,
+                                                     const Options& opt, std::uint8_t codec,
+                                                     std::shared_ptr<Clock> clock,
+                                                     const Reporter& report) {
+  if (!store) throw Error("cacheaside: store is null");
+  LookupPolicy policy = lookup_policy(opt, codec, std::move(clock), report);
   if (auto* own = dynamic_cast<LookupProtocolSource*>(store.get()))
     return own->make_lookup_protocol(std::move(policy));
   if (opt.stale_on_invalidate.count() > 0)

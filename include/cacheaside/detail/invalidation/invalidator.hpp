@@ -84,6 +84,8 @@ class Invalidator {
   bool unreachable_group() { return detail::unreachable_group(ctx_); }
 
   const PendingInvalidations& pending() const { return pending_; }
+  /// What a write run elsewhere (the async driver) works on.
+  WriteContext<Value>& context() { return ctx_; }
   std::size_t size() const { return pending_.size(); }
   std::size_t retry_now() { return pending_.retry_now(); }
 

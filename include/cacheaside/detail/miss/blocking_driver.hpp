@@ -21,6 +21,7 @@
 #include "../reporter.hpp"
 #include "context.hpp"
 #include "lead_fsm.hpp"
+#include "load_result.hpp"
 #include "miss.hpp"
 #include "protocol_step.hpp"
 #include "read_fsm.hpp"
@@ -124,43 +125,23 @@ class BlockingDriver {
     std::exception_ptr error;
     try {
       loaded = bulk_loader_(keys);
-      if (loaded.size() != keys.size())
-        throw Error("cacheaside: bulk loader returned " + std::to_string(loaded.size()) +
-                    " values for " + std::to_string(keys.size()) + " keys");
     } catch (...) {
       error = std::current_exception();
     }
-    auto d = clock_.now() - t0;
-    for (std::size_t i = 0; i < ms.size(); ++i) {
-      M& m = *ms[i];
-      m.load_us = load_micros(d);
-      if (error) {
-        report_.load_failed(m.mkey, d, "bulk loader failed");  // per key, like loads
-        m.error = error;
-      } else {
-        report_.load_ended(m.mkey, d);
-        m.loaded = std::move(loaded[i]);
-      }
-    }
+    take_bulk_load(ms, std::move(loaded), std::move(error), clock_.now() - t0, report_);
   }
 
   void call_loader(M& m) {
     report_.load_started(m.mkey);
     auto t0 = clock_.now();
+    std::optional<Value> v;
+    std::exception_ptr error;
     try {
-      m.loaded = loader_(m.key);
-    } catch (const std::exception& ex) {
-      report_.load_failed(m.mkey, clock_.now() - t0, ex.what());
-      m.error = std::current_exception();
-      return;
+      v = loader_(m.key);
     } catch (...) {
-      report_.load_failed(m.mkey, clock_.now() - t0, "unknown exception");
-      m.error = std::current_exception();
-      return;
+      error = std::current_exception();
     }
-    auto d = clock_.now() - t0;
-    report_.load_ended(m.mkey, d);
-    m.load_us = load_micros(d);
+    take_load(m, std::move(v), std::move(error), clock_.now() - t0, report_);
   }
 
   // Leases a machine still held when something escaped: given up, best effort.

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -14,6 +15,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace cacheaside::detail {
 
@@ -34,25 +36,58 @@ class Flight {
   /// What a follower gets from take().
   enum class Take { value, stale, retry };
 
+  /// Told once the flight ends (an asynchronous follower), from the thread that ends it.
+  using Waiter = std::function<void()>;
+
   /// The result, current for callers that joined before `proof`.
   void publish(std::optional<Value> v, bool is_stale, Stamp proof) {
+    std::vector<std::pair<std::uint64_t, Waiter>> told;
     {
       std::lock_guard<std::mutex> lock(mu_);
       value_ = std::move(v);
       stale_ = is_stale;
       proof_ = proof;
       done_ = true;
+      told.swap(waiters_);
     }
     cv_.notify_all();
+    for (auto& w : told) w.second();
   }
   /// The load threw: every follower gets the exception.
   void fail(std::exception_ptr e) {
+    std::vector<std::pair<std::uint64_t, Waiter>> told;
     {
       std::lock_guard<std::mutex> lock(mu_);
       error_ = std::move(e);
       done_ = true;
+      told.swap(waiters_);
     }
     cv_.notify_all();
+    for (auto& w : told) w.second();
+  }
+  /// Calls w once the flight ends: at once, in this thread, if it has. Returns
+  /// what forget_waiter() takes (0: already called).
+  std::uint64_t on_done(Waiter w) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!done_) {
+        waiters_.emplace_back(++last_waiter_, std::move(w));
+        return last_waiter_;
+      }
+    }
+    w();
+    return 0;
+  }
+  /// A waiter that stopped waiting (its deadline passed): never called, and not
+  /// kept while a load hangs.
+  void forget_waiter(std::uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
+      if (it->first == id) {
+        waiters_.erase(it);
+        return;
+      }
+    }
   }
   /// Waits until done or the deadline (real time); true when done.
   bool wait_until(std::chrono::steady_clock::time_point deadline) {
@@ -90,6 +125,8 @@ class Flight {
   std::exception_ptr error_;
   bool stale_ = false;
   Stamp proof_ = no_joiner;
+  std::vector<std::pair<std::uint64_t, Waiter>> waiters_;
+  std::uint64_t last_waiter_ = 0;
 };
 
 /// The flight key of callers whose key is held out by a pending invalidation: they
