@@ -1,0 +1,315 @@
+// cacheaside: AsyncCacheAside<Key, Value, Serializer>, the cache-aside loop for
+// Asio services over AsyncMetaStore (component async, target cacheaside::async).
+#pragma once
+
+#include <atomic>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "async_loader.hpp"
+#include "async_meta_store.hpp"
+#include "clock.hpp"
+#include "detail/async/bridge.hpp"
+#include "detail/async/caller.hpp"
+#include "detail/async/read_run.hpp"
+#include "detail/async/write_run.hpp"
+#include "detail/invalidation/group.hpp"
+#include "detail/invalidation/invalidator.hpp"
+#include "detail/lookup/key_batch.hpp"
+#include "detail/lookup/meta_protocol.hpp"
+#include "detail/lookup/meta_steps.hpp"
+#include "detail/lookup/value_codec.hpp"
+#include "detail/miss/context.hpp"
+#include "detail/miss/read_fsm.hpp"
+#include "detail/reporter.hpp"
+#include "detail/setup.hpp"
+#include "error.hpp"
+#include "key.hpp"
+#include "options.hpp"
+#include "serializer.hpp"
+#include "stats.hpp"
+
+namespace cacheaside {
+
+/// CacheAside for Asio: the same loop, leases, single-flight, timeouts,
+/// fail-safe and pending invalidations (the same machines), with calls that
+/// never block their thread. Every caller's requests share the store's one
+/// connection per server; loaders are asynchronous (see blocking_loader).
+///
+/// Each call takes an Asio completion token (callback, `use_future`,
+/// `use_awaitable`, `deferred`; the default is `deferred`) and completes on the
+/// token's executor, never inside the call. A cancellation through the token's
+/// cancellation slot completes that caller at once with operation_aborted (a
+/// `boost::system::system_error` in the exception_ptr); the load it started goes on for
+/// the others and is stored. The store's io_context must run for anything to
+/// happen. Thread-safe. Destroying the cache lets calls in flight finish.
+///
+/// Options as for CacheAside, except that `group` and the near cache
+/// (`near_ttl`) are refused (Error): their background reads block.
+template <class Key, class Value, class Serializer>
+class AsyncCacheAside {
+ public:
+  /// Loads one value; see AsyncLoader.
+  using Loader = AsyncLoader<Key, Value>;
+  /// Loads several values at once; see AsyncBulkLoader.
+  using BulkLoader = AsyncBulkLoader<Key, Value>;
+
+  /// Throws Error when store or loader is missing or the options make no sense.
+  AsyncCacheAside(std::shared_ptr<AsyncMetaStore> store, Loader loader, Options options = {},
+                  Serializer serializer = Serializer())
+      : AsyncCacheAside(std::move(store), std::move(loader), nullptr, std::move(options),
+                        std::move(serializer)) {}
+
+  /// As above, with the loader async_get_many uses for its misses (null: the
+  /// loader, for each missing key at once).
+  AsyncCacheAside(std::shared_ptr<AsyncMetaStore> store, Loader loader, BulkLoader bulk_loader,
+                  Options options = {}, Serializer serializer = Serializer())
+      : core_(make_core(std::make_shared<Core>(std::move(store), std::move(loader),
+                                               std::move(bulk_loader), std::move(options),
+                                               std::move(serializer)))) {}
+
+  AsyncCacheAside(const AsyncCacheAside&) = delete;
+  AsyncCacheAside& operator=(const AsyncCacheAside&) = delete;
+
+  /// The value for key, from the cache or the loader (then cached); completes
+  /// with `void(std::exception_ptr, std::optional<Value>)`. nullopt: the loader
+  /// says the key does not exist. The exception is the loader's, a TimeoutError
+  /// (hard_timeout), or operation_aborted.
+  template <class Token = asio::deferred_t>
+  auto async_get(const Key& key, Token&& token = {}) {
+    return asio::async_initiate<Token, void(std::exception_ptr, std::optional<Value>)>(
+        [core = core_](auto handler, const Key& key) {
+          auto caller = start_caller<std::optional<Value>>(std::move(handler), *core);
+          auto read = std::make_shared<Read>(core->ctx, Read::Mode::get, false, 1);
+          read->add(key, core->cache_key(key), true);
+          core->run(read, [caller, read](std::exception_ptr e) {
+            caller->complete(e, e ? std::nullopt : std::move(read->units().front().value));
+          });
+          caller->initiated();
+        },
+        token, key);
+  }
+
+  /// Values for keys, in input order (duplicates allowed); completes with
+  /// `void(std::exception_ptr, std::vector<std::optional<Value>>)`. One round
+  /// trip for all hits; misses go to the bulk loader in one call if one is set,
+  /// else to the loader for each at once.
+  template <class Token = asio::deferred_t>
+  auto async_get_many(const std::vector<Key>& keys, Token&& token = {}) {
+    using Values = std::vector<std::optional<Value>>;
+    return asio::async_initiate<Token, void(std::exception_ptr, Values)>(
+        [core = core_](auto handler, const std::vector<Key>& keys) {
+          auto caller = start_caller<Values>(std::move(handler), *core);
+          auto batch = std::make_shared<detail::KeyBatch>(keys.size());
+          for (const Key& k : keys) batch->add(core->cache_key(k));
+          auto read =
+              std::make_shared<Read>(core->ctx, Read::Mode::get, true, batch->unique().size());
+          for (std::size_t u = 0; u < batch->unique().size(); ++u)
+            read->add(keys[batch->first(u)], batch->unique()[u], true);
+          core->run(read, [caller, read, batch](std::exception_ptr e) {
+            if (e) return caller->complete(e, Values());
+            Values vals;
+            vals.reserve(read->units().size());
+            for (auto& m : read->units()) vals.push_back(std::move(m.value));
+            caller->complete(nullptr, batch->spread(std::move(vals)));
+          });
+          caller->initiated();
+        },
+        token, keys);
+  }
+
+  /// Deletes the cached entry; completes with `void(std::exception_ptr, bool)`.
+  /// As CacheAside::invalidate: a load in flight will not store its result; on
+  /// false the delete is pending, retried in the background, and reads of the
+  /// key here bypass the cache until it is confirmed.
+  template <class Token = asio::deferred_t>
+  auto async_invalidate(const Key& key, Token&& token = {}) {
+    return asio::async_initiate<Token, void(std::exception_ptr, bool)>(
+        [core = core_](auto handler, const Key& key) {
+          auto caller = start_caller<bool>(std::move(handler), *core);
+          core->report.invalidate_called();
+          core->write(Fsm::Kind::remove, core->cache_key(key), std::nullopt,
+                      [caller](std::exception_ptr e, bool ok) { caller->complete(e, ok); });
+          caller->initiated();
+        },
+        token, key);
+  }
+
+  /// async_invalidate() for each key, all at once; true when all were applied.
+  template <class Token = asio::deferred_t>
+  auto async_invalidate_many(const std::vector<Key>& keys, Token&& token = {}) {
+    return asio::async_initiate<Token, void(std::exception_ptr, bool)>(
+        [core = core_](auto handler, const std::vector<Key>& keys) {
+          auto caller = start_caller<bool>(std::move(handler), *core);
+          if (keys.empty()) {
+            caller->complete(nullptr, true);
+          } else {
+            auto join = std::make_shared<Join>(keys.size());
+            for (const Key& k : keys) {
+              core->report.invalidate_called();
+              core->write(Fsm::Kind::remove, core->cache_key(k), std::nullopt,
+                          [caller, join](std::exception_ptr e, bool ok) {
+                            if (join->one(std::move(e), ok))
+                              caller->complete(join->error, join->ok);
+                          });
+            }
+          }
+          caller->initiated();
+        },
+        token, keys);
+  }
+
+  /// Writes value through (after you wrote the source of truth); completes with
+  /// `void(std::exception_ptr, bool)`. As CacheAside::put: on false the old
+  /// value is deleted, or its deletion is pending.
+  template <class Token = asio::deferred_t>
+  auto async_put(const Key& key, const Value& value, Token&& token = {}) {
+    return asio::async_initiate<Token, void(std::exception_ptr, bool)>(
+        [core = core_](auto handler, const Key& key, const Value& value) {
+          auto caller = start_caller<bool>(std::move(handler), *core);
+          core->report.put_called();
+          std::string mkey = core->cache_key(key);
+          std::optional<detail::Encoded> e(std::in_place);
+          if (!core->codec.encode(mkey, value, 0, *e)) e.reset();  // counted by encode
+          core->write(Fsm::Kind::put, std::move(mkey), std::move(e),
+                      [caller](std::exception_ptr e, bool ok) { caller->complete(e, ok); });
+          caller->initiated();
+        },
+        token, key, value);
+  }
+
+  /// A snapshot of the counters (the same as CacheAside's).
+  Stats stats() const { return core_->report.stats.snapshot(); }
+
+  /// The sizes of the in-process tables (each is bounded; no near cache here).
+  Usage usage() {
+    return {core_->tables.flights.size(), core_->tables.throttle.size(),
+            core_->invalidations.size(), 0};
+  }
+
+  /// The memcached key used for key.
+  std::string cache_key(const Key& key) const { return core_->cache_key(key); }
+
+  /// The options in effect (as given, after validation).
+  const Options& options() const { return core_->opt; }
+
+  /// The store's executor (where the cache's own work runs between steps).
+  asio::any_io_executor get_executor() const { return core_->ex; }
+
+ private:
+  using Read = detail::ReadFsm<Key, Value, Serializer>;
+  using Run = detail::AsyncRun<Key, Value, Serializer, Read>;
+  using Fsm = detail::InvalidateFsm<Value>;
+  using Parts = detail::AsyncReadParts<Key, Value, Serializer>;
+
+  static Options refused_options(Options o) {
+    if (!o.group.empty())
+      throw Error("cacheaside: AsyncCacheAside does not support Options::group");
+    if (o.near_ttl.count() > 0)
+      throw Error("cacheaside: AsyncCacheAside does not support the near cache (near_ttl)");
+    return detail::checked(std::move(o));
+  }
+
+  // Everything a call needs; calls in flight keep it alive.
+  struct Core {
+    Core(std::shared_ptr<AsyncMetaStore> s, Loader loader, BulkLoader bulk, Options options,
+         Serializer serializer)
+        : store(s ? std::move(s) : throw Error("cacheaside: store is null")),
+          opt(refused_options(std::move(options))),
+          clock(opt.clock ? opt.clock : SystemClock::instance()),
+          report(opt.name, opt.on_event),
+          codec(std::move(serializer), opt, detail::negative_ttl(opt), *clock, report),
+          lookups(detail::lookup_policy(opt, Serializer::codec, clock, report)),
+          bridge(store),
+          retry_protocol(bridge, detail::lookup_policy(opt, Serializer::codec, clock, report)),
+          group(nullptr, "", opt.group_cache, clock),
+          tables(opt, *clock),
+          invalidations(retry_protocol, group, nullptr, tables, detail::pending_settings(opt, ""),
+                        report),
+          ctx(opt, report, codec, invalidations.pending(), nullptr, tables),
+          ex(store->get_executor()),
+          parts{ctx,    *store, lookups, checked_loader(std::move(loader)), std::move(bulk),
+                *clock, report, ex} {}
+
+    static Loader checked_loader(Loader l) {
+      if (!l) throw Error("cacheaside: loader is empty");
+      return l;
+    }
+
+    std::string cache_key(const Key& key) const {
+      std::string out;
+      detail::plain_cache_key(opt, key_traits<Key>::to_string(key), out);
+      return out;
+    }
+
+    void run(std::shared_ptr<Read> read, typename Run::Done done) {
+      auto keep = std::shared_ptr<const void>(self.lock());
+      std::make_shared<Run>(parts, std::move(keep), std::move(read), std::move(done))->start();
+    }
+
+    void write(typename Fsm::Kind kind, std::string mkey, std::optional<detail::Encoded> value,
+               typename detail::AsyncWriteRun<Value>::Done done) {
+      std::make_shared<detail::AsyncWriteRun<Value>>(
+          *store, lookups, invalidations.context(), kind, std::move(mkey), std::move(value), ex,
+          std::shared_ptr<const void>(self.lock()), std::move(done))
+          ->start();
+    }
+
+    std::shared_ptr<AsyncMetaStore> store;
+    Options opt;
+    std::shared_ptr<Clock> clock;
+    detail::Reporter report;
+    detail::ValueCodec<Value, Serializer> codec;
+    detail::MetaLookups lookups;
+    detail::AsyncMetaBridge bridge;       // the retry thread's way to the store
+    detail::MetaProtocol retry_protocol;  // pending invalidations, retried
+    detail::GroupGeneration group;        // none
+    detail::MissTables<Value> tables;
+    detail::Invalidator<Value> invalidations;  // its retry thread ends before the above go
+    detail::ReadContext<Key, Value, Serializer> ctx;
+    asio::any_io_executor ex;
+    Parts parts;
+    std::weak_ptr<Core> self;
+  };
+
+  // The join of several writes: the last one tells.
+  struct Join {
+    explicit Join(std::size_t n) : left(n) {}
+    std::atomic<std::size_t> left;
+    std::atomic<bool> all{true};
+    std::exception_ptr error;  // the first, kept under `left`'s ordering
+    bool ok = true;
+    std::atomic<bool> has_error{false};
+    bool one(std::exception_ptr e, bool applied) {
+      if (e && !has_error.exchange(true)) error = std::move(e);
+      if (!applied) all.store(false);
+      if (left.fetch_sub(1) != 1) return false;
+      ok = all.load();
+      return true;
+    }
+  };
+
+  template <class R, class Handler>
+  static auto start_caller(Handler handler, Core& core) {
+    auto caller = std::make_shared<detail::AsyncCaller<Handler, R>>(std::move(handler), core.ex);
+    caller->watch_cancellation();
+    return caller;
+  }
+
+  static std::shared_ptr<Core> make_core(std::shared_ptr<Core> c) {
+    c->self = c;
+    return c;
+  }
+
+  std::shared_ptr<Core> core_;
+};
+
+}  // namespace cacheaside

@@ -1,0 +1,518 @@
+// AsyncCacheAside over a real memcached the test starts: the loop, single-flight
+// and leases, stale-set prevention, cancellation, timeouts, loader errors, a
+// dead server, and interop with the blocking CacheAside. Interleavings are made
+// by async loaders that hold their handlers until the test answers them.
+#include <atomic>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/system/system_error.hpp>
+#include <cacheaside/async.hpp>
+#include <cacheaside/cache_aside.hpp>
+#include <cacheaside/json.hpp>
+#include <cacheaside/meta.hpp>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "support/memcached_process.hpp"
+#include "support/user.hpp"
+
+using namespace cacheaside;
+using namespace std::chrono_literals;
+using cacheaside_test::make_user;
+using cacheaside_test::User;
+namespace asio = boost::asio;
+using Users = AsyncCacheAside<int, User, JsonSerializer<User>>;
+using Got = std::optional<User>;
+
+namespace {
+
+template <class Pred>
+void run_while_not(asio::io_context& io, Pred finished) {
+  io.restart();
+  while (!finished() && io.run_one()) {
+  }
+  REQUIRE(finished());
+}
+
+// A loader that answers at once, counting its calls.
+struct CountingLoader {
+  std::atomic<int> calls{0};
+  Users::Loader loader() {
+    return [this](const int& id, LoadHandler<User> h) {
+      ++calls;
+      h(nullptr, id < 0 ? Got() : Got(make_user(id)));
+    };
+  }
+};
+
+// A loader that keeps its handlers until the test answers them: the test decides
+// what happens while a load is in flight.
+struct HeldLoader {
+  std::mutex mu;
+  std::deque<std::pair<int, LoadHandler<User>>> held;
+  std::atomic<int> calls{0};
+  Users::Loader loader() {
+    return [this](const int& id, LoadHandler<User> h) {
+      ++calls;
+      std::lock_guard<std::mutex> lock(mu);
+      held.emplace_back(id, std::move(h));
+    };
+  }
+  std::size_t waiting() {
+    std::lock_guard<std::mutex> lock(mu);
+    return held.size();
+  }
+  // Answers the oldest held load with v.
+  void answer(Got v) {
+    LoadHandler<User> h;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      REQUIRE(!held.empty());
+      h = std::move(held.front().second);
+      held.pop_front();
+    }
+    h(nullptr, std::move(v));
+  }
+  void fail(const std::string& why) {
+    LoadHandler<User> h;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      REQUIRE(!held.empty());
+      h = std::move(held.front().second);
+      held.pop_front();
+    }
+    h(std::make_exception_ptr(std::runtime_error(why)), std::nullopt);
+  }
+};
+
+// One caller's outcome.
+struct Result {
+  bool done = false;
+  std::exception_ptr error;
+  Got value;
+  auto handler() {
+    return [this](std::exception_ptr e, Got v) {
+      done = true;
+      error = std::move(e);
+      value = std::move(v);
+    };
+  }
+};
+
+Options quick() {
+  Options o;
+  o.ttl = 60s;
+  return o;
+}
+
+std::string what(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  }
+}
+
+}  // namespace
+
+TEST_CASE(
+    "async_get: a miss loads once and is stored, then hits; callbacks and use_future; "
+    "values shared with the blocking CacheAside both ways",
+    "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  auto store = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
+  CountingLoader load;
+  Users users(store, load.loader(), quick());
+
+  Result first;
+  users.async_get(7, first.handler());
+  CHECK_FALSE(first.done);  // never inside the call
+  run_while_not(io, [&] { return first.done; });
+  REQUIRE_FALSE(first.error);
+  REQUIRE(first.value == make_user(7));
+  CHECK(load.calls == 1);
+
+  Result second;
+  users.async_get(7, second.handler());
+  run_while_not(io, [&] { return second.done; });
+  CHECK(second.value == make_user(7));
+  CHECK(load.calls == 1);
+  CHECK(users.stats().hits == 1);
+
+  // Absent keys are cached as absent.
+  Result none;
+  users.async_get(-3, none.handler());
+  run_while_not(io, [&] { return none.done; });
+  CHECK_FALSE(none.value);
+
+  // use_future, with io run by another thread.
+  std::thread runner([&] {
+    auto guard = asio::make_work_guard(io);
+    io.restart();
+    io.run_for(2s);
+  });
+  auto f = users.async_get(8, asio::use_future);
+  CHECK(f.get() == make_user(8));
+  io.stop();
+  runner.join();
+
+  // The blocking cache over MetaStore reads what the async one stored, and back.
+  int blocking_loads = 0;
+  CacheAside<int, User, JsonSerializer<User>> blocking(
+      std::make_shared<MetaStore>(mc.config()),
+      [&](const int& id) {
+        ++blocking_loads;
+        return Got(make_user(id));
+      },
+      quick());
+  CHECK(blocking.get(7) == make_user(7));
+  CHECK(blocking.get(9) == make_user(9));
+  CHECK(blocking_loads == 1);
+  Result nine;
+  users.async_get(9, nine.handler());
+  run_while_not(io, [&] { return nine.done; });
+  CHECK(nine.value == make_user(9));
+  CHECK(load.calls == 3);  // 7, -3 and 8: 9 was the blocking cache's
+  CHECK(users.usage().flights == 0);
+}
+
+TEST_CASE(
+    "async: 1000 callers of one cold key share one load; two caches on two stores take "
+    "memcached's lease and load once between them",
+    "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  auto store_a = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
+  auto store_b = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
+  HeldLoader load;
+  Users a(store_a, load.loader(), quick());
+  Users b(store_b, load.loader(), quick());
+
+  std::vector<Result> results(1000);
+  for (std::size_t i = 0; i < results.size(); ++i)
+    (i % 2 ? b : a).async_get(42, results[i].handler());
+  // Both caches' reads reach memcached; exactly one of them wins the lease and loads.
+  run_while_not(io, [&] { return load.waiting() == 1; });
+  // The other cache waits for the lease with backoff: no second load meanwhile.
+  bool later = false;
+  asio::steady_timer t(io, 30ms);
+  t.async_wait([&](auto) { later = true; });
+  run_while_not(io, [&] { return later; });
+  CHECK(load.calls == 1);
+  load.answer(make_user(42));
+  run_while_not(io, [&] {
+    for (auto& r : results)
+      if (!r.done) return false;
+    return true;
+  });
+  for (auto& r : results) {
+    REQUIRE_FALSE(r.error);
+    REQUIRE(r.value == make_user(42));
+  }
+  CHECK(load.calls == 1);
+  CHECK(a.stats().coalesced + b.stats().coalesced >= 998);
+  CHECK(store_a->stats().writes < 100);  // the 500 reads went out coalesced
+}
+
+TEST_CASE(
+    "async: an invalidation while a load is in flight: the load's older value is not "
+    "stored, and a get after the invalidation never returns it",
+    "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  auto store = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
+  HeldLoader load;
+  Users users(store, load.loader(), quick());
+
+  Result before;
+  users.async_get(5, before.handler());
+  run_while_not(io, [&] { return load.waiting() == 1; });
+  // The row changes and the data layer invalidates while the old row is being loaded.
+  bool invalidated = false, ok = false;
+  users.async_invalidate(5, [&](std::exception_ptr e, bool applied) {
+    REQUIRE_FALSE(e);
+    ok = applied;
+    invalidated = true;
+  });
+  run_while_not(io, [&] { return invalidated; });
+  CHECK(ok);
+  User old_row = make_user(5);
+  old_row.name = "old";
+  load.answer(old_row);  // the load that began before the invalidation ends now
+  run_while_not(io, [&] { return before.done; });
+  CHECK(before.value == old_row);  // its own caller may get it: it began before
+  CHECK(users.stats().stale_sets_prevented == 1);
+
+  Result after;
+  users.async_get(5, after.handler());
+  run_while_not(io, [&] { return load.waiting() == 1 || after.done; });
+  REQUIRE_FALSE(after.done);  // it loads: nothing old was stored
+  load.answer(make_user(5));
+  run_while_not(io, [&] { return after.done; });
+  CHECK(after.value == make_user(5));
+}
+
+TEST_CASE(
+    "async: a cancelled caller completes at once with operation_aborted; the load goes "
+    "on for the others and is stored",
+    "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  auto store = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
+  HeldLoader load;
+  Users users(store, load.loader(), quick());
+
+  asio::cancellation_signal cancel;
+  Result cancelled, other;
+  users.async_get(11, asio::bind_cancellation_slot(cancel.slot(), cancelled.handler()));
+  users.async_get(11, other.handler());
+  run_while_not(io, [&] { return load.waiting() == 1; });
+  cancel.emit(asio::cancellation_type::terminal);
+  run_while_not(io, [&] { return cancelled.done; });
+  REQUIRE(cancelled.error);
+  try {
+    std::rethrow_exception(cancelled.error);
+  } catch (const boost::system::system_error& e) {
+    CHECK(e.code() == asio::error::operation_aborted);
+  }
+  CHECK_FALSE(other.done);
+  load.answer(make_user(11));
+  run_while_not(io, [&] { return other.done; });
+  CHECK(other.value == make_user(11));
+  // Stored: the next get hits without a load.
+  Result again;
+  users.async_get(11, again.handler());
+  run_while_not(io, [&] { return again.done; });
+  CHECK(again.value == make_user(11));
+  CHECK(load.calls == 1);
+  // A cancellation after completion changes nothing.
+  cancel.emit(asio::cancellation_type::terminal);
+}
+
+TEST_CASE(
+    "async: loader errors reach the caller and the callers sharing the load; hard_timeout "
+    "ends a caller whose loader never answers, soft_timeout serves the stale copy",
+    "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  auto store = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
+  HeldLoader load;
+
+  SECTION("errors") {
+    Users users(store, load.loader(), quick());
+    Result one, two;
+    users.async_get(3, one.handler());
+    users.async_get(3, two.handler());
+    run_while_not(io, [&] { return load.waiting() == 1; });
+    load.fail("database is down");
+    run_while_not(io, [&] { return one.done && two.done; });
+    REQUIRE(one.error);
+    REQUIRE(two.error);
+    CHECK(what(one.error) == "database is down");
+    CHECK(users.stats().load_errors == 1);
+    // Nothing was stored, nor left behind: the next get loads again at once.
+    Result three;
+    users.async_get(3, three.handler());
+    run_while_not(io, [&] { return load.waiting() == 1; });
+    load.answer(make_user(3));
+    run_while_not(io, [&] { return three.done; });
+    CHECK(three.value == make_user(3));
+  }
+  SECTION("hard_timeout") {
+    Options o = quick();
+    o.hard_timeout = 100ms;
+    Users users(store, load.loader(), o);
+    Result r;
+    auto t0 = std::chrono::steady_clock::now();
+    users.async_get(4, r.handler());
+    run_while_not(io, [&] { return r.done; });
+    auto took = std::chrono::steady_clock::now() - t0;
+    REQUIRE(r.error);
+    CHECK_THROWS_AS(std::rethrow_exception(r.error), TimeoutError);
+    CHECK(took >= 100ms);
+    CHECK(took < 1s);
+    // The load still ends and is stored for the next caller.
+    load.answer(make_user(4));
+    Result next;
+    users.async_get(4, next.handler());
+    run_while_not(io, [&] { return next.done; });
+    CHECK(next.value == make_user(4));
+    CHECK(load.calls == 1);
+  }
+  SECTION("soft_timeout") {
+    auto clock = std::make_shared<ManualClock>();
+    Options o = quick();
+    o.ttl = 1s;
+    o.ttl_jitter = 0;
+    o.max_stale = 60s;
+    o.soft_timeout = 50ms;
+    o.clock = clock;
+    Users users(store, load.loader(), o);
+    Result r;
+    users.async_get(6, r.handler());
+    run_while_not(io, [&] { return load.waiting() == 1; });
+    User v1 = make_user(6);
+    v1.name = "v1";
+    load.answer(v1);
+    run_while_not(io, [&] { return r.done; });
+    clock->advance(2s);  // past its TTL, within max_stale; the reload will hang
+    Result stale;
+    users.async_get(6, stale.handler());
+    run_while_not(io, [&] { return stale.done; });
+    REQUIRE_FALSE(stale.error);
+    CHECK(stale.value == v1);
+    CHECK(users.stats().stale_served >= 1);
+    load.answer(make_user(6));
+  }
+}
+
+TEST_CASE(
+    "async_get_many: hits in one round trip, the bulk loader once with exactly the "
+    "missing keys, duplicates answered; async_put is read back without a load",
+    "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  auto store = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
+  CountingLoader load;
+  std::vector<std::vector<int>> bulk_calls;
+  Users users(
+      store, load.loader(),
+      [&](const std::vector<int>& ids, BulkLoadHandler<User> h) {
+        bulk_calls.push_back(ids);
+        std::vector<Got> vs;
+        for (int id : ids) vs.push_back(id < 0 ? Got() : Got(make_user(id)));
+        h(nullptr, std::move(vs));
+      },
+      quick());
+
+  std::optional<std::vector<Got>> got;
+  users.async_get(1, [](std::exception_ptr, Got) {});
+  users.async_get_many({1, 2, 3, 2, -1}, [&](std::exception_ptr e, std::vector<Got> vs) {
+    REQUIRE_FALSE(e);
+    got = std::move(vs);
+  });
+  run_while_not(io, [&] { return got.has_value(); });
+  REQUIRE(got->size() == 5);
+  CHECK((*got)[0] == make_user(1));
+  CHECK((*got)[1] == make_user(2));
+  CHECK((*got)[2] == make_user(3));
+  CHECK((*got)[3] == make_user(2));
+  CHECK_FALSE((*got)[4]);
+  // Key 1 was being loaded by the single get (or already stored): not in the bulk call.
+  REQUIRE(bulk_calls.size() == 1);
+  CHECK(bulk_calls[0] == std::vector<int>{2, 3, -1});
+
+  User changed = make_user(2);
+  changed.name = "changed";
+  bool put = false;
+  users.async_put(2, changed, [&](std::exception_ptr e, bool ok) {
+    REQUIRE_FALSE(e);
+    CHECK(ok);
+    put = true;
+  });
+  run_while_not(io, [&] { return put; });
+  got.reset();
+  users.async_get_many({2, 3}, [&](std::exception_ptr, std::vector<Got> vs) { got = vs; });
+  run_while_not(io, [&] { return got.has_value(); });
+  CHECK((*got)[0] == changed);
+  CHECK((*got)[1] == make_user(3));
+  CHECK(bulk_calls.size() == 1);
+
+  bool all = false;
+  users.async_invalidate_many({2, 3}, [&](std::exception_ptr, bool ok) { all = ok; });
+  run_while_not(io, [&] { return all; });
+  got.reset();
+  users.async_get_many({2, 3}, [&](std::exception_ptr, std::vector<Got> vs) { got = vs; });
+  run_while_not(io, [&] { return got.has_value(); });
+  CHECK((*got)[0] == make_user(2));
+  REQUIRE(bulk_calls.size() == 2);
+  CHECK(bulk_calls[1] == std::vector<int>{2, 3});
+}
+
+TEST_CASE(
+    "async: a dead memcached: callers get the loader's values within the poll timeout; "
+    "an invalidation is pending and holds the key out until the server is back",
+    "[async]") {
+  int port = 0;
+  {
+    cacheaside_test::MemcachedProcess gone;
+    port = gone.port();
+  }
+  asio::io_context io;
+  auto store = std::make_shared<AsyncMetaStore>(
+      io.get_executor(), "--SERVER=127.0.0.1:" + std::to_string(port) + " --POLL-TIMEOUT=100");
+  CountingLoader load;
+  Options o = quick();
+  o.invalidation_retry = 50ms;
+  Users users(store, load.loader(), o);
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<Result> rs(50);
+  for (std::size_t i = 0; i < rs.size(); ++i) users.async_get(static_cast<int>(i), rs[i].handler());
+  run_while_not(io, [&] {
+    for (auto& r : rs)
+      if (!r.done) return false;
+    return true;
+  });
+  CHECK(std::chrono::steady_clock::now() - t0 < 1s);
+  for (std::size_t i = 0; i < rs.size(); ++i) {
+    REQUIRE_FALSE(rs[i].error);
+    CHECK(rs[i].value == make_user(static_cast<int>(i)));
+  }
+  CHECK(users.stats().cache_errors >= 1);
+
+  bool done = false, ok = true;
+  users.async_invalidate(1, [&](std::exception_ptr, bool applied) {
+    ok = applied;
+    done = true;
+  });
+  run_while_not(io, [&] { return done; });
+  CHECK_FALSE(ok);
+  CHECK(users.usage().pending == 1);
+}
+
+TEST_CASE(
+    "async: io run by two threads, 4 caches' worth of callers getting and invalidating "
+    "40 keys; every get returns the key's value and the tables drain",
+    "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  auto store = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
+  asio::thread_pool db(2);
+  auto users = std::make_unique<Users>(
+      store, blocking_loader(db.get_executor(), [](const int& id) { return Got(make_user(id)); }),
+      quick());
+  std::atomic<int> left{4000}, wrong{0};
+  auto guard = asio::make_work_guard(io);
+  std::thread t1([&] { io.run(); }), t2([&] { io.run(); });
+  for (int i = 0; i < 4000; ++i) {
+    int id = i % 40;
+    if (i % 10 == 0) users->async_invalidate(id, [](std::exception_ptr, bool) {});
+    users->async_get(id, [&, id](std::exception_ptr e, Got v) {
+      if (e || v != make_user(id)) ++wrong;
+      --left;
+    });
+  }
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (left > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  CHECK(left == 0);
+  CHECK(wrong == 0);
+  users.reset();  // with work possibly in flight: it keeps what it needs
+  guard.reset();
+  io.stop();
+  t1.join();
+  t2.join();
+  db.join();
+}
