@@ -74,6 +74,9 @@ endif()
 find_program(meta_consumer meta_consumer PATHS "${consumer}" "${consumer}/Release"
   NO_DEFAULT_PATH REQUIRED)
 step("run the meta consumer with no server" "${meta_consumer}")
+find_program(async_consumer async_consumer PATHS "${consumer}" "${consumer}/Release"
+  NO_DEFAULT_PATH REQUIRED)
+step("run the async consumer with no server" "${async_consumer}")
 
 refused(unknown_required "nosuch")
 refused(wrong_major "compatible with requested version")

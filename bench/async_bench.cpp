@@ -1,0 +1,219 @@
+// AsyncCacheAside against raw libmemcached, in the same run, on the same item:
+//
+//   cacheaside_async_bench [--ops=N] [--runs=N] [--inflight=N] [--placement=same|split]
+//
+// 1. a hit, one caller at a time on one io thread, vs a blocking memcached_get:
+//    median latency of each, and the ratio;
+// 2. hits with --inflight callers at once on one io thread (one memcached
+//    connection, requests coalesced) vs memcached_get back to back on one thread:
+//    throughput of each, and the ratio;
+// 3. a cold miss (the loader answers at once, the value is stored under the lease)
+//    vs a naive memcached_get + memcached_set: median latency, and the ratio.
+// Each figure is the median of --runs runs. A private memcached is started on a free
+// loopback port; "same" pins it and the benchmark to one CPU (the shortest round
+// trip, where the library's own cost weighs most), "split" to two.
+#include <libmemcached-1.0/memcached.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <cacheaside/async.hpp>
+#include <cacheaside/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "memcached_process.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+struct User {
+  int id = 0;
+  std::string name;
+  std::string email;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(User, id, name, email)
+using Users = cacheaside::AsyncCacheAside<int, User, cacheaside::JsonSerializer<User>>;
+
+User row(int id) {
+  return {id, "Ada Lovelace of the Analytical Engine",
+          "ada.lovelace@analytical-engine.example.com"};
+}
+
+bool pin(pid_t pid, int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(pid, sizeof(set), &set) == 0;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+double micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+// Runs io until flag is set.
+void run_until(asio::io_context& io, const bool& flag) {
+  io.restart();
+  while (!flag && io.run_one()) {
+  }
+  if (!flag) throw std::runtime_error("io_context ran out of work");
+}
+
+struct Bench {
+  asio::io_context io;
+  std::shared_ptr<cacheaside::AsyncMetaStore> store;
+  std::unique_ptr<Users> users;
+  memcached_st* raw = nullptr;
+  int next_cold = 1000000;
+
+  explicit Bench(const std::string& config) {
+    store = std::make_shared<cacheaside::AsyncMetaStore>(io.get_executor(), config);
+    cacheaside::Options o;
+    o.key_prefix = "abench_";
+    o.ttl = std::chrono::hours(1);
+    users = std::make_unique<Users>(
+        store, [](const int& id, cacheaside::LoadHandler<User> h) { h(nullptr, row(id)); }, o);
+    raw = memcached(config.data(), config.size());
+    if (!raw) throw std::runtime_error("memcached() failed");
+    memcached_behavior_set(raw, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    get(42);  // stored; from now on a hit
+    std::string v = nlohmann::json(row(42)).dump();
+    memcached_set(raw, "raw_42", 6, v.data(), v.size(), 0, 0);
+  }
+  ~Bench() { memcached_free(raw); }
+
+  bool get(int id) {
+    bool done = false, ok = false;
+    users->async_get(id, [&](std::exception_ptr e, std::optional<User> u) {
+      ok = !e && u && u->id == id;
+      done = true;
+    });
+    run_until(io, done);
+    return ok;
+  }
+
+  bool raw_get() {
+    std::size_t len = 0;
+    std::uint32_t flags = 0;
+    memcached_return_t rc;
+    char* v = memcached_get(raw, "raw_42", 6, &len, &flags, &rc);
+    bool ok = v && rc == MEMCACHED_SUCCESS;
+    std::free(v);
+    return ok;
+  }
+
+  bool raw_cold() {
+    std::string key = "raw_cold_" + std::to_string(next_cold++);
+    std::size_t len = 0;
+    std::uint32_t flags = 0;
+    memcached_return_t rc;
+    char* v = memcached_get(raw, key.data(), key.size(), &len, &flags, &rc);
+    std::free(v);
+    if (rc != MEMCACHED_NOTFOUND) return false;
+    std::string s = nlohmann::json(row(1)).dump();  // what the loader returns, serialized
+    return memcached_set(raw, key.data(), key.size(), s.data(), s.size(), 3600, 0) ==
+           MEMCACHED_SUCCESS;
+  }
+
+  // Median latency of n calls of op, in µs.
+  template <class Op>
+  double latency(int n, Op op) {
+    std::vector<double> us;
+    us.reserve(n);
+    for (int i = 0; i < n; ++i) {
+      auto t0 = Clock::now();
+      if (!op()) throw std::runtime_error("unexpected answer");
+      us.push_back(micros(Clock::now() - t0));
+    }
+    return median(std::move(us));
+  }
+
+  // Hits per second with `inflight` callers at once on this thread.
+  double async_throughput(int n, int inflight) {
+    int started = 0, finished = 0, wrong = 0;
+    bool done = false;
+    std::function<void()> one = [&] {
+      ++started;
+      users->async_get(42, [&](std::exception_ptr e, std::optional<User> u) {
+        if (e || !u) ++wrong;
+        if (++finished == n) done = true;
+        if (started < n) one();
+      });
+    };
+    auto t0 = Clock::now();
+    for (int i = 0; i < inflight && started < n; ++i) one();
+    run_until(io, done);
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (wrong) throw std::runtime_error("unexpected answer");
+    return n / s;
+  }
+
+  double raw_throughput(int n) {
+    auto t0 = Clock::now();
+    for (int i = 0; i < n; ++i)
+      if (!raw_get()) throw std::runtime_error("unexpected answer");
+    return n / std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+};
+
+std::string arg(int argc, char** argv, const std::string& name, const std::string& fallback) {
+  std::string p = "--" + name + "=";
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]).rfind(p, 0) == 0) return argv[i] + p.size();
+  return fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  int ops = std::stoi(arg(argc, argv, "ops", "20000"));
+  int runs = std::stoi(arg(argc, argv, "runs", "3"));
+  int inflight = std::stoi(arg(argc, argv, "inflight", "64"));
+  std::string placement = arg(argc, argv, "placement", "same");
+  if (!pin(0, 0)) throw std::runtime_error("sched_setaffinity failed");
+  cacheaside_test::MemcachedProcess server;
+  if (placement == "split" && !pin(server.pid(), 1))
+    throw std::runtime_error("sched_setaffinity failed");
+  Bench b(server.config());
+
+  std::vector<double> hit, raw_hit, tput, raw_tput, cold, raw_cold;
+  for (int r = 0; r < runs; ++r) {
+    hit.push_back(b.latency(ops, [&] { return b.get(42); }));
+    raw_hit.push_back(b.latency(ops, [&] { return b.raw_get(); }));
+    tput.push_back(b.async_throughput(ops * 5, inflight));
+    raw_tput.push_back(b.raw_throughput(ops));
+    cold.push_back(b.latency(ops / 4, [&] { return b.get(b.next_cold++); }));
+    raw_cold.push_back(b.latency(ops / 4, [&] { return b.raw_cold(); }));
+  }
+  double h = median(hit), rh = median(raw_hit), t = median(tput), rt = median(raw_tput),
+         c = median(cold), rc = median(raw_cold);
+  std::printf("placement: %s; %d ops a case, median of %d runs\n\n", placement.c_str(), ops, runs);
+  std::printf("| case | AsyncCacheAside | raw libmemcached | ratio |\n|---|---:|---:|---:|\n");
+  std::printf("| hit, one caller at a time: median µs | %.1f | %.1f | %.3f× |\n", h, rh, h / rh);
+  std::printf("| hits, %d callers in flight, one thread: per second | %.0f | %.0f | %.2f× |\n",
+              inflight, t, rt, t / rt);
+  std::printf(
+      "| cold miss (load + lease-guarded store) vs get + set: median µs | %.1f | %.1f | "
+      "%.3f× |\n",
+      c, rc, c / rc);
+  auto st = b.store->stats();
+  std::printf("\nAsyncMetaStore: %llu requests in %llu writes\n",
+              static_cast<unsigned long long>(st.requests),
+              static_cast<unsigned long long>(st.writes));
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "cacheaside_async_bench: %s\n", e.what());
+  return 1;
+}
