@@ -291,7 +291,8 @@ TEST_CASE(
   };
   auto round = std::make_shared<Round>();
   std::atomic<bool> stopped{false};  // the last round is over: nothing in flight
-  std::function<void()> next = [&] {
+  std::function<void()> next;
+  next = [&] {
     if (stop) return void(stopped = true);
     round->fs.assign(64, Fetch());
     round->left = 64;
@@ -320,20 +321,35 @@ TEST_CASE(
     int want = ok + n;
     auto until = Steady::now() + 20s;
     while (ok < want && Steady::now() < until) std::this_thread::yield();
-    REQUIRE(ok >= want);
+    return ok >= want;
   };
-  for (int restart = 0; restart < 3; ++restart) {
-    wait_answers(500);
-    mc.stop();
-    mc.start();
-    fill();
+  bool answered = true;
+  int restarts = 0;
+  std::string restart_error;
+  try {
+    for (; restarts < 3 && answered; ++restarts) {
+      answered = wait_answers(500);
+      mc.stop();
+      mc.start();
+      fill();
+    }
+  } catch (const std::exception& e) {
+    restart_error = e.what();  // reported after the io thread is joined
   }
-  wait_answers(500);
+  answered = answered && restart_error.empty() && wait_answers(500);
   stop = true;
-  while (!stopped) std::this_thread::yield();
+  auto until = Steady::now() + 20s;
+  while (!stopped && Steady::now() < until) std::this_thread::yield();
   guard.reset();
   io.stop();  // the open connection's read would keep it running
   t.join();
+  auto st = store.stats();
+  INFO("restarts " << restarts << ", ok " << ok << ", failed " << failed << ", connects "
+                   << st.connects << ", lost " << st.lost << ", timeouts " << st.timeouts
+                   << ", refused " << st.refused << ", requests " << st.requests);
+  REQUIRE(restart_error == "");
+  REQUIRE(answered);
+  REQUIRE(stopped);
   CHECK(wrong == 0);
   CHECK(ok >= 2000);
   CHECK(store.stats().connects >= 4);

@@ -79,6 +79,10 @@ class Service {
       args.push_back(std::string(p) == "classic" ? "classic" : "meta");
     }
     args.insert(args.end(), setup.extra.begin(), setup.extra.end());
+    // Before fork(): the child of a threaded process must not allocate.
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
@@ -86,9 +90,6 @@ class Service {
       int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, 1);
       ::dup2(fd, 2);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }

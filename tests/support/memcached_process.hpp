@@ -150,6 +150,12 @@ class MemcachedProcess {
       args.push_back("nobody");
     }
     for (auto& a : extra_args_) args.push_back(a);
+    // Built before fork(): the child of a threaded process may not allocate (another
+    // thread may have held the allocator's lock at the fork, and the child would wait
+    // for it forever).
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork() failed");
     if (pid_ == 0) {
@@ -160,9 +166,6 @@ class MemcachedProcess {
         ::dup2(devnull, 1);
         ::dup2(devnull, 2);
       }
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }

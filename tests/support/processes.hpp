@@ -40,15 +40,16 @@ class Child {
     store_choices.fetch_add(1);  // the worker chooses by CACHEASIDE_TEST_STORE
     int fds[2];
     REQUIRE(::pipe(fds) == 0);
+    // Before fork(): the child of a threaded process must not allocate.
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
       ::dup2(fds[1], 1);
       ::close(fds[0]);
       ::close(fds[1]);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
       ::execv(args[0], args.data());
       ::_exit(127);
     }
