@@ -17,7 +17,6 @@
 #include "async_loader.hpp"
 #include "async_meta_store.hpp"
 #include "clock.hpp"
-#include "detail/async/bridge.hpp"
 #include "detail/async/caller.hpp"
 #include "detail/async/read_run.hpp"
 #include "detail/async/write_run.hpp"
@@ -29,10 +28,12 @@
 #include "detail/lookup/value_codec.hpp"
 #include "detail/miss/context.hpp"
 #include "detail/miss/read_fsm.hpp"
+#include "detail/near/near.hpp"
 #include "detail/reporter.hpp"
 #include "detail/setup.hpp"
 #include "error.hpp"
 #include "key.hpp"
+#include "meta.hpp"
 #include "options.hpp"
 #include "serializer.hpp"
 #include "stats.hpp"
@@ -52,8 +53,10 @@ namespace cacheaside {
 /// the others and is stored. The store's io_context must run for anything to
 /// happen. Thread-safe. Destroying the cache lets calls in flight finish.
 ///
-/// Options as for CacheAside, except that `group` and the near cache
-/// (`near_ttl`) are refused (Error): their background reads block.
+/// Options as for CacheAside, except `group` (refused: Error). The near cache's
+/// log is read by a background thread over blocking connections of its own, as
+/// are the retries of pending invalidations; constructing the cache with a near
+/// cache reads the log once (blocking).
 template <class Key, class Value, class Serializer>
 class AsyncCacheAside {
  public:
@@ -189,10 +192,17 @@ class AsyncCacheAside {
   /// A snapshot of the counters (the same as CacheAside's).
   Stats stats() const { return core_->report.stats.snapshot(); }
 
-  /// The sizes of the in-process tables (each is bounded; no near cache here).
+  /// The sizes of the in-process tables (for monitoring: each is bounded).
   Usage usage() {
     return {core_->tables.flights.size(), core_->tables.throttle.size(),
-            core_->invalidations.size(), 0};
+            core_->invalidations.size(), core_->near ? core_->near->size() : 0};
+  }
+
+  /// Reads the near cache's invalidation log now (the background does so every
+  /// near_sync / 2). Blocks for one or two round trips: not for an io thread.
+  /// No-op without a near cache.
+  void sync_near() {
+    if (core_->near) core_->near->sync_now();
   }
 
   /// The memcached key used for key.
@@ -213,8 +223,6 @@ class AsyncCacheAside {
   static Options refused_options(Options o) {
     if (!o.group.empty())
       throw Error("cacheaside: AsyncCacheAside does not support Options::group");
-    if (o.near_ttl.count() > 0)
-      throw Error("cacheaside: AsyncCacheAside does not support the near cache (near_ttl)");
     return detail::checked(std::move(o));
   }
 
@@ -228,13 +236,14 @@ class AsyncCacheAside {
           report(opt.name, opt.on_event),
           codec(std::move(serializer), opt, detail::negative_ttl(opt), *clock, report),
           lookups(detail::lookup_policy(opt, Serializer::codec, clock, report)),
-          bridge(store),
-          retry_protocol(bridge, detail::lookup_policy(opt, Serializer::codec, clock, report)),
+          background(std::make_shared<MetaStore>(store->config())),
+          retry_protocol(*background, detail::lookup_policy(opt, Serializer::codec, clock, report)),
           group(nullptr, "", opt.group_cache, clock),
+          near(detail::make_near<Value>(opt, background, clock, report)),
           tables(opt, *clock),
-          invalidations(retry_protocol, group, nullptr, tables, detail::pending_settings(opt, ""),
-                        report),
-          ctx(opt, report, codec, invalidations.pending(), nullptr, tables),
+          invalidations(retry_protocol, group, near.get(), tables,
+                        detail::pending_settings(opt, ""), report),
+          ctx(opt, report, codec, invalidations.pending(), near.get(), tables),
           ex(store->get_executor()),
           parts{ctx,    *store, lookups, checked_loader(std::move(loader)), std::move(bulk),
                 *clock, report, ex} {}
@@ -269,9 +278,12 @@ class AsyncCacheAside {
     detail::Reporter report;
     detail::ValueCodec<Value, Serializer> codec;
     detail::MetaLookups lookups;
-    detail::AsyncMetaBridge bridge;       // the retry thread's way to the store
-    detail::MetaProtocol retry_protocol;  // pending invalidations, retried
-    detail::GroupGeneration group;        // none
+    // Blocking connections to the same servers, for the background threads only:
+    // the pending invalidations' retries and the near log's reader.
+    std::shared_ptr<MetaStore> background;
+    detail::MetaProtocol retry_protocol;        // pending invalidations, retried
+    detail::GroupGeneration group;              // none
+    std::unique_ptr<detail::Near<Value>> near;  // null: off
     detail::MissTables<Value> tables;
     detail::Invalidator<Value> invalidations;  // its retry thread ends before the above go
     detail::ReadContext<Key, Value, Serializer> ctx;

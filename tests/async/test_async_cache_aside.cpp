@@ -554,3 +554,68 @@ TEST_CASE(
   t2.join();
   db.join();
 }
+
+TEST_CASE(
+    "async near cache: hits without memcached; its own writes drop at once, another "
+    "process's are read from the near log (blocking and async caches both ways)",
+    "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  auto store = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
+  CountingLoader load;
+  Options o = quick();
+  o.name = "near_users";
+  o.near_ttl = 60s;
+  o.near_sync = 60s;  // read when told (sync_near), not by the clock
+  Users a(store, load.loader(), o);
+  int blocking_loads = 0;
+  CacheAside<int, User, JsonSerializer<User>> b(
+      std::make_shared<MetaStore>(mc.config()),
+      [&](const int& id) {
+        ++blocking_loads;
+        return Got(make_user(id));
+      },
+      o);
+  auto get = [&](int id) {
+    Result r;
+    a.async_get(id, r.handler());
+    run_while_not(io, [&] { return r.done; });
+    REQUIRE_FALSE(r.error);
+    return r.value;
+  };
+
+  CHECK(get(1) == make_user(1));  // loaded
+  CHECK(get(1) == make_user(1));  // from memcached, then kept near
+  CHECK(get(1) == make_user(1));
+  CHECK(a.stats().near_hits == 1);
+  CHECK(a.usage().near == 1);
+  CHECK(load.calls == 1);
+  CHECK(b.get(1) == make_user(1));  // from memcached, then kept near
+  CHECK(b.get(1) == make_user(1));
+  CHECK(b.stats().near_hits == 1);
+
+  // The async cache's invalidation: its own near copy goes at once, the other
+  // process's once it reads the log.
+  bool done = false;
+  a.async_invalidate(1, [&](std::exception_ptr e, bool ok) {
+    CHECK_FALSE(e);
+    CHECK(ok);
+    done = true;
+  });
+  run_while_not(io, [&] { return done; });
+  CHECK(get(1) == make_user(1));
+  CHECK(load.calls == 2);
+  b.sync_near();
+  CHECK(b.get(1) == make_user(1));
+  CHECK(b.stats().near_hits == 1);  // not served from its near copy
+
+  // The blocking cache's invalidation, read by the async cache's log reader.
+  CHECK(get(1) == make_user(1));  // kept near again
+  CHECK(a.usage().near == 1);
+  auto near_hits = a.stats().near_hits;
+  CHECK(b.invalidate(1));
+  a.sync_near();
+  CHECK(get(1) == make_user(1));
+  CHECK(a.stats().near_hits == near_hits);
+  CHECK(load.calls == 3);
+}

@@ -1,5 +1,6 @@
 // The asynchronous driver of the invalidation machine (internal): a delete or
-// a write-through run as MetaStepFsm rounds on the AsyncMetaStore.
+// a write-through run as MetaStepFsm rounds on the AsyncMetaStore, the near log's
+// append as its two commands.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -11,12 +12,15 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "../../async_meta_store.hpp"
 #include "../invalidation/invalidate_fsm.hpp"
 #include "../lookup/meta_steps.hpp"
 #include "../lookup/value_codec.hpp"
+#include "../meta/op.hpp"
+#include "../near/near_log.hpp"
 
 namespace cacheaside::detail {
 
@@ -32,6 +36,7 @@ class AsyncWriteRun : public std::enable_shared_from_this<AsyncWriteRun<Value>> 
                 typename Fsm::Kind kind, std::string key, std::optional<Encoded> value,
                 asio::any_io_executor ex, std::shared_ptr<const void> keep, Done done)
       : store_(store),
+        ctx_(ctx),
         value_(std::move(value)),
         fsm_(ctx, kind, std::move(key), value_ ? &*value_ : nullptr),
         step_(lookups),
@@ -53,9 +58,10 @@ class AsyncWriteRun : public std::enable_shared_from_this<AsyncWriteRun<Value>> 
         case WriteStep::store:
           step_.store(a.key, a.value->bytes, a.value->flags, a.value->exptime);
           return rounds();
-        case WriteStep::bump:
         case WriteStep::publish:
-          // Neither is asked for: the async cache has no group and no near cache.
+          return publish(a.key);
+        case WriteStep::bump:
+          // Not asked for: the async cache has no group.
           return go(StoreStatus::error);
         case WriteStep::done:
           return finish(nullptr, fsm_.ok());
@@ -75,6 +81,33 @@ class AsyncWriteRun : public std::enable_shared_from_this<AsyncWriteRun<Value>> 
     go(step_.status());
   }
 
+  // The near log's append (NearLog::append) in two round trips: the counter's
+  // increment, then the slot of the number it got.
+  void publish(std::string_view key) {
+    const NearLog& log = ctx_.near->log();
+    record_key_ = std::string(key);
+    ops_[0] = MetaOp();
+    ops_[0].cmd = MetaCmd::incr;
+    ops_[0].key = log.counter_key();
+    ops_[0].delta = 1;
+    ops_[0].initial = log.start_value();
+    store_.async_execute(
+        ops_, 1, asio::bind_executor(ex_, [self = this->shared_from_this()] {
+          MetaOp& incr = self->ops_[0];
+          if (incr.status != StoreStatus::ok) return self->go(incr.status);
+          const NearLog& log = self->ctx_.near->log();
+          self->slot_ = log.slot(incr.number);
+          self->record_ = NearLog::record(incr.number, self->record_key_);
+          MetaOp& set = self->ops_[1];
+          set = MetaOp();
+          set.cmd = MetaCmd::set;
+          set.key = self->slot_;
+          set.value = self->record_;
+          self->store_.async_execute(
+              &set, 1, asio::bind_executor(self->ex_, [self] { self->go(self->ops_[1].status); }));
+        }));
+  }
+
   void finish(std::exception_ptr error, bool ok) {
     Done d = std::move(done_);
     done_ = nullptr;
@@ -83,6 +116,7 @@ class AsyncWriteRun : public std::enable_shared_from_this<AsyncWriteRun<Value>> 
   }
 
   AsyncMetaStore& store_;
+  WriteContext<Value>& ctx_;
   std::optional<Encoded> value_;
   Fsm fsm_;
   MetaStepFsm step_;
@@ -90,6 +124,8 @@ class AsyncWriteRun : public std::enable_shared_from_this<AsyncWriteRun<Value>> 
   asio::any_io_executor work_;
   std::shared_ptr<const void> keep_;
   Done done_;
+  MetaOp ops_[2];  // publish: the increment, then the slot
+  std::string record_key_, slot_, record_;
 };
 
 }  // namespace cacheaside::detail

@@ -92,6 +92,8 @@ class Near {
 
   /// Tells the other processes (two round trips); "*" for everything.
   StoreStatus publish(const std::string& mkey) { return log_.append(mkey); }
+  /// The log publish() appends to (for a driver that sends the append itself).
+  const NearLog& log() const { return log_; }
 
   /// Reads the log now (the background does every near_sync / 2).
   void sync_now() {

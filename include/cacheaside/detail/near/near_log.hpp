@@ -46,7 +46,22 @@ class NearLog {
     std::uint64_t seq = 0;
     StoreStatus st = store_->incr(counter_, 1, start_value(), 0, seq);
     if (st != StoreStatus::ok) return st;
-    return store_->set(slot(seq), std::to_string(seq) + " " + key, 0, 0);
+    return store_->set(slot(seq), record(seq, key), 0, 0);
+  }
+
+  /// An append is `incr counter_key() by 1 from start_value()`, then `set
+  /// slot(seq) record(seq, key)` with the number it got: a driver that does its
+  /// own I/O (the async cache) sends these two itself.
+  const std::string& counter_key() const { return counter_; }
+  // A new counter starts at the current time in microseconds: far ahead of any
+  // count an older counter reached, so readers see a re-created one as a jump
+  // (a gap), never as "nothing new".
+  std::uint64_t start_value() const { return static_cast<std::uint64_t>(clock_->unix_ms()) * 1000; }
+  static std::string record(std::uint64_t seq, std::string_view key) {
+    std::string r = std::to_string(seq);
+    r += ' ';
+    r += key;
+    return r;
   }
 
   /// Reads what was appended since the last read (one round trip, two when
@@ -99,7 +114,6 @@ class NearLog {
     return r;
   }
 
-  const std::string& counter_key() const { return counter_; }
   /// The slot of record seq: `<base>%s<seq mod ring>` ('s' is no hex digit, so no
   /// escaped user key is ever a slot's key).
   std::string slot(std::uint64_t seq) const { return base_ + "%s" + std::to_string(seq % ring_); }
@@ -109,11 +123,6 @@ class NearLog {
   }
 
  private:
-  // A new counter starts at the current time in microseconds: far ahead of any
-  // count an older counter reached, so readers see a re-created one as a jump
-  // (a gap), never as "nothing new".
-  std::uint64_t start_value() const { return static_cast<std::uint64_t>(clock_->unix_ms()) * 1000; }
-
   Read& gap(Read& r, std::uint64_t now) {
     last_ = now;
     missing_ = 0;
