@@ -8,7 +8,11 @@
 //    connection, requests coalesced) vs memcached_get back to back on one thread:
 //    throughput of each, and the ratio;
 // 3. a cold miss (the loader answers at once, the value is stored under the lease)
-//    vs a naive memcached_get + memcached_set: median latency, and the ratio.
+//    vs a naive memcached_get + memcached_set: median latency, and the ratio;
+// 4. 64 hot keys read by --inflight callers at once on one thread, vs the blocking
+//    CacheAside over MetaStore with that many threads, and vs raw libmemcached with
+//    that many threads, each with its own memcached_st: throughput, and the ratios.
+// memcached runs with -t 1.
 // Each figure is the median of --runs runs. A private memcached is started on a free
 // loopback port; "same" pins it and the benchmark to one CPU (the shortest round
 // trip, where the library's own cost weighs most), "split" to two.
@@ -16,9 +20,12 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <cacheaside/async.hpp>
+#include <cacheaside/cache_aside.hpp>
 #include <cacheaside/json.hpp>
+#include <cacheaside/meta.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +34,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "memcached_process.hpp"
@@ -43,6 +51,8 @@ struct User {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(User, id, name, email)
 using Users = cacheaside::AsyncCacheAside<int, User, cacheaside::JsonSerializer<User>>;
+using BlockingUsers = cacheaside::CacheAside<int, User, cacheaside::JsonSerializer<User>>;
+constexpr int hot_keys = 64;
 
 User row(int id) {
   return {id, "Ada Lovelace of the Analytical Engine",
@@ -75,6 +85,8 @@ struct Bench {
   asio::io_context io;
   std::shared_ptr<cacheaside::AsyncMetaStore> store;
   std::unique_ptr<Users> users;
+  std::unique_ptr<BlockingUsers> blocking;
+  std::string config;
   memcached_st* raw = nullptr;
   int next_cold = 1000000;
 
@@ -85,13 +97,27 @@ struct Bench {
     o.ttl = std::chrono::hours(1);
     users = std::make_unique<Users>(
         store, [](const int& id, cacheaside::LoadHandler<User> h) { h(nullptr, row(id)); }, o);
-    raw = memcached(config.data(), config.size());
-    if (!raw) throw std::runtime_error("memcached() failed");
-    memcached_behavior_set(raw, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
-    get(42);  // stored; from now on a hit
+    blocking = std::make_unique<BlockingUsers>(
+        std::make_shared<cacheaside::MetaStore>(config + " --POOL-MAX=128"),
+        [](const int& id) { return std::optional<User>(row(id)); }, o);  // same keys
+    this->config = config;
+    raw = connect();
     std::string v = nlohmann::json(row(42)).dump();
-    memcached_set(raw, "raw_42", 6, v.data(), v.size(), 0, 0);
+    for (int k = 0; k < hot_keys; ++k) {
+      get(k == 0 ? 42 : k);  // stored; from now on a hit
+      std::string key = "raw_" + std::to_string(k == 0 ? 42 : k);
+      memcached_set(raw, key.data(), key.size(), v.data(), v.size(), 0, 0);
+    }
   }
+
+  memcached_st* connect() const {
+    memcached_st* m = memcached(config.data(), config.size());
+    if (!m) throw std::runtime_error("memcached() failed");
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    return m;
+  }
+
+  static int hot(int i) { return i % hot_keys == 0 ? 42 : i % hot_keys; }
   ~Bench() { memcached_free(raw); }
 
   bool get(int id) {
@@ -140,13 +166,13 @@ struct Bench {
     return median(std::move(us));
   }
 
-  // Hits per second with `inflight` callers at once on this thread.
+  // Hits per second with `inflight` callers at once on this thread, over the hot keys.
   double async_throughput(int n, int inflight) {
     int started = 0, finished = 0, wrong = 0;
     bool done = false;
     std::function<void()> one = [&] {
-      ++started;
-      users->async_get(42, [&](std::exception_ptr e, std::optional<User> u) {
+      int id = hot(started++);
+      users->async_get(id, [&](std::exception_ptr e, std::optional<User> u) {
         if (e || !u) ++wrong;
         if (++finished == n) done = true;
         if (started < n) one();
@@ -166,6 +192,48 @@ struct Bench {
       if (!raw_get()) throw std::runtime_error("unexpected answer");
     return n / std::chrono::duration<double>(Clock::now() - t0).count();
   }
+
+  // Hits per second from `threads` threads, each calling op(thread, i) n / threads times.
+  template <class Op>
+  static double threaded(int n, int threads, Op op) {
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> ts;
+    auto t0 = Clock::now();
+    for (int t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        for (int i = 0; i < n / threads; ++i)
+          if (!op(t, i)) ++wrong;
+      });
+    for (auto& t : ts) t.join();
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (wrong) throw std::runtime_error("unexpected answer");
+    return (n / threads) * threads / s;
+  }
+
+  double blocking_throughput(int n, int threads) {
+    return threaded(n, threads, [&](int t, int i) {
+      int id = hot(t * 7 + i);
+      auto u = blocking->get(id);
+      return u && u->id == id;
+    });
+  }
+
+  double raw_threads_throughput(int n, int threads) {
+    std::vector<memcached_st*> conns;
+    for (int t = 0; t < threads; ++t) conns.push_back(connect());
+    double r = threaded(n, threads, [&](int t, int i) {
+      std::string key = "raw_" + std::to_string(hot(t * 7 + i));
+      std::size_t len = 0;
+      std::uint32_t flags = 0;
+      memcached_return_t rc;
+      char* v = memcached_get(conns[t], key.data(), key.size(), &len, &flags, &rc);
+      bool ok = v && rc == MEMCACHED_SUCCESS;
+      std::free(v);
+      return ok;
+    });
+    for (auto* c : conns) memcached_free(c);
+    return r;
+  }
 };
 
 std::string arg(int argc, char** argv, const std::string& name, const std::string& fallback) {
@@ -183,12 +251,12 @@ int main(int argc, char** argv) try {
   int inflight = std::stoi(arg(argc, argv, "inflight", "64"));
   std::string placement = arg(argc, argv, "placement", "same");
   if (!pin(0, 0)) throw std::runtime_error("sched_setaffinity failed");
-  cacheaside_test::MemcachedProcess server;
+  cacheaside_test::MemcachedProcess server({"-t", "1"});
   if (placement == "split" && !pin(server.pid(), 1))
     throw std::runtime_error("sched_setaffinity failed");
   Bench b(server.config());
 
-  std::vector<double> hit, raw_hit, tput, raw_tput, cold, raw_cold;
+  std::vector<double> hit, raw_hit, tput, raw_tput, cold, raw_cold, block_tput, raw_mt_tput;
   for (int r = 0; r < runs; ++r) {
     hit.push_back(b.latency(ops, [&] { return b.get(42); }));
     raw_hit.push_back(b.latency(ops, [&] { return b.raw_get(); }));
@@ -196,18 +264,31 @@ int main(int argc, char** argv) try {
     raw_tput.push_back(b.raw_throughput(ops));
     cold.push_back(b.latency(ops / 4, [&] { return b.get(b.next_cold++); }));
     raw_cold.push_back(b.latency(ops / 4, [&] { return b.raw_cold(); }));
+    block_tput.push_back(b.blocking_throughput(ops * 5, inflight));
+    raw_mt_tput.push_back(b.raw_threads_throughput(ops * 5, inflight));
   }
   double h = median(hit), rh = median(raw_hit), t = median(tput), rt = median(raw_tput),
-         c = median(cold), rc = median(raw_cold);
+         c = median(cold), rc = median(raw_cold), bt = median(block_tput),
+         rmt = median(raw_mt_tput);
   std::printf("placement: %s; %d ops a case, median of %d runs\n\n", placement.c_str(), ops, runs);
   std::printf("| case | AsyncCacheAside | raw libmemcached | ratio |\n|---|---:|---:|---:|\n");
   std::printf("| hit, one caller at a time: median µs | %.1f | %.1f | %.3f× |\n", h, rh, h / rh);
-  std::printf("| hits, %d callers in flight, one thread: per second | %.0f | %.0f | %.2f× |\n",
-              inflight, t, rt, t / rt);
+  std::printf(
+      "| hits, %d callers in flight on one thread vs raw back to back: per second | "
+      "%.0f | %.0f | %.2f× |\n",
+      inflight, t, rt, t / rt);
   std::printf(
       "| cold miss (load + lease-guarded store) vs get + set: median µs | %.1f | %.1f | "
       "%.3f× |\n",
       c, rc, c / rc);
+  std::printf(
+      "| %d hot keys, %d callers in flight on one thread vs blocking CacheAside "
+      "(MetaStore), %d threads: per second | %.0f | %.0f | %.2f× |\n",
+      hot_keys, inflight, inflight, t, bt, t / bt);
+  std::printf(
+      "| %d hot keys, %d callers in flight on one thread vs raw, %d threads each with "
+      "its memcached_st: per second | %.0f | %.0f | %.2f× |\n",
+      hot_keys, inflight, inflight, t, rmt, t / rmt);
   auto st = b.store->stats();
   std::printf("\nAsyncMetaStore: %llu requests in %llu writes\n",
               static_cast<unsigned long long>(st.requests),
