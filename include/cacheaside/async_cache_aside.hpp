@@ -18,6 +18,7 @@
 #include "async_meta_store.hpp"
 #include "clock.hpp"
 #include "detail/async/caller.hpp"
+#include "detail/async/group_read.hpp"
 #include "detail/async/read_run.hpp"
 #include "detail/async/write_run.hpp"
 #include "detail/invalidation/group.hpp"
@@ -53,10 +54,11 @@ namespace cacheaside {
 /// the others and is stored. The store's io_context must run for anything to
 /// happen. Thread-safe. Destroying the cache lets calls in flight finish.
 ///
-/// Options as for CacheAside, except `group` (refused: Error). The near cache's
-/// log is read by a background thread over blocking connections of its own, as
-/// are the retries of pending invalidations; constructing the cache with a near
-/// cache reads the log once (blocking).
+/// The same Options as CacheAside. The near cache's log is read by a background
+/// thread over blocking connections of its own, as are the retries of pending
+/// invalidations; constructing the cache with a near cache reads the log once
+/// (blocking). With a group, a call whose generation is not cached here reads it
+/// first (one more round trip).
 template <class Key, class Value, class Serializer>
 class AsyncCacheAside {
  public:
@@ -91,10 +93,14 @@ class AsyncCacheAside {
     return asio::async_initiate<Token, void(std::exception_ptr, std::optional<Value>)>(
         [core = core_](auto handler, const Key& key) {
           auto caller = start_caller<std::optional<Value>>(std::move(handler), *core);
-          auto read = std::make_shared<Read>(core->ctx, Read::Mode::get, false, 1);
-          read->add(key, core->cache_key(key), true);
-          core->run(read, [caller, read](std::exception_ptr e) {
-            caller->complete(e, e ? std::nullopt : std::move(read->units().front().value));
+          core->generation([core, caller, key](Gen gen) {
+            auto read = std::make_shared<Read>(core->ctx, Read::Mode::get, false, 1);
+            std::string mkey;
+            bool cacheable = core->key_of(key, gen, mkey);
+            read->add(key, std::move(mkey), cacheable);
+            core->run(read, [caller, read](std::exception_ptr e) {
+              caller->complete(e, e ? std::nullopt : std::move(read->units().front().value));
+            });
           });
           caller->initiated();
         },
@@ -111,18 +117,25 @@ class AsyncCacheAside {
     return asio::async_initiate<Token, void(std::exception_ptr, Values)>(
         [core = core_](auto handler, const std::vector<Key>& keys) {
           auto caller = start_caller<Values>(std::move(handler), *core);
-          auto batch = std::make_shared<detail::KeyBatch>(keys.size());
-          for (const Key& k : keys) batch->add(core->cache_key(k));
-          auto read =
-              std::make_shared<Read>(core->ctx, Read::Mode::get, true, batch->unique().size());
-          for (std::size_t u = 0; u < batch->unique().size(); ++u)
-            read->add(keys[batch->first(u)], batch->unique()[u], true);
-          core->run(read, [caller, read, batch](std::exception_ptr e) {
-            if (e) return caller->complete(e, Values());
-            Values vals;
-            vals.reserve(read->units().size());
-            for (auto& m : read->units()) vals.push_back(std::move(m.value));
-            caller->complete(nullptr, batch->spread(std::move(vals)));
+          core->generation([core, caller, keys](Gen gen) {
+            auto batch = std::make_shared<detail::KeyBatch>(keys.size());
+            bool cacheable = true;
+            for (const Key& k : keys) {
+              std::string mkey;
+              cacheable = core->key_of(k, gen, mkey);  // the same for every key
+              batch->add(std::move(mkey));
+            }
+            auto read =
+                std::make_shared<Read>(core->ctx, Read::Mode::get, true, batch->unique().size());
+            for (std::size_t u = 0; u < batch->unique().size(); ++u)
+              read->add(keys[batch->first(u)], batch->unique()[u], cacheable);
+            core->run(read, [caller, read, batch](std::exception_ptr e) {
+              if (e) return caller->complete(e, Values());
+              Values vals;
+              vals.reserve(read->units().size());
+              for (auto& m : read->units()) vals.push_back(std::move(m.value));
+              caller->complete(nullptr, batch->spread(std::move(vals)));
+            });
           });
           caller->initiated();
         },
@@ -138,9 +151,14 @@ class AsyncCacheAside {
     return asio::async_initiate<Token, void(std::exception_ptr, bool)>(
         [core = core_](auto handler, const Key& key) {
           auto caller = start_caller<bool>(std::move(handler), *core);
-          core->report.invalidate_called();
-          core->write(Fsm::Kind::remove, core->cache_key(key), std::nullopt,
-                      [caller](std::exception_ptr e, bool ok) { caller->complete(e, ok); });
+          core->generation([core, caller, key](Gen gen) {
+            std::string mkey;
+            if (!core->key_of(key, gen, mkey))
+              return caller->complete(nullptr, core->invalidations.unreachable_group());
+            core->report.invalidate_called();
+            core->write(Fsm::Kind::remove, std::move(mkey), std::nullopt,
+                        [caller](std::exception_ptr e, bool ok) { caller->complete(e, ok); });
+          });
           caller->initiated();
         },
         token, key);
@@ -155,15 +173,21 @@ class AsyncCacheAside {
           if (keys.empty()) {
             caller->complete(nullptr, true);
           } else {
-            auto join = std::make_shared<Join>(keys.size());
-            for (const Key& k : keys) {
-              core->report.invalidate_called();
-              core->write(Fsm::Kind::remove, core->cache_key(k), std::nullopt,
-                          [caller, join](std::exception_ptr e, bool ok) {
-                            if (join->one(std::move(e), ok))
-                              caller->complete(join->error, join->ok);
-                          });
-            }
+            core->generation([core, caller, keys](Gen gen) {
+              auto join = std::make_shared<Join>(keys.size());
+              for (const Key& k : keys) {
+                auto one = [caller, join](std::exception_ptr e, bool ok) {
+                  if (join->one(std::move(e), ok)) caller->complete(join->error, join->ok);
+                };
+                std::string mkey;
+                if (!core->key_of(k, gen, mkey)) {
+                  one(nullptr, core->invalidations.unreachable_group());
+                  continue;
+                }
+                core->report.invalidate_called();
+                core->write(Fsm::Kind::remove, std::move(mkey), std::nullopt, one);
+              }
+            });
           }
           caller->initiated();
         },
@@ -179,14 +203,35 @@ class AsyncCacheAside {
         [core = core_](auto handler, const Key& key, const Value& value) {
           auto caller = start_caller<bool>(std::move(handler), *core);
           core->report.put_called();
-          std::string mkey = core->cache_key(key);
-          std::optional<detail::Encoded> e(std::in_place);
-          if (!core->codec.encode(mkey, value, 0, *e)) e.reset();  // counted by encode
-          core->write(Fsm::Kind::put, std::move(mkey), std::move(e),
-                      [caller](std::exception_ptr e, bool ok) { caller->complete(e, ok); });
+          core->generation([core, caller, key, value](Gen gen) {
+            std::string mkey;
+            if (!core->key_of(key, gen, mkey))
+              return caller->complete(nullptr, core->invalidations.unreachable_group());
+            std::optional<detail::Encoded> e(std::in_place);
+            if (!core->codec.encode(mkey, value, 0, *e)) e.reset();  // counted by encode
+            core->write(Fsm::Kind::put, std::move(mkey), std::move(e),
+                        [caller](std::exception_ptr e, bool ok) { caller->complete(e, ok); });
+          });
           caller->initiated();
         },
         token, key, value);
+  }
+
+  /// Invalidates every key of this cache's group at once (Options::group) by
+  /// bumping the group's generation; completes with `void(std::exception_ptr,
+  /// bool)`. Throws Error when no group is configured.
+  template <class Token = asio::deferred_t>
+  auto async_invalidate_all(Token&& token = {}) {
+    if (!core_->group.enabled())
+      throw Error("cacheaside: async_invalidate_all needs Options::group");
+    return asio::async_initiate<Token, void(std::exception_ptr, bool)>(
+        [core = core_](auto handler) {
+          auto caller = start_caller<bool>(std::move(handler), *core);
+          core->write(Fsm::Kind::all, core->group.key(), std::nullopt,
+                      [caller](std::exception_ptr e, bool ok) { caller->complete(e, ok); });
+          caller->initiated();
+        },
+        token);
   }
 
   /// A snapshot of the counters (the same as CacheAside's).
@@ -205,7 +250,8 @@ class AsyncCacheAside {
     if (core_->near) core_->near->sync_now();
   }
 
-  /// The memcached key used for key.
+  /// The memcached key used for key (with a group, under its generation: read
+  /// now, blocking, unless this process has it cached).
   std::string cache_key(const Key& key) const { return core_->cache_key(key); }
 
   /// The options in effect (as given, after validation).
@@ -220,29 +266,29 @@ class AsyncCacheAside {
   using Fsm = detail::InvalidateFsm<Value>;
   using Parts = detail::AsyncReadParts<Key, Value, Serializer>;
 
-  static Options refused_options(Options o) {
-    if (!o.group.empty())
-      throw Error("cacheaside: AsyncCacheAside does not support Options::group");
-    return detail::checked(std::move(o));
-  }
+  // The group generation a call's keys are built with (known: read, or no group).
+  struct Gen {
+    bool known = true;
+    std::uint64_t value = 0;
+  };
 
   // Everything a call needs; calls in flight keep it alive.
   struct Core {
     Core(std::shared_ptr<AsyncMetaStore> s, Loader loader, BulkLoader bulk, Options options,
          Serializer serializer)
         : store(s ? std::move(s) : throw Error("cacheaside: store is null")),
-          opt(refused_options(std::move(options))),
+          opt(detail::checked(std::move(options))),
           clock(opt.clock ? opt.clock : SystemClock::instance()),
           report(opt.name, opt.on_event),
           codec(std::move(serializer), opt, detail::negative_ttl(opt), *clock, report),
           lookups(detail::lookup_policy(opt, Serializer::codec, clock, report)),
           background(std::make_shared<MetaStore>(store->config())),
           retry_protocol(*background, detail::lookup_policy(opt, Serializer::codec, clock, report)),
-          group(nullptr, "", opt.group_cache, clock),
+          group(background, detail::group_counter_key(opt), opt.group_cache, clock),
           near(detail::make_near<Value>(opt, background, clock, report)),
           tables(opt, *clock),
           invalidations(retry_protocol, group, near.get(), tables,
-                        detail::pending_settings(opt, ""), report),
+                        detail::pending_settings(opt, group.key()), report),
           ctx(opt, report, codec, invalidations.pending(), near.get(), tables),
           ex(store->get_executor()),
           parts{ctx,    *store, lookups, checked_loader(std::move(loader)), std::move(bulk),
@@ -253,9 +299,42 @@ class AsyncCacheAside {
       return l;
     }
 
-    std::string cache_key(const Key& key) const {
+    // The group's generation, then `then(gen)`: at once without a group or with
+    // the generation cached here, else after reading it (unknown if that failed).
+    template <class Then>
+    void generation(Then then) {
+      if (!group.enabled()) return then(Gen{});
+      if (auto g = group.cached()) return then(Gen{true, *g});
+      auto core = self.lock();
+      std::make_shared<detail::AsyncGroupRead>(
+          *store, group, ex, core,
+          [core, then](std::optional<std::uint64_t> g, StoreStatus failed) mutable {
+            if (!g) core->report.cache_error(core->group.key(), failed, "group generation");
+            then(Gen{g.has_value(), g.value_or(0)});
+          })
+          ->start();
+    }
+
+    // The memcached key of k; false: the generation is unknown, nothing may be stored.
+    bool key_of(const Key& k, Gen gen, std::string& out) const {
+      const auto& text = key_traits<Key>::to_string(k);
+      if (!group.enabled()) {
+        detail::plain_cache_key(opt, text, out);
+        return true;
+      }
+      detail::grouped_cache_key(opt, text, gen.value, out);
+      return gen.known;
+    }
+
+    std::string cache_key(const Key& key) {
+      Gen gen;
+      if (group.enabled()) {
+        StoreStatus failed = StoreStatus::ok;
+        auto g = group.current(failed);
+        gen = Gen{g.has_value(), g.value_or(0)};
+      }
       std::string out;
-      detail::plain_cache_key(opt, key_traits<Key>::to_string(key), out);
+      key_of(key, gen, out);
       return out;
     }
 
@@ -267,8 +346,8 @@ class AsyncCacheAside {
     void write(typename Fsm::Kind kind, std::string mkey, std::optional<detail::Encoded> value,
                typename detail::AsyncWriteRun<Value>::Done done) {
       std::make_shared<detail::AsyncWriteRun<Value>>(
-          *store, lookups, invalidations.context(), kind, std::move(mkey), std::move(value), ex,
-          std::shared_ptr<const void>(self.lock()), std::move(done))
+          *store, lookups, invalidations.context(), group, kind, std::move(mkey), std::move(value),
+          ex, std::shared_ptr<const void>(self.lock()), std::move(done))
           ->start();
     }
 

@@ -80,8 +80,7 @@ class CacheAside {
         clock_(opt_.clock ? opt_.clock : SystemClock::instance()),
         report_(opt_.name, opt_.on_event),
         codec_(std::move(serializer), opt_, detail::negative_ttl(opt_), *clock_, report_),
-        group_(store_, opt_.group.empty() ? "" : encode_key(opt_.group, max_key_length - 2) + "%G",
-               opt_.group_cache, clock_),
+        group_(store_, detail::group_counter_key(opt_), opt_.group_cache, clock_),
         protocol_(detail::make_protocol(store_, opt_, Serializer::codec, clock_, report_)),
         near_(detail::make_near<Value>(opt_, store_, clock_, report_)),
         tables_(opt_, *clock_),
@@ -225,13 +224,10 @@ class CacheAside {
       detail::plain_cache_key(opt_, text, out);
       return true;
     }
-    out.clear();
     StoreStatus failed = StoreStatus::ok;
     auto gen = group_.current(failed);
     if (!gen) report_.cache_error(group_.key(), failed, "group generation");
-    std::string suffix = "%g" + std::to_string(gen.value_or(0));
-    encode_key_to(opt_.key_prefix + std::string(text), out, max_key_length - suffix.size());
-    out += suffix;
+    detail::grouped_cache_key(opt_, text, gen.value_or(0), out);
     return gen.has_value();
   }
 

@@ -619,3 +619,94 @@ TEST_CASE(
   CHECK(a.stats().near_hits == near_hits);
   CHECK(load.calls == 3);
 }
+
+TEST_CASE(
+    "async group: async_invalidate_all moves every key on, for a blocking cache of the "
+    "same group too, and back; without the generation nothing is stored",
+    "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  auto store = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
+  CountingLoader load;
+  Options o = quick();
+  o.group = "async_group";
+  Users a(store, load.loader(), o);
+  int blocking_loads = 0;
+  CacheAside<int, User, JsonSerializer<User>> b(
+      std::make_shared<MetaStore>(mc.config()),
+      [&](const int& id) {
+        ++blocking_loads;
+        return Got(make_user(id));
+      },
+      o);
+  auto get = [&](int id) {
+    Result r;
+    a.async_get(id, r.handler());
+    run_while_not(io, [&] { return r.done; });
+    REQUIRE_FALSE(r.error);
+    return r.value;
+  };
+  auto all = [&] {
+    bool done = false, ok = false;
+    a.async_invalidate_all([&](std::exception_ptr e, bool applied) {
+      CHECK_FALSE(e);
+      ok = applied;
+      done = true;
+    });
+    run_while_not(io, [&] { return done; });
+    return ok;
+  };
+
+  CHECK(get(1) == make_user(1));
+  CHECK(get(2) == make_user(2));
+  CHECK(get(1) == make_user(1));
+  CHECK(load.calls == 2);
+  CHECK(a.cache_key(1) == b.cache_key(1));
+  CHECK(a.cache_key(1) != "1%g0");  // under a generation that was read
+  CHECK(b.get(1) == make_user(1));  // the async cache's entry, same generation
+  CHECK(blocking_loads == 0);
+
+  CHECK(all());
+  CHECK(a.cache_key(1) == b.cache_key(1));
+  CHECK(get(1) == make_user(1));
+  CHECK(load.calls == 3);
+  CHECK(b.get(2) == make_user(2));
+  CHECK(blocking_loads == 1);
+
+  CHECK(b.invalidate_all());
+  CHECK(get(1) == make_user(1));
+  CHECK(load.calls == 4);
+
+  // A put and an invalidation under the group's current generation.
+  User changed = make_user(1);
+  changed.name = "changed";
+  bool put = false;
+  a.async_put(1, changed, [&](std::exception_ptr, bool ok) { put = ok; });
+  run_while_not(io, [&] { return put; });
+  CHECK(b.get(1) == changed);
+  CHECK_THROWS_AS(Users(store, load.loader(), quick()).async_invalidate_all(asio::deferred), Error);
+
+  // A store that cannot be reached: the generation is unknown, so the key is loaded,
+  // nothing is stored, and a write becomes a pending group bump.
+  int port = 0;
+  {
+    cacheaside_test::MemcachedProcess gone;
+    port = gone.port();
+  }
+  auto dead = std::make_shared<AsyncMetaStore>(
+      io.get_executor(), "--SERVER=127.0.0.1:" + std::to_string(port) + " --POLL-TIMEOUT=100");
+  Users d(dead, load.loader(), o);
+  Result r;
+  d.async_get(7, r.handler());
+  run_while_not(io, [&] { return r.done; });
+  CHECK(r.value == make_user(7));
+  CHECK(d.stats().cache_errors >= 1);
+  bool done = false, ok = true;
+  d.async_invalidate(7, [&](std::exception_ptr, bool applied) {
+    ok = applied;
+    done = true;
+  });
+  run_while_not(io, [&] { return done; });
+  CHECK_FALSE(ok);
+  CHECK(d.usage().pending == 1);
+}

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -79,6 +80,23 @@ inline void plain_cache_key(const Options& o, std::string_view text, std::string
   full.reserve(o.key_prefix.size() + text.size());
   full.append(o.key_prefix).append(text);
   encode_key_to(full, out);
+}
+
+/// The memcached key of the group's generation counter (empty: no group).
+inline std::string group_counter_key(const Options& o) {
+  return o.group.empty() ? "" : encode_key(o.group, max_key_length - 2) + "%G";
+}
+
+/// The memcached key of a cache with a group: prefix and text under generation gen.
+inline void grouped_cache_key(const Options& o, std::string_view text, std::uint64_t gen,
+                              std::string& out) {
+  out.clear();
+  std::string suffix = "%g" + std::to_string(gen);
+  std::string full;
+  full.reserve(o.key_prefix.size() + text.size());
+  full.append(o.key_prefix).append(text);
+  encode_key_to(full, out, max_key_length - suffix.size());
+  out += suffix;
 }
 
 /// How a cache's lookups read items, from its options.

@@ -1,6 +1,6 @@
 // The asynchronous driver of the invalidation machine (internal): a delete or
 // a write-through run as MetaStepFsm rounds on the AsyncMetaStore, the near log's
-// append as its two commands.
+// append and the group's bump as their commands.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "../../async_meta_store.hpp"
+#include "../invalidation/group.hpp"
 #include "../invalidation/invalidate_fsm.hpp"
 #include "../lookup/meta_steps.hpp"
 #include "../lookup/value_codec.hpp"
@@ -33,10 +34,12 @@ class AsyncWriteRun : public std::enable_shared_from_this<AsyncWriteRun<Value>> 
   using Done = std::function<void(std::exception_ptr, bool)>;
 
   AsyncWriteRun(AsyncMetaStore& store, MetaLookups& lookups, WriteContext<Value>& ctx,
-                typename Fsm::Kind kind, std::string key, std::optional<Encoded> value,
-                asio::any_io_executor ex, std::shared_ptr<const void> keep, Done done)
+                GroupGeneration& group, typename Fsm::Kind kind, std::string key,
+                std::optional<Encoded> value, asio::any_io_executor ex,
+                std::shared_ptr<const void> keep, Done done)
       : store_(store),
         ctx_(ctx),
+        group_(group),
         value_(std::move(value)),
         fsm_(ctx, kind, std::move(key), value_ ? &*value_ : nullptr),
         step_(lookups),
@@ -61,8 +64,7 @@ class AsyncWriteRun : public std::enable_shared_from_this<AsyncWriteRun<Value>> 
         case WriteStep::publish:
           return publish(a.key);
         case WriteStep::bump:
-          // Not asked for: the async cache has no group.
-          return go(StoreStatus::error);
+          return bump();
         case WriteStep::done:
           return finish(nullptr, fsm_.ok());
       }
@@ -79,6 +81,20 @@ class AsyncWriteRun : public std::enable_shared_from_this<AsyncWriteRun<Value>> 
       return;
     }
     go(step_.status());
+  }
+
+  // The group's generation moves on (GroupGeneration::bump), remembered here.
+  void bump() {
+    ops_[0] = MetaOp();
+    ops_[0].cmd = MetaCmd::incr;
+    ops_[0].key = group_.key();
+    ops_[0].delta = 1;
+    ops_[0].initial = group_.bump_initial();
+    store_.async_execute(ops_, 1, asio::bind_executor(ex_, [self = this->shared_from_this()] {
+                           MetaOp& incr = self->ops_[0];
+                           if (incr.status == StoreStatus::ok) self->group_.bumped(incr.number);
+                           self->go(incr.status);
+                         }));
   }
 
   // The near log's append (NearLog::append) in two round trips: the counter's
@@ -117,6 +133,7 @@ class AsyncWriteRun : public std::enable_shared_from_this<AsyncWriteRun<Value>> 
 
   AsyncMetaStore& store_;
   WriteContext<Value>& ctx_;
+  GroupGeneration& group_;
   std::optional<Encoded> value_;
   Fsm fsm_;
   MetaStepFsm step_;

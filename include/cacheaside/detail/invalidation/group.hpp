@@ -30,38 +30,83 @@ class GroupGeneration {
   bool enabled() const { return !key_.empty(); }
   const std::string& key() const { return key_; }
 
+  /// What a driver does after one command of a generation read (current() for the
+  /// blocking cache; the async cache sends the commands itself).
+  enum class Next {
+    use,     ///< `gen` is the generation (remembered)
+    create,  ///< absent: add the counter at `gen`, then after_add()
+    retry,   ///< another process created it meanwhile: get again
+    fail,    ///< the store failed (`failed` says how)
+  };
+
+  /// The generation cached in this process, if still fresh (cache_for).
+  std::optional<std::uint64_t> cached() {
+    auto now = clock_->now();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (valid_ && cache_for_.count() > 0 && now - read_at_ < cache_for_) return gen_;
+    return std::nullopt;
+  }
+
+  /// After `get key()`: st and the value read.
+  Next after_get(StoreStatus st, std::string_view value, std::uint64_t& gen, StoreStatus& failed) {
+    if (st == StoreStatus::ok && parse_u64(value, gen)) {
+      remember(gen, clock_->now());
+      return Next::use;
+    }
+    if (st == StoreStatus::not_found) {
+      // A fresh counter starts at the current time, so a counter that was
+      // evicted never comes back to a generation that was used before.
+      gen = static_cast<std::uint64_t>(clock_->unix_ms());
+      return Next::create;
+    }
+    failed = st == StoreStatus::ok ? StoreStatus::error : st;  // ok: not a number
+    return Next::fail;
+  }
+
+  /// After `add key() gen`.
+  Next after_add(StoreStatus st, std::uint64_t gen, StoreStatus& failed) {
+    if (st == StoreStatus::ok) {
+      remember(gen, clock_->now());
+      return Next::use;
+    }
+    if (st == StoreStatus::not_stored) return Next::retry;
+    failed = st;
+    return Next::fail;
+  }
+
+  /// How many gets a read tries before it gives up (others keep creating it).
+  static constexpr int max_tries = 3;
+
   /// The current generation; nullopt when the store failed (`failed` says how).
   std::optional<std::uint64_t> current(StoreStatus& failed) {
-    auto now = clock_->now();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (valid_ && cache_for_.count() > 0 && now - read_at_ < cache_for_) return gen_;
-    }
+    if (auto gen = cached()) return gen;
     std::uint64_t gen = 0;
-    for (int attempt = 0; attempt < 3; ++attempt) {
+    for (int attempt = 0; attempt < max_tries; ++attempt) {
       StoreItem item;
-      StoreStatus st = store_->get(key_, item);
-      if (st == StoreStatus::ok && parse_u64(item.value, gen)) return remember(gen, now);
-      if (st == StoreStatus::not_found) {
-        // A fresh counter starts at the current time, so a counter that was
-        // evicted never comes back to a generation that was used before.
-        gen = static_cast<std::uint64_t>(clock_->unix_ms());
+      StoreStatus st = store_->get(key_, item);  // before item.value is looked at
+      Next next = after_get(st, item.value, gen, failed);
+      if (next == Next::create) {
         st = store_->add(key_, std::to_string(gen), 0, 0);
-        if (st == StoreStatus::ok) return remember(gen, now);
-        if (st == StoreStatus::not_stored) continue;  // another process created it
+        next = after_add(st, gen, failed);
       }
-      failed = st == StoreStatus::ok ? StoreStatus::error : st;  // ok: not a number
-      return std::nullopt;
+      if (next == Next::use) return gen;
+      if (next == Next::fail) return std::nullopt;
     }
     failed = StoreStatus::error;
     return std::nullopt;
   }
 
+  /// The value a bump starts a missing counter at.
+  std::uint64_t bump_initial() const { return static_cast<std::uint64_t>(clock_->unix_ms()); }
+
+  /// After a bump (`incr key() by 1 from bump_initial()`) that gave gen.
+  void bumped(std::uint64_t gen) { remember(gen, clock_->now()); }
+
   /// Moves to a new generation.
   StoreStatus bump() {
     std::uint64_t gen = 0;
-    StoreStatus st = store_->incr(key_, 1, static_cast<std::uint64_t>(clock_->unix_ms()), 0, gen);
-    if (st == StoreStatus::ok) remember(gen, clock_->now());
+    StoreStatus st = store_->incr(key_, 1, bump_initial(), 0, gen);
+    if (st == StoreStatus::ok) bumped(gen);
     return st;
   }
 
