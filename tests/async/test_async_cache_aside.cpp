@@ -127,6 +127,49 @@ std::string what(const std::exception_ptr& e) {
   }
 }
 
+// async_invalidate(id), io run until it completes: whether it was applied.
+bool invalidate(Users& users, asio::io_context& io, int id) {
+  bool done = false, ok = false;
+  users.async_invalidate(id, [&](std::exception_ptr e, bool applied) {
+    CHECK_FALSE(e);
+    ok = applied;
+    done = true;
+  });
+  run_while_not(io, [&] { return done; });
+  return ok;
+}
+
+// An async cache and a blocking one (another process's view) over one memcached,
+// with the same options; each counts its loads.
+struct TwoCaches {
+  TwoCaches(const cacheaside_test::MemcachedProcess& mc, asio::io_context& context,
+            const Options& o)
+      : io(context),
+        store(std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config())),
+        a(store, load.loader(), o),
+        b(
+            std::make_shared<MetaStore>(mc.config()),
+            [this](const int& id) {
+              ++blocking_loads;
+              return Got(make_user(id));
+            },
+            o) {}
+  // The async cache's value for id, io run until it is there.
+  Got get(int id) {
+    Result r;
+    a.async_get(id, r.handler());
+    run_while_not(io, [&] { return r.done; });
+    REQUIRE_FALSE(r.error);
+    return r.value;
+  }
+  asio::io_context& io;
+  std::shared_ptr<AsyncMetaStore> store;
+  CountingLoader load;
+  int blocking_loads = 0;
+  Users a;
+  CacheAside<int, User, JsonSerializer<User>> b;
+};
+
 }  // namespace
 
 TEST_CASE(
@@ -511,13 +554,7 @@ TEST_CASE(
   }
   CHECK(users.stats().cache_errors >= 1);
 
-  bool done = false, ok = true;
-  users.async_invalidate(1, [&](std::exception_ptr, bool applied) {
-    ok = applied;
-    done = true;
-  });
-  run_while_not(io, [&] { return done; });
-  CHECK_FALSE(ok);
+  CHECK_FALSE(invalidate(users, io, 1));
   CHECK(users.usage().pending == 1);
 }
 
@@ -561,63 +598,46 @@ TEST_CASE(
     "[async]") {
   cacheaside_test::MemcachedProcess mc;
   asio::io_context io;
-  auto store = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
-  CountingLoader load;
   Options o = quick();
   o.name = "near_users";
   o.near_ttl = 60s;
   o.near_sync = 60s;  // read when told (sync_near), not by the clock
-  Users a(store, load.loader(), o);
-  int blocking_loads = 0;
-  CacheAside<int, User, JsonSerializer<User>> b(
-      std::make_shared<MetaStore>(mc.config()),
-      [&](const int& id) {
-        ++blocking_loads;
-        return Got(make_user(id));
-      },
-      o);
-  auto get = [&](int id) {
-    Result r;
-    a.async_get(id, r.handler());
-    run_while_not(io, [&] { return r.done; });
-    REQUIRE_FALSE(r.error);
-    return r.value;
-  };
+  TwoCaches t(mc, io, o);
 
-  CHECK(get(1) == make_user(1));  // loaded
-  CHECK(get(1) == make_user(1));  // from memcached, then kept near
-  CHECK(get(1) == make_user(1));
-  CHECK(a.stats().near_hits == 1);
-  CHECK(a.usage().near == 1);
-  CHECK(load.calls == 1);
-  CHECK(b.get(1) == make_user(1));  // from memcached, then kept near
-  CHECK(b.get(1) == make_user(1));
-  CHECK(b.stats().near_hits == 1);
+  CHECK(t.get(1) == make_user(1));  // loaded
+  CHECK(t.get(1) == make_user(1));  // from memcached, then kept near
+  CHECK(t.get(1) == make_user(1));
+  CHECK(t.a.stats().near_hits == 1);
+  CHECK(t.a.usage().near == 1);
+  CHECK(t.load.calls == 1);
+  CHECK(t.b.get(1) == make_user(1));  // from memcached, then kept near
+  CHECK(t.b.get(1) == make_user(1));
+  CHECK(t.b.stats().near_hits == 1);
 
   // The async cache's invalidation: its own near copy goes at once, the other
   // process's once it reads the log.
   bool done = false;
-  a.async_invalidate(1, [&](std::exception_ptr e, bool ok) {
+  t.a.async_invalidate(1, [&](std::exception_ptr e, bool ok) {
     CHECK_FALSE(e);
     CHECK(ok);
     done = true;
   });
   run_while_not(io, [&] { return done; });
-  CHECK(get(1) == make_user(1));
-  CHECK(load.calls == 2);
-  b.sync_near();
-  CHECK(b.get(1) == make_user(1));
-  CHECK(b.stats().near_hits == 1);  // not served from its near copy
+  CHECK(t.get(1) == make_user(1));
+  CHECK(t.load.calls == 2);
+  t.b.sync_near();
+  CHECK(t.b.get(1) == make_user(1));
+  CHECK(t.b.stats().near_hits == 1);  // not served from its near copy
 
   // The blocking cache's invalidation, read by the async cache's log reader.
-  CHECK(get(1) == make_user(1));  // kept near again
-  CHECK(a.usage().near == 1);
-  auto near_hits = a.stats().near_hits;
-  CHECK(b.invalidate(1));
-  a.sync_near();
-  CHECK(get(1) == make_user(1));
-  CHECK(a.stats().near_hits == near_hits);
-  CHECK(load.calls == 3);
+  CHECK(t.get(1) == make_user(1));  // kept near again
+  CHECK(t.a.usage().near == 1);
+  auto near_hits = t.a.stats().near_hits;
+  CHECK(t.b.invalidate(1));
+  t.a.sync_near();
+  CHECK(t.get(1) == make_user(1));
+  CHECK(t.a.stats().near_hits == near_hits);
+  CHECK(t.load.calls == 3);
 }
 
 TEST_CASE(
@@ -626,29 +646,12 @@ TEST_CASE(
     "[async]") {
   cacheaside_test::MemcachedProcess mc;
   asio::io_context io;
-  auto store = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
-  CountingLoader load;
   Options o = quick();
   o.group = "async_group";
-  Users a(store, load.loader(), o);
-  int blocking_loads = 0;
-  CacheAside<int, User, JsonSerializer<User>> b(
-      std::make_shared<MetaStore>(mc.config()),
-      [&](const int& id) {
-        ++blocking_loads;
-        return Got(make_user(id));
-      },
-      o);
-  auto get = [&](int id) {
-    Result r;
-    a.async_get(id, r.handler());
-    run_while_not(io, [&] { return r.done; });
-    REQUIRE_FALSE(r.error);
-    return r.value;
-  };
+  TwoCaches t(mc, io, o);
   auto all = [&] {
     bool done = false, ok = false;
-    a.async_invalidate_all([&](std::exception_ptr e, bool applied) {
+    t.a.async_invalidate_all([&](std::exception_ptr e, bool applied) {
       CHECK_FALSE(e);
       ok = applied;
       done = true;
@@ -657,34 +660,35 @@ TEST_CASE(
     return ok;
   };
 
-  CHECK(get(1) == make_user(1));
-  CHECK(get(2) == make_user(2));
-  CHECK(get(1) == make_user(1));
-  CHECK(load.calls == 2);
-  CHECK(a.cache_key(1) == b.cache_key(1));
-  CHECK(a.cache_key(1) != "1%g0");  // under a generation that was read
-  CHECK(b.get(1) == make_user(1));  // the async cache's entry, same generation
-  CHECK(blocking_loads == 0);
+  CHECK(t.get(1) == make_user(1));
+  CHECK(t.get(2) == make_user(2));
+  CHECK(t.get(1) == make_user(1));
+  CHECK(t.load.calls == 2);
+  CHECK(t.a.cache_key(1) == t.b.cache_key(1));
+  CHECK(t.a.cache_key(1) != "1%g0");  // under a generation that was read
+  CHECK(t.b.get(1) == make_user(1));  // the async cache's entry, same generation
+  CHECK(t.blocking_loads == 0);
 
   CHECK(all());
-  CHECK(a.cache_key(1) == b.cache_key(1));
-  CHECK(get(1) == make_user(1));
-  CHECK(load.calls == 3);
-  CHECK(b.get(2) == make_user(2));
-  CHECK(blocking_loads == 1);
+  CHECK(t.a.cache_key(1) == t.b.cache_key(1));
+  CHECK(t.get(1) == make_user(1));
+  CHECK(t.load.calls == 3);
+  CHECK(t.b.get(2) == make_user(2));
+  CHECK(t.blocking_loads == 1);
 
-  CHECK(b.invalidate_all());
-  CHECK(get(1) == make_user(1));
-  CHECK(load.calls == 4);
+  CHECK(t.b.invalidate_all());
+  CHECK(t.get(1) == make_user(1));
+  CHECK(t.load.calls == 4);
 
   // A put and an invalidation under the group's current generation.
   User changed = make_user(1);
   changed.name = "changed";
   bool put = false;
-  a.async_put(1, changed, [&](std::exception_ptr, bool ok) { put = ok; });
+  t.a.async_put(1, changed, [&](std::exception_ptr, bool ok) { put = ok; });
   run_while_not(io, [&] { return put; });
-  CHECK(b.get(1) == changed);
-  CHECK_THROWS_AS(Users(store, load.loader(), quick()).async_invalidate_all(asio::deferred), Error);
+  CHECK(t.b.get(1) == changed);
+  CHECK_THROWS_AS(Users(t.store, t.load.loader(), quick()).async_invalidate_all(asio::deferred),
+                  Error);
 
   // A store that cannot be reached: the generation is unknown, so the key is loaded,
   // nothing is stored, and a write becomes a pending group bump.
@@ -695,18 +699,12 @@ TEST_CASE(
   }
   auto dead = std::make_shared<AsyncMetaStore>(
       io.get_executor(), "--SERVER=127.0.0.1:" + std::to_string(port) + " --POLL-TIMEOUT=100");
-  Users d(dead, load.loader(), o);
+  Users d(dead, t.load.loader(), o);
   Result r;
   d.async_get(7, r.handler());
   run_while_not(io, [&] { return r.done; });
   CHECK(r.value == make_user(7));
   CHECK(d.stats().cache_errors >= 1);
-  bool done = false, ok = true;
-  d.async_invalidate(7, [&](std::exception_ptr, bool applied) {
-    ok = applied;
-    done = true;
-  });
-  run_while_not(io, [&] { return done; });
-  CHECK_FALSE(ok);
+  CHECK_FALSE(invalidate(d, io, 7));
   CHECK(d.usage().pending == 1);
 }
