@@ -1,16 +1,23 @@
-// The ceiling of the example service on this HTTP stack: cpp-httplib set up as
-// user_service sets it up, answering GET /users/5 and GET /users/ (and /healthz) with fixed
-// bodies (read from files at start) and doing nothing else. bench/load.sh runs it
-// beside the service.
+// The ceiling of the example service on its HTTP stack: the service's own Beast server
+// and routes (examples/user_service/http_server.cpp, routes.cpp) over users that answer
+// GET /users/5 and GET /users/ with fixed records read at start, with no cache, no
+// database and no other thread behind them. bench/load.sh runs it beside the service.
 //
 //   http_ceiling <port> <threads> <user.json> <list.json>
-#include <httplib.h>
-
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
+
+#include "http_server.hpp"
 
 namespace {
 
@@ -21,6 +28,30 @@ std::string slurp(const char* path) {
   return ss.str();
 }
 
+using user_service::RequestTrace;
+using user_service::Task;
+using user_service::User;
+
+// Answers without suspending: what the routes cost with nothing behind them.
+class FixedUsers final : public user_service::AsyncUsers {
+ public:
+  FixedUsers(User user, std::string list) : user_(std::move(user)), list_(std::move(list)) {}
+  Task<std::string> list_body(RequestTrace*) override { co_return list_; }
+  Task<std::optional<User>> find(long long, RequestTrace*) override { co_return user_; }
+  Task<User> create(std::string, std::string, RequestTrace*) override { co_return user_; }
+  Task<std::optional<User>> update(long long, std::string, std::string, RequestTrace*) override {
+    co_return user_;
+  }
+  Task<bool> remove(long long, RequestTrace*) override { co_return false; }
+  Task<bool> database_ok() override { co_return true; }
+  Task<std::string> cache_health() override { co_return "disabled"; }
+  std::vector<user_service::CacheReport> cache_stats() override { return {}; }
+
+ private:
+  User user_;
+  std::string list_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -28,21 +59,26 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s <port> <threads> <user.json> <list.json>\n", argv[0]);
     return 2;
   }
+  namespace asio = boost::asio;
   int port = std::atoi(argv[1]);
-  int threads = std::atoi(argv[2]);
-  const std::string user = slurp(argv[3]), list = slurp(argv[4]);
-  httplib::Server svr;
-  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  svr.set_tcp_nodelay(true);
-  svr.set_keep_alive_max_count(100000);
-  svr.Get("/users/5", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(user, "application/json");
-  });
-  svr.Get("/users/", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(list, "application/json");
-  });
-  svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("{}", "application/json");
-  });
-  return svr.listen("127.0.0.1", port) ? 0 : 1;
+  int threads = std::max(1, std::atoi(argv[2]));
+  FixedUsers users(nlohmann::json::parse(slurp(argv[3])).get<User>(), slurp(argv[4]));
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::vector<asio::io_context*> io;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> busy;
+  for (int i = 0; i < threads; ++i) {
+    contexts.push_back(std::make_unique<asio::io_context>(1));
+    io.push_back(contexts.back().get());
+    busy.push_back(asio::make_work_guard(*io.back()));
+  }
+  user_service::HttpOptions http;
+  http.log = false;
+  user_service::HttpServer server(
+      io, {asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)}, users, http);
+  server.start();
+  std::vector<std::thread> runners;
+  for (std::size_t i = 1; i < io.size(); ++i) runners.emplace_back([c = io[i]] { c->run(); });
+  io.front()->run();
+  for (auto& t : runners) t.join();
+  return 0;
 }

@@ -65,7 +65,7 @@ start_memcached() {
 start_memcached
 
 http_port=$(free_port 18311)
-"$bin" --host 127.0.0.1 --port "$http_port" --db "$out/users.db" --seed 100 --threads 16 \
+"$bin" --host 127.0.0.1 --port "$http_port" --db "$out/users.db" --seed 100 \
   --memcached "--SERVER=127.0.0.1:$mc_port" "$@" >/dev/null 2>"$out/service.err" &
 svc_pid=$!
 wait_port "$http_port" "$svc_pid" || { cat "$out/service.err" >&2; exit 1; }

@@ -2,12 +2,12 @@
 # The test command: installs missing Debian packages, then configures, builds and runs
 # every test under the dev, asan and tsan presets, then the libFuzzer targets for a
 # bounded time each (fuzz preset, clang), stopping at the first failure.
-# (the sanitizer presets check the library and its tests; neither builds the example
-# service, so both leave out its e2e and soak tests, which dev runs: under tsan, Debian's
-# cpp-httplib is a prebuilt, uninstrumented library whose races TSan cannot see through;
-# under asan the service's build and e2e run cost a tenth of the command's time for code
-# the dev e2e and soak tests already cover. Both leave the packaging tests to dev: they
-# check installs, not memory. The benchmarks compile in the release preset, bench.sh's.)
+# (the sanitizer presets check the library, its async component and their tests; neither
+# builds the example service, so both leave out its e2e and soak tests, which dev runs:
+# the service's Beast build and its e2e run would cost a tenth of the command's time in
+# each for code the dev e2e and soak tests already cover. Both leave the packaging tests
+# to dev: they check installs, not memory. The benchmarks compile in the release preset,
+# bench.sh's.)
 #   scripts/test.sh            all four presets
 #   scripts/test.sh dev        one preset (dev, asan, tsan, fuzz or release)
 set -euo pipefail

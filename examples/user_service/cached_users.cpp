@@ -3,11 +3,11 @@
 #include "request_trace.hpp"
 
 namespace user_service {
-namespace {
 
-// TTLs as in the lesson; events feed the request's log line.
-cacheaside::Options options(const char* name, const char* prefix, int ttl_seconds,
-                            const std::string& spool_prefix, std::chrono::milliseconds near_sync) {
+// TTLs as in the lesson; events feed the log lines of the requests waiting on the key.
+cacheaside::Options cache_options(const char* name, const char* prefix, int ttl_seconds,
+                                  const std::string& spool_prefix,
+                                  std::chrono::milliseconds near_sync) {
   cacheaside::Options o;
   o.name = name;
   o.key_prefix = prefix;
@@ -18,7 +18,7 @@ cacheaside::Options options(const char* name, const char* prefix, int ttl_second
     o.near_sync = near_sync;
   }
   o.on_event = [](const cacheaside::Event& e) {
-    auto& trace = RequestTrace::current();
+    auto& trace = TraceBoard::instance();
     switch (e.type) {
       case cacheaside::EventType::hit:
       case cacheaside::EventType::negative_hit:
@@ -49,8 +49,6 @@ cacheaside::Options options(const char* name, const char* prefix, int ttl_second
   return o;
 }
 
-}  // namespace
-
 CachedUsers::CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepository& repo,
                          const std::string& spool_prefix, std::chrono::milliseconds near_sync)
     : store_(store),
@@ -63,21 +61,21 @@ CachedUsers::CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepositor
             for (long long id : ids) out.push_back(repo.find(id));
             return out;
           },
-          options("user", "user_", 120, spool_prefix, near_sync)),
+          cache_options("user", "user_", 120, spool_prefix, near_sync)),
       lists_(
           store,
           [&repo](const std::string&) -> std::optional<std::shared_ptr<const UserList>> {
             return std::make_shared<const UserList>(repo.all());
           },
-          options("users", "", 60, spool_prefix, near_sync)) {}
+          cache_options("users", "", 60, spool_prefix, near_sync)) {}
 
 std::vector<User> CachedUsers::list() {
-  auto l = lists_.get(all_key);
+  auto l = lists_.get(all_key());
   return l && *l ? (*l)->users : std::vector<User>{};
 }
 
 std::string CachedUsers::list_body() {
-  auto l = lists_.get(all_key);
+  auto l = lists_.get(all_key());
   return l && *l ? (*l)->body : std::string("[]");
 }
 
@@ -104,8 +102,8 @@ bool CachedUsers::remove(long long id) {
 }
 
 void CachedUsers::invalidate(long long id) {
-  by_id_.invalidate(id);       // delete user_<id>
-  lists_.invalidate(all_key);  // delete users_all
+  by_id_.invalidate(id);         // delete user_<id>
+  lists_.invalidate(all_key());  // delete users_all
 }
 
 std::string CachedUsers::cache_health() {

@@ -16,6 +16,14 @@
 
 namespace user_service {
 
+/// The options of the caches "user" (prefix user_, 120 s) and "users" (60 s): the spool
+/// under spool_prefix + name (none when empty), a near cache when near_sync > 0, and
+/// events to the request log.
+cacheaside::Options cache_options(const char* name, const char* prefix, int ttl_seconds,
+                                  const std::string& spool_prefix,
+                                  std::chrono::milliseconds near_sync);
+
+/// The blocking caches (--protocol classic; MemcachedStore), run on the thread pool.
 class CachedUsers final : public Users {
  public:
   using ById = cacheaside::CacheAside<long long, User, cacheaside::JsonSerializer<User>>;
@@ -23,7 +31,6 @@ class CachedUsers final : public Users {
   // JsonSerializer<std::vector<User>> writes).
   using Lists =
       cacheaside::CacheAside<std::string, std::shared_ptr<const UserList>, UserListSerializer>;
-  static constexpr const char* all_key = "users_all";
 
   /// spool_prefix: where each cache keeps its pending invalidations across a
   /// crash (prefix + name + ".spool"); empty: in memory only. near_sync: the

@@ -1,12 +1,17 @@
 // The example user service: GET/POST/PUT/DELETE /users over SQLite, cached in memcached
-// through cacheaside (users_all for 60 s, user_<id> for 120 s). Layers: routes.cpp (HTTP)
-// -> Users (cached_users.cpp, or the database alone) -> repository.cpp (SQLite).
+// through cacheaside (users_all for 60 s, user_<id> for 120 s). Layers: routes.cpp (HTTP
+// on Boost.Beast) -> AsyncUsers (async_cached_users.cpp; or a blocking Users on the pool:
+// the database alone, or cached_users.cpp over the classic protocol) -> repository.cpp
+// (SQLite, on the pool).
 //
 //   user_service --port 8000 --db data/users.db --memcached "--SERVER=127.0.0.1:11211" --seed 100
-#include <httplib.h>
-#include <sys/socket.h>
-
-#include <atomic>
+#include <algorithm>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <cacheaside/async.hpp>
 #include <cacheaside/libmemcached.hpp>
 #include <cacheaside/meta.hpp>
 #include <chrono>
@@ -14,18 +19,20 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "async_cached_users.hpp"
 #include "cached_users.hpp"
+#include "http_server.hpp"
 #include "repository.hpp"
-#include "routes.hpp"
 #include "users.hpp"
 
 namespace {
+
+namespace asio = boost::asio;
 
 struct Flags {
   std::string host = "127.0.0.1";
@@ -33,12 +40,13 @@ struct Flags {
   std::string db = "data/users.db";
   std::string memcached = "--SERVER=127.0.0.1:11211";
   int seed = 0;
-  int threads = 8;
+  int threads = 0;     // io threads, one io_context each; 0: one per core
+  int db_threads = 4;  // the pool SQLite (and the classic cache) runs on
   bool no_cache = false;
   bool quiet = false;
   std::optional<std::string> spool_dir;  // unset: the directory of --db
   int near_ms = 100;                     // near cache sync bound; 0: no near cache
-  std::string protocol = "meta";         // meta (MetaStore) or classic (MemcachedStore)
+  std::string protocol = "meta";         // meta (AsyncMetaStore) or classic (MemcachedStore)
   long long max_body = 1 << 20;          // larger request bodies get 413
 };
 
@@ -46,7 +54,7 @@ struct Flags {
   if (!problem.empty()) std::cerr << argv0 << ": " << problem << "\n";
   std::cerr << "usage: " << argv0
             << " [--host H] [--port N] [--db PATH] [--memcached CONFIG] [--seed N]\n"
-               "       [--threads N] [--no-cache] [--quiet] [--spool-dir DIR]\n"
+               "       [--threads N] [--db-threads N] [--no-cache] [--quiet] [--spool-dir DIR]\n"
                "       [--near-ms N] [--protocol meta|classic] [--max-body BYTES]\n";
   std::exit(2);
 }
@@ -79,6 +87,8 @@ Flags parse_flags(int argc, char** argv) {
       f.seed = number();
     else if (a == "--threads")
       f.threads = number();
+    else if (a == "--db-threads")
+      f.db_threads = number();
     else if (a == "--near-ms")
       f.near_ms = number();
     else if (a == "--max-body")
@@ -96,7 +106,10 @@ Flags parse_flags(int argc, char** argv) {
     else
       usage(argv[0], "unknown flag " + a);
   }
-  if (f.threads < 1) usage(argv[0], "--threads must be at least 1");
+  if (f.threads < 0) usage(argv[0], "--threads must not be negative");
+  if (f.threads == 0)
+    f.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (f.db_threads < 1) usage(argv[0], "--db-threads must be at least 1");
   if (f.near_ms < 0) usage(argv[0], "--near-ms must not be negative");
   if (f.max_body < 64) usage(argv[0], "--max-body must be at least 64 bytes");
   if (f.protocol != "meta" && f.protocol != "classic")
@@ -104,24 +117,16 @@ Flags parse_flags(int argc, char** argv) {
   return f;
 }
 
-// The store: the --memcached configuration, with a pool connection for every server
-// thread (plus a few for background refreshes) unless it says otherwise. The meta
-// protocol by default; classic where something in between passes only the classic
-// commands (twemproxy).
-std::shared_ptr<cacheaside::Store> make_store(const Flags& flags) {
+// The --memcached configuration: a plain "host:port", or a libmemcached string (its
+// options win over ours).
+cacheaside::ServerOptions server_options(const Flags& flags, std::size_t pool) {
   cacheaside::ServerOptions so;
-  so.pool_max = static_cast<std::size_t>(flags.threads) + 4;
+  so.pool_max = pool;
   if (flags.memcached.find("--") == std::string::npos)
-    so.servers.push_back(flags.memcached);  // plain "host:port"
+    so.servers.push_back(flags.memcached);
   else
-    so.extra = flags.memcached;  // given after ours: its options win
-  if (flags.protocol == "meta") {
-    // Every connection the server threads can use, opened now: the pool does not grow
-    // under load later.
-    so.extra = "--POOL-MIN=" + std::to_string(so.pool_max) + " " + so.extra;
-    return std::make_shared<cacheaside::MetaStore>(so);
-  }
-  return std::make_shared<cacheaside::MemcachedStore>(so);
+    so.extra = flags.memcached;
+  return so;
 }
 
 // Pending invalidations survive a crash in <spool dir>/cacheaside-<port>-<cache>.spool
@@ -139,59 +144,76 @@ std::string spool_prefix(const Flags& flags) {
   return dir + "/cacheaside-" + std::to_string(flags.port) + "-";
 }
 
-httplib::Server* g_server = nullptr;
-
-extern "C" void on_signal(int) {
-  if (g_server) g_server->stop();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   Flags flags = parse_flags(argc, argv);
   try {
-    user_service::UserRepository repo(flags.db, flags.threads + 2);
+    user_service::UserRepository repo(flags.db, flags.db_threads + 2);
     if (flags.seed > 0) {
       int n = repo.seed(flags.seed);
       if (n) std::printf("seeded %d users into %s\n", n, flags.db.c_str());
     }
-    // Chosen once: the routes never ask which.
-    std::unique_ptr<user_service::Users> users;
-    if (flags.no_cache)
-      users = std::make_unique<user_service::DatabaseUsers>(repo);
-    else
-      users = std::make_unique<user_service::CachedUsers>(
-          make_store(flags), repo, spool_prefix(flags), std::chrono::milliseconds(flags.near_ms));
-
-    httplib::Server svr;
-    int threads = flags.threads;
-    svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-    // Debian's cpp-httplib leaves Nagle on: without this every keep-alive reply waits ~40 ms.
-    svr.set_tcp_nodelay(true);
-    svr.set_keep_alive_max_count(100000);
-    // Debian's cpp-httplib listens with a backlog of 5, which a burst of new connections
-    // overflows (the kernel counts them as listen overflows). The listening socket is the
-    // one these options are applied to; listen() again widens its backlog after bind.
-    int listen_fd = -1;
-    svr.set_socket_options([&listen_fd](socket_t sock) {
-      httplib::default_socket_options(sock);
-      listen_fd = sock;
-    });
-    user_service::add_routes(svr, *users, static_cast<std::size_t>(flags.max_body));
-    if (!flags.quiet) user_service::add_request_log(svr);
-    g_server = &svr;
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
-    if (!svr.bind_to_port(flags.host.c_str(), flags.port)) {
-      std::fprintf(stderr, "cannot listen on %s:%d\n", flags.host.c_str(), flags.port);
-      return 1;
+    std::vector<std::unique_ptr<asio::io_context>> contexts;
+    std::vector<asio::io_context*> io;
+    for (int i = 0; i < flags.threads; ++i) {
+      contexts.push_back(std::make_unique<asio::io_context>(1));
+      io.push_back(contexts.back().get());
     }
-    if (listen_fd >= 0) ::listen(listen_fd, SOMAXCONN);
+    asio::thread_pool pool(static_cast<std::size_t>(flags.db_threads));
+    const std::chrono::milliseconds near_ms(flags.near_ms);
+
+    // Chosen once: the routes never ask which. The async caches run on the first
+    // io_context (the requests of the others hop to it and back).
+    std::unique_ptr<user_service::Users> blocking;
+    std::unique_ptr<user_service::AsyncUsers> users;
+    if (flags.no_cache) {
+      blocking = std::make_unique<user_service::DatabaseUsers>(repo);
+    } else if (flags.protocol == "classic") {
+      // Through something that passes only the classic commands (twemproxy): the
+      // blocking cache, on the pool (a connection for each of its threads, and some for
+      // background refreshes).
+      auto store = std::make_shared<cacheaside::MemcachedStore>(
+          server_options(flags, static_cast<std::size_t>(flags.db_threads) + 4));
+      blocking =
+          std::make_unique<user_service::CachedUsers>(store, repo, spool_prefix(flags), near_ms);
+    } else {
+      auto store = std::make_shared<cacheaside::AsyncMetaStore>(io.front()->get_executor(),
+                                                                server_options(flags, 1));
+      users = std::make_unique<user_service::AsyncCachedUsers>(store, repo, pool.get_executor(),
+                                                               spool_prefix(flags), near_ms);
+    }
+    if (blocking)
+      users = std::make_unique<user_service::PooledUsers>(*blocking, pool.get_executor());
+
+    user_service::HttpOptions http;
+    http.max_body = static_cast<std::size_t>(flags.max_body);
+    http.log = !flags.quiet;
+    asio::ip::tcp::endpoint endpoint(asio::ip::make_address(flags.host),
+                                     static_cast<unsigned short>(flags.port));
+    user_service::HttpServer server(io, endpoint, *users, http);
+    server.start();
+
+    // Each io_context runs until the signal, with or without connections.
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> busy;
+    for (auto* c : io) busy.push_back(asio::make_work_guard(*c));
+    asio::signal_set signals(*io.front(), SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      server.stop();
+      for (auto* c : io) c->stop();
+    });
+    std::signal(SIGPIPE, SIG_IGN);
     std::string cache = flags.no_cache ? "no cache" : flags.memcached + ", " + flags.protocol;
-    std::printf("listening on http://%s:%d (%s, %d threads)\n", flags.host.c_str(), flags.port,
-                cache.c_str(), flags.threads);
+    std::printf("listening on http://%s:%d (%s, %d io threads, %d database threads)\n",
+                flags.host.c_str(), flags.port, cache.c_str(), flags.threads, flags.db_threads);
     std::fflush(stdout);
-    svr.listen_after_bind();
+
+    std::vector<std::thread> threads;
+    for (std::size_t i = 1; i < io.size(); ++i) threads.emplace_back([c = io[i]] { c->run(); });
+    io.front()->run();
+    for (auto& t : threads) t.join();
+    pool.join();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "user_service: %s\n", e.what());
     return 1;

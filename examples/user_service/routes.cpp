@@ -1,46 +1,44 @@
 #include "routes.hpp"
 
-#include <atomic>
-#include <chrono>
-#include <cstdio>
-#include <regex>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <cstdint>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fastapi_errors.hpp"
-#include "request_trace.hpp"
 
 namespace user_service {
+namespace http = boost::beast::http;
+
 namespace {
 
 constexpr const char* kJson = "application/json";
 const std::string kNotFound = R"({"detail":"Not Found"})";
 
-void reply(httplib::Response& res, int status, const std::string& body) {
-  res.status = status;
-  res.set_content(body, kJson);
+// "/users/<id>": the id, or nullptr for any other path.
+bool user_path(const std::string& path, std::string& id) {
+  static constexpr std::string_view prefix = "/users/";
+  if (path.size() <= prefix.size() || path.compare(0, prefix.size(), prefix) != 0) return false;
+  if (path.find('/', prefix.size()) != std::string::npos) return false;
+  id = path.substr(prefix.size());
+  return true;
 }
 
-// Path ids as FastAPI reads them: 422 when not an integer.
-bool path_id(const httplib::Request& req, httplib::Response& res, long long& id) {
-  bool too_big = false;
-  auto parsed = parse_path_id(req.matches[1], too_big);
-  if (!parsed) {
-    reply(res, 422, invalid_id_body());
-    return false;
-  }
-  if (too_big) {  // a valid integer, but no row can have it
-    reply(res, 404, kNotFound);
-    return false;
-  }
-  id = *parsed;
-  return true;
+// The methods each path answers, for 405's Allow ("" : an unknown path).
+const char* allowed_methods(const std::string& path) {
+  std::string id;
+  if (path == "/users/") return "GET, POST";
+  if (user_path(path, id)) return "GET, PUT, DELETE";
+  if (path == "/users" || path == "/metrics" || path == "/healthz") return "GET";
+  return "";
 }
 
 // Prometheus text: one counter per Stats field and a gauge per Usage field, a line
 // per cache (by Options::name).
-std::string metrics(Users& users) {
+std::string metrics(AsyncUsers& users) {
   auto caches = users.cache_stats();
   if (caches.empty()) return "# cache disabled (--no-cache)\n";
   std::vector<std::vector<std::uint64_t>> values(caches.size());
@@ -73,144 +71,124 @@ std::string metrics(Users& users) {
   return out.str();
 }
 
-std::chrono::steady_clock::time_point& request_start() {
-  thread_local std::chrono::steady_clock::time_point t;
-  return t;
+Response method_not_allowed(const Request& req, const char* allow) {
+  Response res = reply(req, 405, R"({"detail":"Method Not Allowed"})");
+  res.set(http::field::allow, allow);
+  res.prepare_payload();
+  return res;
 }
 
-std::atomic<bool> g_logging{false};  // add_request_log was called
-
-// The methods each path answers, for 405's Allow ("" : an unknown path).
-const char* allowed_methods(const std::string& path) {
-  static const std::regex user(R"(/users/[^/]+)");
-  if (path == "/users/") return "GET, POST";
-  if (std::regex_match(path, user)) return "GET, PUT, DELETE";
-  if (path == "/users" || path == "/metrics" || path == "/healthz") return "GET";
-  return "";
+int hex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
 }
 
-bool says_length(const httplib::Request& req) {
-  return req.has_header("Content-Length") ||
-         req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
-}
-
-void delete_user(Users& users, const httplib::Request& req, httplib::Response& res) {
-  long long id = 0;
-  if (!path_id(req, res, id)) return;
-  if (!users.remove(id)) return reply(res, 404, kNotFound);  // database, then invalidation
-  res.status = 204;
+// A /users/{id} request: the path's id as FastAPI reads it, then the handler.
+template <class Handler>
+Task<Response> with_id(const Request& req, const std::string& text, Handler handler) {
+  bool too_big = false;
+  auto id = parse_path_id(text, too_big);
+  if (!id) co_return reply(req, 422, invalid_id_body());
+  if (too_big) co_return reply(req, 404, kNotFound);  // a valid integer, but no row can have it
+  co_return co_await handler(*id);
 }
 
 }  // namespace
 
-void add_routes(httplib::Server& svr, Users& users, std::size_t max_body) {
-  svr.set_payload_max_length(max_body);
-  // Runs before the server reads a body: a request that gives no length would make it
-  // read until the client closes the connection.
-  svr.set_pre_routing_handler([&users](const httplib::Request& req, httplib::Response& res) {
-    if (g_logging) {
-      RequestTrace::current().begin();
-      request_start() = std::chrono::steady_clock::now();
-    }
-    if (says_length(req)) return httplib::Server::HandlerResponse::Unhandled;
-    if (req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
-      reply(res, 411, R"({"detail":"Length Required"})");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (req.method == "DELETE") {  // no body is expected: answer it here
-      static const std::regex user(R"(/users/([^/]+))");
-      httplib::Request r = req;
-      if (std::regex_match(r.path, r.matches, user)) {
-        delete_user(users, r, res);
-      } else if (const char* allow = allowed_methods(r.path); *allow) {
-        reply(res, 405, R"({"detail":"Method Not Allowed"})");
-        res.set_header("Allow", allow);
-      } else {
-        reply(res, 404, kNotFound);
-      }
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  svr.Get("/users/", [&users](const httplib::Request&, httplib::Response& res) {
-    res.set_content(users.list_body(), kJson);
-  });
-  svr.Get("/users", [](const httplib::Request&, httplib::Response& res) {
-    res.status = 307;  // as FastAPI does for the missing slash
-    res.set_header("Location", "/users/");
-  });
-  svr.Post("/users/", [&users](const httplib::Request& req, httplib::Response& res) {
-    auto body = parse_user_body(req.body);
-    if (!body.error.empty()) return reply(res, 422, body.error);
-    reply(res, 201, to_json(users.create(body.name, body.email)));
-  });
-  svr.Get(R"(/users/([^/]+))", [&users](const httplib::Request& req, httplib::Response& res) {
-    long long id = 0;
-    if (!path_id(req, res, id)) return;
-    auto u = users.find(id);
-    if (!u) return reply(res, 404, kNotFound);
-    res.set_content(to_json(*u), kJson);
-  });
-  svr.Put(R"(/users/([^/]+))", [&users](const httplib::Request& req, httplib::Response& res) {
-    long long id = 0;
-    if (!path_id(req, res, id)) return;
-    auto body = parse_user_body(req.body);
-    if (!body.error.empty()) return reply(res, 422, body.error);
-    auto u = users.update(id, body.name, body.email);  // database, then invalidation
-    if (!u) return reply(res, 404, kNotFound);
-    res.set_content(to_json(*u), kJson);
-  });
-  svr.Delete(R"(/users/([^/]+))", [&users](const httplib::Request& req, httplib::Response& res) {
-    delete_user(users, req, res);
-  });
-  svr.Get("/metrics", [&users](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics(users), "text/plain; version=0.0.4");
-  });
-  svr.Get("/healthz", [&users](const httplib::Request&, httplib::Response& res) {
-    bool db = users.database_ok();
-    reply(res, db ? 200 : 503,
-          std::string(R"({"status":")") + (db ? "ok" : "fail") + R"(","database":")" +
-              (db ? "ok" : "down") + R"(","memcached":")" + users.cache_health() + "\"}");
-  });
-  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    const char* allow = allowed_methods(req.path);
-    // No route matched (a handler's 404 has its body): a known path, another method.
-    if (res.status == 404 && res.body.empty() && *allow) res.status = 405;
-    if (res.status == 404) reply(res, 404, kNotFound);
-    if (res.status == 405) {
-      reply(res, 405, R"({"detail":"Method Not Allowed"})");
-      if (*allow) res.set_header("Allow", allow);
-    }
-    if (res.status == 413) reply(res, 413, R"({"detail":"Request body too large"})");
-    if (res.status == 400 && res.body.empty()) reply(res, 400, R"({"detail":"Bad Request"})");
-  });
-  svr.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown error";
-        try {
-          std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        std::fprintf(stderr, "error: %s\n", what.c_str());
-        reply(res, 500, R"({"detail":"Internal Server Error"})");
-      });
+Response reply(const Request& req, unsigned status, std::string body) {
+  Response res{static_cast<http::status>(status), req.version()};
+  res.keep_alive(req.keep_alive());
+  if (status != 204) {
+    res.set(http::field::content_type, kJson);
+    res.body() = std::move(body);
+    res.prepare_payload();
+  }
+  return res;
 }
 
-void add_request_log(httplib::Server& svr) {
-  g_logging = true;  // the pre-routing handler starts each request's trace
-  svr.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::steady_clock::now() - request_start())
-                  .count();
-    std::string t = RequestTrace::current().end();
-    char line[512];
-    std::snprintf(line, sizeof line, "%s %s %d %s %.2f ms\n", req.method.c_str(), req.path.c_str(),
-                  res.status, t.empty() ? "-" : t.c_str(), us / 1000.0);
-    std::fputs(line, stdout);
-    std::fflush(stdout);
-  });
+Response refusal(const Request& req, unsigned status) {
+  switch (status) {
+    case 411:
+      return reply(req, 411, R"({"detail":"Length Required"})");
+    case 413:
+      return reply(req, 413, R"({"detail":"Request body too large"})");
+    case 500:
+      return reply(req, 500, R"({"detail":"Internal Server Error"})");
+    default:
+      return reply(req, 400, R"({"detail":"Bad Request"})");
+  }
+}
+
+std::string request_path(const Request& req) {
+  std::string_view target(req.target().data(), req.target().size());
+  target = target.substr(0, target.find('?'));
+  std::string path;
+  path.reserve(target.size());
+  for (std::size_t i = 0; i < target.size(); ++i) {
+    int hi, lo;
+    if (target[i] == '%' && i + 2 < target.size() && (hi = hex(target[i + 1])) >= 0 &&
+        (lo = hex(target[i + 2])) >= 0) {
+      path += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      path += target[i];
+    }
+  }
+  return path;
+}
+
+Task<Response> route(const Request& req, AsyncUsers& users, RequestTrace* trace) {
+  const std::string path = request_path(req);
+  const http::verb m = req.method();
+  std::string id;
+  if (user_path(path, id)) {
+    if (m == http::verb::get)
+      co_return co_await with_id(req, id, [&](long long n) -> Task<Response> {
+        auto u = co_await users.find(n, trace);
+        co_return u ? reply(req, 200, to_json(*u)) : reply(req, 404, kNotFound);
+      });
+    if (m == http::verb::put)
+      co_return co_await with_id(req, id, [&](long long n) -> Task<Response> {
+        auto body = parse_user_body(req.body());
+        if (!body.error.empty()) co_return reply(req, 422, body.error);
+        // The database, then the invalidation.
+        auto u = co_await users.update(n, body.name, body.email, trace);
+        co_return u ? reply(req, 200, to_json(*u)) : reply(req, 404, kNotFound);
+      });
+    if (m == http::verb::delete_)
+      co_return co_await with_id(req, id, [&](long long n) -> Task<Response> {
+        bool removed = co_await users.remove(n, trace);
+        co_return removed ? reply(req, 204, "") : reply(req, 404, kNotFound);
+      });
+  } else if (path == "/users/") {
+    if (m == http::verb::get) co_return reply(req, 200, co_await users.list_body(trace));
+    if (m == http::verb::post) {
+      auto body = parse_user_body(req.body());
+      if (!body.error.empty()) co_return reply(req, 422, body.error);
+      co_return reply(req, 201, to_json(co_await users.create(body.name, body.email, trace)));
+    }
+  } else if (path == "/users" && m == http::verb::get) {
+    Response res = reply(req, 307, "");  // as FastAPI does for the missing slash
+    res.body().clear();
+    res.erase(http::field::content_type);
+    res.set(http::field::location, "/users/");
+    res.prepare_payload();
+    co_return res;
+  } else if (path == "/metrics" && m == http::verb::get) {
+    Response res = reply(req, 200, metrics(users));
+    res.set(http::field::content_type, "text/plain; version=0.0.4");
+    co_return res;
+  } else if (path == "/healthz" && m == http::verb::get) {
+    bool db = co_await users.database_ok();
+    std::string cache = co_await users.cache_health();
+    co_return reply(req, db ? 200 : 503,
+                    std::string(R"({"status":")") + (db ? "ok" : "fail") + R"(","database":")" +
+                        (db ? "ok" : "down") + R"(","memcached":")" + cache + "\"}");
+  }
+  if (const char* allow = allowed_methods(path); *allow) co_return method_not_allowed(req, allow);
+  co_return reply(req, 404, kNotFound);
 }
 
 }  // namespace user_service

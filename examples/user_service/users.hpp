@@ -13,6 +13,13 @@
 
 namespace user_service {
 
+/// The memcached keys of a user and of the list.
+inline std::string user_key(long long id) { return "user_" + std::to_string(id); }
+inline const std::string& all_key() {
+  static const std::string k = "users_all";
+  return k;
+}
+
 /// One cache's counters and table sizes, by its Options::name.
 struct CacheReport {
   std::string name;

@@ -1,6 +1,5 @@
 // The example service as a client sees it, with memcached and SQLite checked directly.
 #include <fcntl.h>
-#include <httplib.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/prctl.h>
@@ -21,6 +20,7 @@
 #include <thread>
 
 #include "support/fault_proxy.hpp"
+#include "support/http_client.hpp"
 #include "support/memcached_process.hpp"
 #include "support/raw_client.hpp"
 
@@ -71,7 +71,7 @@ class Service {
                                      "--seed",
                                      std::to_string(setup.seed),
                                      "--threads",
-                                     "8"};
+                                     "2"};
     if (setup.quiet) args.push_back("--quiet");
     // ctest runs these once per protocol (the service's default is meta).
     if (const char* p = std::getenv("CACHEASIDE_TEST_STORE")) {
@@ -112,12 +112,7 @@ class Service {
     ::rmdir(dir_.c_str());
   }
 
-  httplib::Client client() const {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_keep_alive(true);
-    c.set_read_timeout(10, 0);
-    return c;
-  }
+  HttpClient client() const { return HttpClient("127.0.0.1", port_, 10); }
   MemcachedProcess& memcached() {
     REQUIRE(own_memcached_);
     return *own_memcached_;
@@ -154,12 +149,12 @@ struct Answer {
   std::string body;
 };
 
-Answer call(httplib::Client& c, const std::string& method, const std::string& path,
+Answer call(HttpClient& c, const std::string& method, const std::string& path,
             const std::string& body = "") {
-  httplib::Result r = method == "GET"    ? c.Get(path.c_str())
-                      : method == "PUT"  ? c.Put(path.c_str(), body, "application/json")
-                      : method == "POST" ? c.Post(path.c_str(), body, "application/json")
-                                         : c.Delete(path.c_str());
+  HttpResult r = method == "GET"    ? c.Get(path.c_str())
+                 : method == "PUT"  ? c.Put(path.c_str(), body, "application/json")
+                 : method == "POST" ? c.Post(path.c_str(), body, "application/json")
+                                    : c.Delete(path.c_str());
   REQUIRE(r);
   return {r->status, r->body};
 }
@@ -395,7 +390,7 @@ TEST_CASE("16 concurrent clients: no 5xx, and the cache equals the database afte
           return c.Delete(path.c_str());
         };
         auto t0 = std::chrono::steady_clock::now();
-        httplib::Result r = send();
+        HttpResult r = send();
         if (!r) {
           // Seen rarely, on a connection's first request while the whole test command
           // loads the machine; the request is sent again once (the client reconnects)
@@ -404,7 +399,7 @@ TEST_CASE("16 concurrent clients: no 5xx, and the cache equals the database afte
           {
             std::lock_guard<std::mutex> lock(errors_mutex);
             errors += "client " + std::to_string(t) + " request " + std::to_string(i) + " op " +
-                      std::to_string(op) + ": " + httplib::to_string(r.error()) + " after " +
+                      std::to_string(op) + ": " + r.error() + " after " +
                       std::to_string(ms_since(t0)) + " ms\n";
           }
           r = send();
@@ -460,7 +455,7 @@ TEST_CASE(
   Service b(Setup{0, true, mc.config(), a.dir()});  // same database and memcached, no proxy
   auto ca = a.client();
   auto cb = b.client();
-  auto name_of = [](httplib::Client& c, const char* path) {
+  auto name_of = [](HttpClient& c, const char* path) {
     Answer r = call(c, "GET", path);
     REQUIRE(r.status == 200);
     return r.body;
@@ -621,7 +616,7 @@ TEST_CASE("hostile requests get a clear 4xx at once and change nothing", "[e2e]"
   CHECK(ok.status == 200);
 
   // Methods a path does not answer: 405 with what it does.
-  httplib::Result r = c.Patch("/users/5", "{}", "application/json");
+  HttpResult r = c.Patch("/users/5", "{}", "application/json");
   REQUIRE(r);
   CHECK(r->status == 405);
   CHECK(r->get_header_value("Allow") == "GET, PUT, DELETE");
