@@ -71,6 +71,14 @@ svc_pid=$!
 wait_port "$http_port" "$svc_pid" || { cat "$out/service.err" >&2; exit 1; }
 url="http://127.0.0.1:$http_port"
 
+# The service's TCP connections still open on its side (from /proc/net/tcp: every state
+# but LISTEN and TIME_WAIT, which holds no descriptor; CLOSE_WAIT is one wrk has closed).
+served_connections() {
+  awk -v port="$(printf '%04X' "$http_port")" \
+    'NR > 1 && $4 != "0A" && $4 != "06" && substr($2, index($2, ":") + 1) == port {n++} END {print n + 0}' \
+    /proc/net/tcp
+}
+
 metric() {  # the sum over caches of cacheaside_<name>_total in the metrics text $2
   awk -v n="cacheaside_$1_total{" 'index($0, n) == 1 {s += $2} END {printf "%d", s}' <<<"$2"
 }
@@ -94,6 +102,9 @@ for ((i = 1; i <= samples; i++)); do
     echo "soak: memcached restarted before sample $i" >&2
   fi
   w=$(wrk -t1 -c8 -d"${interval}s" --latency -s scripts/soak/mixed.lua "$url" 2>&1) || true
+  # Descriptors are counted once the service has closed wrk's connections (a request
+  # still being answered holds its socket; that is not a leak), for at most 5 s.
+  for ((k = 0; k < 50 && $(served_connections) > 0; k++)); do sleep 0.1; done
   kill -0 "$svc_pid" 2>/dev/null || { echo "soak.sh: the service died" >&2; cat "$out/service.err" >&2; exit 1; }
   rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$w")
   reqs=$(awk '/requests in/ {print $1}' <<<"$w")
