@@ -3,7 +3,7 @@
 # seeds 100 users into data/users.db and serves http://127.0.0.1:8000 until Ctrl-C,
 # which stops memcached too.
 #   PORT=8080 scripts/run.sh        another HTTP port
-#   scripts/run.sh --threads 16     extra flags go to user_service
+#   scripts/run.sh --threads 1      extra flags go to user_service
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

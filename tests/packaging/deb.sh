@@ -42,7 +42,7 @@ fi
 service_deb=$(ls "$work"/out/cacheaside-user-service_"${version}"_*.deb 2>/dev/null || true)
 if [[ -n $service_deb ]]; then
   sdeps=$(dpkg-deb -f "$service_deb" Depends)
-  for want in libsqlite3 libmemcached libcpp-httplib; do
+  for want in libsqlite3 libmemcached; do
     [[ $sdeps == *"$want"* ]] || { echo "service Depends lacks $want: $sdeps" >&2; exit 1; }
   done
   dpkg-deb -c "$service_deb" | awk '{print $6}' | sed 's|^\./||' >"$work/service_files"
