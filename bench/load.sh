@@ -5,9 +5,8 @@
 #   bench/load.sh                  wrk -t1 -c16 -d10s --latency, one run per cell
 #   RUNS=3 bench/load.sh           median of 3 runs per cell (by req/s)
 #   DURATION=3s bench/load.sh      shorter runs
-#   THREADS=8 bench/load.sh        service worker threads (default 16: cpp-httplib gives each
-#                                  keep-alive connection a thread of its own, so fewer than
-#                                  wrk's 16 would leave connections unanswered)
+#   THREADS=2 bench/load.sh        the service's (and the ceiling's) io threads (default 1:
+#                                  wrk takes the other core of this 2-core machine)
 #   USER_SERVICE=path bench/load.sh   an already built service instead of the release preset
 #   CSV=file bench/load.sh         also write the figures (median run per cell) as CSV:
 #                                  mode,route,rps,p50_us,p75_us,p90_us,p99_us
@@ -16,7 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 duration=${DURATION:-10s}
 runs=${RUNS:-1}
-threads=${THREADS:-16}
+threads=${THREADS:-1}
 [[ "$runs" =~ ^[1-9][0-9]?$ ]] || { echo "load.sh: RUNS must be 1..99" >&2; exit 2; }
 
 # wrk, memcached, curl and the build tools.
@@ -175,8 +174,7 @@ echo
 for mode in "${modes[@]}"; do
   if ((${answered[$mode]} < 16)); then
     echo "Only ${answered[$mode]} of 16 keep-alive connections open at once were answered ($mode):"
-    echo "wrk's other connections waited all run long. Each open connection holds one of the"
-    echo "service's --threads $threads workers; run with THREADS=16 or more."
+    echo "wrk's other connections waited all run long."
   fi
 done
 if ((runs > 1)); then what="median of $runs runs by req/s"; else what="one run"; fi
