@@ -67,7 +67,7 @@ TABLE = [
 ]
 MODES = [("cache", "near cache + memcached (default)"), ("memcached", "memcached only"),
          ("no-cache", "--no-cache (SQLite)"), ("http-only", "HTTP stack alone"),
-         ("fastapi-reference", "FastAPI reference")]
+         ("previous", "previous release (0.2)"), ("fastapi-reference", "FastAPI reference")]
 ROUTES = [("/users/5", "GET /users/5"), ("/users/", "GET /users/ (100 users)")]
 PERCENTILES = [("p50", "p50_us"), ("p75", "p75_us"), ("p90", "p90_us"), ("p99", "p99_us")]
 
@@ -142,7 +142,8 @@ def micro(out, paths):
 
 
 def service(out, path):
-    rows = read_rows(path)
+    # The charts and this summary are of wrk -c16 (the FastAPI reference's setting).
+    rows = [r for r in read_rows(path) if r.get("connections", "16") in ("16", "")]
     cell = {(r["mode"], r["route"]): r for r in rows}
     modes = [(m, name) for m, name in MODES if any((m, r) in cell for r, _ in ROUTES)]
     with open(out / "service_rps.csv", "w", newline="") as f:

@@ -7,6 +7,9 @@
 #   DURATION=3s bench/load.sh      shorter runs
 #   THREADS=2 bench/load.sh        the service's (and the ceiling's) io threads (default 1:
 #                                  wrk takes the other core of this 2-core machine)
+#   CONNECTIONS="16 256" bench/load.sh   wrk's connection counts (default 16)
+#   PREVIOUS=path bench/load.sh    also a previous build of the service (mode "previous", run
+#                                  with a thread per connection, as its cpp-httplib needs)
 #   USER_SERVICE=path bench/load.sh   an already built service instead of the release preset
 #   CSV=file bench/load.sh         also write the figures (median run per cell) as CSV:
 #                                  mode,route,rps,p50_us,p75_us,p90_us,p99_us
@@ -16,6 +19,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 duration=${DURATION:-10s}
 runs=${RUNS:-1}
 threads=${THREADS:-1}
+conns_list=(${CONNECTIONS:-16})
+max_conns=0
+for c in "${conns_list[@]}"; do ((c > max_conns)) && max_conns=$c; done
 [[ "$runs" =~ ^[1-9][0-9]?$ ]] || { echo "load.sh: RUNS must be 1..99" >&2; exit 2; }
 
 # wrk, memcached, curl and the build tools.
@@ -65,6 +71,17 @@ for mode in "${modes[@]}"; do
   wait_port "${port[$mode]}" "${pids[-1]}" || { cat "$work/$mode.log" >&2; exit 1; }
 done
 
+# A previous build (0.2: cpp-httplib, a thread per keep-alive connection).
+if [[ -n ${PREVIOUS:-} ]]; then
+  port[previous]=$(free_port $((18080 + ${#pids[@]})))
+  "$PREVIOUS" --host 127.0.0.1 --port "${port[previous]}" --db "$work/users.db" --seed 100 \
+    --threads $((max_conns + 16)) --quiet --memcached "--SERVER=127.0.0.1:$mc_port" \
+    >"$work/previous.log" 2>&1 &
+  pids+=($!)
+  wait_port "${port[previous]}" "${pids[-1]}" || { cat "$work/previous.log" >&2; exit 1; }
+  modes+=(previous)
+fi
+
 # The ceiling: the same HTTP stack answering the same bodies with nothing behind it.
 if [[ -x "$ceiling" ]]; then
   curl -s "http://127.0.0.1:${port[no-cache]}/users/5" >"$work/user.json"
@@ -112,25 +129,27 @@ declare -A answered
 for mode in "${modes[@]}"; do answered[$mode]=$(answered_at_once "${port[$mode]}"); done
 
 routes=(/users/5 /users/)
-# results[mode route] = lines "rps p50_us p99_us problems p75_us p90_us", one per run.
+# results[mode route conns] = lines "rps p50_us p99_us problems p75_us p90_us", one per run.
 declare -A results
 for ((run = 1; run <= runs; run++)); do
-  for mode in "${modes[@]}"; do
-    for route in "${routes[@]}"; do
-      url="http://127.0.0.1:${port[$mode]}$route"
-      # The first request loads the value into memcached; the cached figures are hits.
-      code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
-      [[ $code == 200 ]] || { echo "load.sh: GET $url answered $code" >&2; exit 1; }
-      out=$(wrk -t1 -c16 -d"$duration" --latency "$url")
-      rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-      p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
-      p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
-      p75=$(to_us "$(awk '$1 == "75%" {print $2}' <<<"$out")")
-      p90=$(to_us "$(awk '$1 == "90%" {print $2}' <<<"$out")")
-      problems=$(awk '/Non-2xx|Socket errors/ {sub(/^ +/, ""); printf "%s; ", $0}' <<<"$out")
-      [[ -n "$rps" ]] || { echo "$out" >&2; echo "load.sh: no req/s from wrk" >&2; exit 1; }
-      echo "run $run/$runs: $mode GET $route $rps req/s, p50 $p50 µs, p99 $p99 µs $problems" >&2
-      results["$mode $route"]+="$rps $p50 $p99 ${problems// /_}- $p75 $p90"$'\n'
+  for conns in "${conns_list[@]}"; do
+    for mode in "${modes[@]}"; do
+      for route in "${routes[@]}"; do
+        url="http://127.0.0.1:${port[$mode]}$route"
+        # The first request loads the value into memcached; the cached figures are hits.
+        code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
+        [[ $code == 200 ]] || { echo "load.sh: GET $url answered $code" >&2; exit 1; }
+        out=$(wrk -t1 -c"$conns" -d"$duration" --latency "$url")
+        rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+        p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+        p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+        p75=$(to_us "$(awk '$1 == "75%" {print $2}' <<<"$out")")
+        p90=$(to_us "$(awk '$1 == "90%" {print $2}' <<<"$out")")
+        problems=$(awk '/Non-2xx|Socket errors/ {sub(/^ +/, ""); printf "%s; ", $0}' <<<"$out")
+        [[ -n "$rps" ]] || { echo "$out" >&2; echo "load.sh: no req/s from wrk" >&2; exit 1; }
+        echo "run $run/$runs: -c$conns $mode GET $route $rps req/s, p50 $p50 µs, p99 $p99 µs $problems" >&2
+        results["$mode $route $conns"]+="$rps $p50 $p99 ${problems// /_}- $p75 $p90"$'\n'
+      done
     done
   done
 done
@@ -138,36 +157,48 @@ done
 declare -A reference=(["/users/5"]=1600 ["/users/"]=380)
 declare -A mode_name=([cache]="cacheaside: near cache + memcached (default)"
   [memcached]="cacheaside: memcached only (\`--near-ms 0\`)" [no-cache]="\`--no-cache\` (SQLite)"
-  [http-only]="ceiling: the same HTTP stack, fixed bodies, nothing behind")
+  [http-only]="ceiling: the same HTTP stack, fixed bodies, nothing behind"
+  [previous]="previous build (${PREVIOUS_NAME:-0.2}: cpp-httplib, blocking cache)")
 declare -A route_name=(["/users/5"]="\`GET /users/5\`" ["/users/"]="\`GET /users/\` (100 users)")
+# The run with the median req/s: "rps p50 p99 problems p75 p90".
+median_row() {
+  sort -g -k1,1 <<<"${results["$1"]%$'\n'}" | awk -v n="$runs" 'NR == int((n + 1) / 2)'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "–" }'; }
+has_mode() { [[ " ${modes[*]} " == *" $1 "* ]]; }
 echo
-echo "| mode | route | req/s | p50 | p99 | vs \`--no-cache\` | vs FastAPI reference |"
-echo "|---|---|---:|---:|---:|---:|---:|"
-declare -A median_rps
-for mode in "${modes[@]}"; do
-  for route in "${routes[@]}"; do
-    median_rps["$mode $route"]=$(sort -g -k1,1 <<<"${results["$mode $route"]%$'\n'}" |
-      awk -v n="$runs" 'NR == int((n + 1) / 2) {print $1}')
-  done
-done
+header="| wrk -c | mode | route | req/s | p50 | p99 | vs \`--no-cache\` |"
+sep="|---:|---|---|---:|---:|---:|---:|"
+has_mode previous && header+=" vs previous |" && sep+="---:|"
+has_mode http-only && header+=" vs ceiling |" && sep+="---:|"
+header+=" vs FastAPI reference |"
+sep+="---:|"
+echo "$header"
+echo "$sep"
 csv_rows=""
-for mode in "${modes[@]}"; do
-  for route in "${routes[@]}"; do
-    # The run with the median req/s, and its latencies.
-    read -r rps p50 p99 problems p75 p90 < <(sort -g -k1,1 <<<"${results["$mode $route"]%$'\n'}" |
-      awk -v n="$runs" 'NR == int((n + 1) / 2)')
-    problems=${problems%-}
-    csv_rows+="$mode,$route,$rps,$p50,$p75,$p90,$p99"$'\n'
-    ratio=$(awk -v r="$rps" -v ref="${reference[$route]}" 'BEGIN {printf "%.1f×", r / ref}')
-    vs_db=$(awk -v r="$rps" -v d="${median_rps["no-cache $route"]}" 'BEGIN {printf "%.2f×", r / d}')
-    rps_fmt=$(LC_ALL=C awk -v r="$rps" 'BEGIN {
-      s = sprintf("%.0f", r); out = ""
-      while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
-      print s out }')
-    note=""
-    [[ -n "$problems" ]] && note=" (wrk: ${problems//_/ })"
-    printf "| %s | %s | %s%s | %s | %s | %s | %s |\n" "${mode_name[$mode]}" "${route_name[$route]}" \
-      "$rps_fmt" "$note" "$(pretty_us "$p50")" "$(pretty_us "$p99")" "$vs_db" "$ratio"
+for conns in "${conns_list[@]}"; do
+  for mode in "${modes[@]}"; do
+    for route in "${routes[@]}"; do
+      read -r rps p50 p99 problems p75 p90 < <(median_row "$mode $route $conns")
+      problems=${problems%-}
+      csv_rows+="$mode,$route,$conns,$rps,$p50,$p75,$p90,$p99"$'\n'
+      db=$(median_row "no-cache $route $conns" | awk '{print $1}')
+      rps_fmt=$(LC_ALL=C awk -v r="$rps" 'BEGIN {
+        s = sprintf("%.0f", r); out = ""
+        while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+        print s out }')
+      note=""
+      [[ -n "$problems" ]] && note=" (wrk: ${problems//_/ })"
+      row="| $conns | ${mode_name[$mode]} | ${route_name[$route]} | $rps_fmt$note | $(pretty_us "$p50") | $(pretty_us "$p99") | $(ratio "$rps" "$db") |"
+      if has_mode previous; then
+        row+=" $(ratio "$rps" "$(median_row "previous $route $conns" | awk '{print $1}')") |"
+      fi
+      if has_mode http-only; then
+        row+=" $(ratio "$rps" "$(median_row "http-only $route $conns" | awk '{print $1}')") |"
+      fi
+      row+=" $(awk -v r="$rps" -v ref="${reference[$route]}" 'BEGIN {printf "%.1f×", r / ref}') |"
+      echo "$row"
+    done
   done
 done
 echo
@@ -178,15 +209,15 @@ for mode in "${modes[@]}"; do
   fi
 done
 if ((runs > 1)); then what="median of $runs runs by req/s"; else what="one run"; fi
-echo "wrk -t1 -c16 -d$duration --latency, $what; user_service --threads $threads --seed 100;"
-echo "memcached and the service on this machine ($(nproc) cores)."
+echo "wrk -t1 -c{${conns_list[*]}} -d$duration --latency, $what; user_service --threads $threads --seed 100;"
+echo "memcached -t 2 and the service on this machine ($(nproc) cores)."
 echo "Reference: the original FastAPI service, same wrk settings on the same kind of machine:"
 echo "1,600 req/s (GET /users/5), 380 req/s (GET /users/)."
 if [[ -n ${CSV:-} ]]; then
   {
-    echo "mode,route,rps,p50_us,p75_us,p90_us,p99_us"
+    echo "mode,route,connections,rps,p50_us,p75_us,p90_us,p99_us"
     printf '%s' "$csv_rows"
     # Recorded, not measured here: the original service under the same wrk settings.
-    for route in "${routes[@]}"; do echo "fastapi-reference,$route,${reference[$route]},,,,"; done
+    for route in "${routes[@]}"; do echo "fastapi-reference,$route,16,${reference[$route]},,,,"; done
   } >"$CSV"
 fi
