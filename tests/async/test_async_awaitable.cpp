@@ -14,13 +14,13 @@
 #include <cacheaside/json.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "support/async_helpers.hpp"
 #include "support/memcached_process.hpp"
 #include "support/user.hpp"
 
@@ -29,54 +29,11 @@ using namespace std::chrono_literals;
 using cacheaside_test::make_user;
 using cacheaside_test::User;
 namespace asio = boost::asio;
-using Users = AsyncCacheAside<int, User, JsonSerializer<User>>;
-using Got = std::optional<User>;
-
-namespace {
-
-template <class Pred>
-void run_while_not(asio::io_context& io, Pred finished) {
-  io.restart();
-  auto until = std::chrono::steady_clock::now() + 10s;
-  while (!finished() && std::chrono::steady_clock::now() < until) io.run_one_for(10ms);
-  REQUIRE(finished());
-}
-
-// Keeps each load's handler until the test answers it.
-struct HeldLoader {
-  std::mutex mu;
-  std::vector<LoadHandler<User>> held;
-  int calls = 0;
-  Users::Loader loader() {
-    return [this](const int&, LoadHandler<User> h) {
-      std::lock_guard<std::mutex> lock(mu);
-      ++calls;
-      held.push_back(std::move(h));
-    };
-  }
-  std::size_t waiting() {
-    std::lock_guard<std::mutex> lock(mu);
-    return held.size();
-  }
-  void answer(std::exception_ptr e, Got v) {
-    LoadHandler<User> h;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      REQUIRE(!held.empty());
-      h = std::move(held.front());
-      held.erase(held.begin());
-    }
-    h(std::move(e), std::move(v));
-  }
-};
-
-Options quick() {
-  Options o;
-  o.ttl = 60s;
-  return o;
-}
-
-}  // namespace
+using Users = cacheaside_test::AsyncUsers;
+using cacheaside_test::Got;
+using cacheaside_test::HeldLoader;
+using cacheaside_test::quick;
+using cacheaside_test::run_while_not;
 
 TEST_CASE("co_await: miss, hit, get_many, put and invalidate", "[async][awaitable]") {
   cacheaside_test::MemcachedProcess mc;
@@ -147,7 +104,7 @@ TEST_CASE("co_await: a loader's exception is thrown at every caller's co_await",
   run_while_not(io, [&] { return load.waiting() == 1; });
   asio::co_spawn(io, caller(), asio::detached);
   run_while_not(io, [&] { return users.stats().coalesced == 1; });
-  load.answer(std::make_exception_ptr(std::runtime_error("database down")), std::nullopt);
+  load.fail("database down");
   run_while_not(io, [&] { return errors.size() == 2; });
   CHECK(errors == std::vector<std::string>{"database down", "database down"});
   CHECK(load.calls == 1);
@@ -194,7 +151,7 @@ TEST_CASE(
   CHECK(*leader_error == asio::error::operation_aborted);
   CHECK_FALSE(follower_done);
 
-  load.answer(nullptr, make_user(3));
+  load.answer(make_user(3));
   run_while_not(io, [&] { return follower_done; });
   CHECK(follower == make_user(3));
   CHECK(load.calls == 1);

@@ -15,16 +15,15 @@
 #include <cacheaside/meta.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "support/async_helpers.hpp"
 #include "support/memcached_process.hpp"
 #include "support/user.hpp"
 
@@ -33,20 +32,13 @@ using namespace std::chrono_literals;
 using cacheaside_test::make_user;
 using cacheaside_test::User;
 namespace asio = boost::asio;
-using Users = AsyncCacheAside<int, User, JsonSerializer<User>>;
-using Got = std::optional<User>;
+using Users = cacheaside_test::AsyncUsers;
+using cacheaside_test::Got;
+using cacheaside_test::HeldLoader;
+using cacheaside_test::quick;
+using cacheaside_test::run_while_not;
 
 namespace {
-
-// Runs io's handlers until finished(), for 10 s at most (an open connection keeps
-// io busy, so io.run() would not return).
-template <class Pred>
-void run_while_not(asio::io_context& io, Pred finished) {
-  io.restart();
-  auto until = std::chrono::steady_clock::now() + 10s;
-  while (!finished() && std::chrono::steady_clock::now() < until) io.run_one_for(10ms);
-  REQUIRE(finished());
-}
 
 // A loader that answers at once, counting its calls.
 struct CountingLoader {
@@ -56,46 +48,6 @@ struct CountingLoader {
       ++calls;
       h(nullptr, id < 0 ? Got() : Got(make_user(id)));
     };
-  }
-};
-
-// A loader that keeps its handlers until the test answers them: the test decides
-// what happens while a load is in flight.
-struct HeldLoader {
-  std::mutex mu;
-  std::deque<std::pair<int, LoadHandler<User>>> held;
-  std::atomic<int> calls{0};
-  Users::Loader loader() {
-    return [this](const int& id, LoadHandler<User> h) {
-      ++calls;
-      std::lock_guard<std::mutex> lock(mu);
-      held.emplace_back(id, std::move(h));
-    };
-  }
-  std::size_t waiting() {
-    std::lock_guard<std::mutex> lock(mu);
-    return held.size();
-  }
-  // Answers the oldest held load with v.
-  void answer(Got v) {
-    LoadHandler<User> h;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      REQUIRE(!held.empty());
-      h = std::move(held.front().second);
-      held.pop_front();
-    }
-    h(nullptr, std::move(v));
-  }
-  void fail(const std::string& why) {
-    LoadHandler<User> h;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      REQUIRE(!held.empty());
-      h = std::move(held.front().second);
-      held.pop_front();
-    }
-    h(std::make_exception_ptr(std::runtime_error(why)), std::nullopt);
   }
 };
 
@@ -112,12 +64,6 @@ struct Result {
     };
   }
 };
-
-Options quick() {
-  Options o;
-  o.ttl = 60s;
-  return o;
-}
 
 std::string what(const std::exception_ptr& e) {
   try {
