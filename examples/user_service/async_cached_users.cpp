@@ -21,13 +21,8 @@ AsyncCachedUsers::AsyncCachedUsers(std::shared_ptr<cacheaside::AsyncMetaStore> s
       by_id_(
           store,
           cacheaside::blocking_loader(pool, [&repo](const long long& id) { return repo.find(id); }),
-          cacheaside::blocking_bulk_loader(pool,
-                                           [&repo](const std::vector<long long>& ids) {
-                                             std::vector<std::optional<User>> out;
-                                             out.reserve(ids.size());
-                                             for (long long id : ids) out.push_back(repo.find(id));
-                                             return out;
-                                           }),
+          cacheaside::blocking_bulk_loader(
+              pool, [&repo](const std::vector<long long>& ids) { return repo.find_many(ids); }),
           cache_options("user", "user_", 120, spool_prefix, near_sync)),
       lists_(store,
              cacheaside::blocking_loader(

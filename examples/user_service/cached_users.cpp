@@ -55,12 +55,7 @@ CachedUsers::CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepositor
       repo_(repo),
       by_id_(
           store, [&repo](const long long& id) { return repo.find(id); },
-          [&repo](const std::vector<long long>& ids) {
-            std::vector<std::optional<User>> out;
-            out.reserve(ids.size());
-            for (long long id : ids) out.push_back(repo.find(id));
-            return out;
-          },
+          [&repo](const std::vector<long long>& ids) { return repo.find_many(ids); },
           cache_options("user", "user_", 120, spool_prefix, near_sync)),
       lists_(
           store,

@@ -141,6 +141,13 @@ std::optional<User> UserRepository::find(long long id) {
   return q.user();
 }
 
+std::vector<std::optional<User>> UserRepository::find_many(const std::vector<long long>& ids) {
+  std::vector<std::optional<User>> out;
+  out.reserve(ids.size());
+  for (long long id : ids) out.push_back(find(id));
+  return out;
+}
+
 std::vector<User> UserRepository::all() {
   Lease l(*this);
   Stmt q(l.db, "SELECT id, name, email FROM users ORDER BY id");

@@ -26,6 +26,8 @@ class UserRepository {
   int seed(int n);
 
   std::optional<User> find(long long id);
+  /// find() for each id, aligned with ids (the caches' bulk loader).
+  std::vector<std::optional<User>> find_many(const std::vector<long long>& ids);
   std::vector<User> all();
   User create(const std::string& name, const std::string& email);
   std::optional<User> update(long long id, const std::string& name, const std::string& email);
