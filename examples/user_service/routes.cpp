@@ -170,11 +170,10 @@ Task<Response> route(const Request& req, AsyncUsers& users, RequestTrace* trace)
       co_return reply(req, 201, to_json(co_await users.create(body.name, body.email, trace)));
     }
   } else if (path == "/users" && m == http::verb::get) {
-    Response res = reply(req, 307, "");  // as FastAPI does for the missing slash
-    res.body().clear();
-    res.erase(http::field::content_type);
+    Response res{http::status::temporary_redirect, req.version()};  // as FastAPI does
+    res.keep_alive(req.keep_alive());
     res.set(http::field::location, "/users/");
-    res.prepare_payload();
+    res.prepare_payload();  // Content-Length: 0
     co_return res;
   } else if (path == "/metrics" && m == http::verb::get) {
     Response res = reply(req, 200, metrics(users));
