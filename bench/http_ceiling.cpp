@@ -4,8 +4,6 @@
 // database and no other thread behind them. bench/load.sh runs it beside the service.
 //
 //   http_ceiling <port> <threads> <user.json> <list.json>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -14,10 +12,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "http_server.hpp"
+#include "io_threads.hpp"
 
 namespace {
 
@@ -62,23 +60,21 @@ int main(int argc, char** argv) {
   namespace asio = boost::asio;
   int port = std::atoi(argv[1]);
   int threads = std::max(1, std::atoi(argv[2]));
-  FixedUsers users(nlohmann::json::parse(slurp(argv[3])).get<User>(), slurp(argv[4]));
-  std::vector<std::unique_ptr<asio::io_context>> contexts;
-  std::vector<asio::io_context*> io;
-  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> busy;
-  for (int i = 0; i < threads; ++i) {
-    contexts.push_back(std::make_unique<asio::io_context>(1));
-    io.push_back(contexts.back().get());
-    busy.push_back(asio::make_work_guard(*io.back()));
+  User user;
+  try {
+    user = nlohmann::json::parse(slurp(argv[3])).get<User>();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s is not a user record: %s\n", argv[0], argv[3], e.what());
+    return 2;
   }
+  FixedUsers users(std::move(user), slurp(argv[4]));
+  user_service::IoThreads io(threads);  // as the service runs them
   user_service::HttpOptions http;
   http.log = false;
   user_service::HttpServer server(
-      io, {asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)}, users, http);
+      io.contexts(), {asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)},
+      users, http);
   server.start();
-  std::vector<std::thread> runners;
-  for (std::size_t i = 1; i < io.size(); ++i) runners.emplace_back([c = io[i]] { c->run(); });
-  io.front()->run();
-  for (auto& t : runners) t.join();
+  io.run();
   return 0;
 }

@@ -6,8 +6,6 @@
 //
 //   user_service --port 8000 --db data/users.db --memcached "--SERVER=127.0.0.1:11211" --seed 100
 #include <algorithm>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -27,6 +25,7 @@
 #include "async_cached_users.hpp"
 #include "cached_users.hpp"
 #include "http_server.hpp"
+#include "io_threads.hpp"
 #include "repository.hpp"
 #include "users.hpp"
 
@@ -154,12 +153,7 @@ int main(int argc, char** argv) {
       int n = repo.seed(flags.seed);
       if (n) std::printf("seeded %d users into %s\n", n, flags.db.c_str());
     }
-    std::vector<std::unique_ptr<asio::io_context>> contexts;
-    std::vector<asio::io_context*> io;
-    for (int i = 0; i < flags.threads; ++i) {
-      contexts.push_back(std::make_unique<asio::io_context>(1));
-      io.push_back(contexts.back().get());
-    }
+    user_service::IoThreads io(flags.threads);
     asio::thread_pool pool(static_cast<std::size_t>(flags.db_threads));
     const std::chrono::milliseconds near_ms(flags.near_ms);
 
@@ -178,7 +172,7 @@ int main(int argc, char** argv) {
       blocking =
           std::make_unique<user_service::CachedUsers>(store, repo, spool_prefix(flags), near_ms);
     } else {
-      auto store = std::make_shared<cacheaside::AsyncMetaStore>(io.front()->get_executor(),
+      auto store = std::make_shared<cacheaside::AsyncMetaStore>(io.front().get_executor(),
                                                                 server_options(flags, 1));
       users = std::make_unique<user_service::AsyncCachedUsers>(store, repo, pool.get_executor(),
                                                                spool_prefix(flags), near_ms);
@@ -191,17 +185,14 @@ int main(int argc, char** argv) {
     http.log = !flags.quiet;
     asio::ip::tcp::endpoint endpoint(asio::ip::make_address(flags.host),
                                      static_cast<unsigned short>(flags.port));
-    user_service::HttpServer server(io, endpoint, *users, http);
+    user_service::HttpServer server(io.contexts(), endpoint, *users, http);
     server.start();
 
-    // Each io_context runs until the signal, with or without connections.
-    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> busy;
-    for (auto* c : io) busy.push_back(asio::make_work_guard(*c));
-    asio::signal_set signals(*io.front(), SIGINT, SIGTERM);
+    asio::signal_set signals(io.front(), SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;
       server.stop();
-      for (auto* c : io) c->stop();
+      io.stop();
     });
     std::signal(SIGPIPE, SIG_IGN);
     std::string cache = flags.no_cache ? "no cache" : flags.memcached + ", " + flags.protocol;
@@ -209,10 +200,7 @@ int main(int argc, char** argv) {
                 flags.host.c_str(), flags.port, cache.c_str(), flags.threads, flags.db_threads);
     std::fflush(stdout);
 
-    std::vector<std::thread> threads;
-    for (std::size_t i = 1; i < io.size(); ++i) threads.emplace_back([c = io[i]] { c->run(); });
-    io.front()->run();
-    for (auto& t : threads) t.join();
+    io.run();  // until the signal
     pool.join();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "user_service: %s\n", e.what());
