@@ -45,8 +45,9 @@ struct LostLease {
   }
 
   // After the network heals: the lease is left in memcached, and the next get must
-  // load at once (no lease_wait) and store what it loaded.
-  void check_next_get(const char* what) {
+  // load at once (no lease_wait) and store what it loaded (unless `stored` is false:
+  // the lease is left standing, as nobody can tell it is ours).
+  void check_next_get(const char* what, bool stored = true) {
     proxy.pass();
     REQUIRE(eventually([&] { return c.put("probe", "1"); }));  // the store answers again
     auto t0 = std::chrono::steady_clock::now();
@@ -57,8 +58,9 @@ struct LostLease {
     CHECK(ms < 300 * env_int("CACHEASIDE_TIMING_SCALE", 1));
     CHECK(c.stats().lease_timeouts == 0);
     CHECK(loads == 2);
-    CHECK(c.get("k") == "vk");  // the second load was stored
-    CHECK(loads == 2);
+    CHECK(c.get("k") == "vk");  // the second load was stored, or loaded again
+    CHECK(loads == (stored ? 2 : 3));
+    CHECK(c.stats().lease_timeouts == 0);
   }
 };
 
@@ -318,7 +320,10 @@ TEST_CASE("a lease taken by a request that went unanswered does not make callers
   t.proxy.drop_replies_after(meta_store() ? "mg k " : "add k ");
   CHECK(t.c.get("k") == "vk");
   CHECK(t.c.stats().cache_errors == 1);
-  t.check_next_get("a lease request went unanswered");
+  // Classic knows the marker it sent (its value) and deletes it; memcached's meta
+  // placeholder carries no mark, so one newer than the lost read may be another
+  // caller's live lease: it is neither deleted nor waited for, the get loads past it.
+  t.check_next_get("a lease request went unanswered", !meta_store());
 }
 
 TEST_CASE("a caller waits for a busy pool's connection instead of failing at once",

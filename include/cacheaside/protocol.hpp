@@ -42,9 +42,12 @@ struct Lookup {
   LookupState state = LookupState::absent;  ///< what the read found
   StoreItem item;                           ///< the bytes, flags and CAS id as read
   bool present = false;                     ///< an item was there (its CAS id guards a refresh)
-  bool has_copy = false;                 ///< item holds a value or negative entry (decoded below)
-  bool negative = false;                 ///< the copy is a cached "does not exist"
-  bool claimed = false;                  ///< the server gave the right to load to another caller
+  bool has_copy = false;  ///< item holds a value or negative entry (decoded below)
+  bool negative = false;  ///< the copy is a cached "does not exist"
+  bool claimed = false;   ///< the server gave the right to load to another caller
+  /// busy under a placeholder that may be one this process abandoned: load
+  /// without storing rather than wait for it
+  bool doubtful = false;
   std::int64_t expiry_ms = 0;            ///< logical expiry (unix ms); 0 in Format::raw
   std::int64_t read_ms = 0;              ///< when freshness was judged (unix ms)
   std::uint32_t load_us = 0;             ///< how long its load took

@@ -27,6 +27,7 @@
 #include <cacheaside/detail/invalidation/invalidate_fsm.hpp>
 #include <cacheaside/detail/invalidation/invalidator.hpp>
 #include <cacheaside/detail/lookup/meta_protocol.hpp>
+#include <cacheaside/detail/miss/meta_rounds.hpp>
 #include <cacheaside/detail/miss/protocol_step.hpp>
 #include <cacheaside/detail/miss/read_fsm.hpp>
 #include <chrono>
@@ -94,6 +95,10 @@ struct Sim {
   std::map<std::uint64_t, Marker> markers;
   std::function<std::uint64_t(const std::string&)> marker_at;  // under key now (0: none)
   void marker_taken(int pid, std::uint64_t cas) { markers[cas] = Marker{pid}; }
+  // The caller whose round memcached runs now (null: no caller's), and whether a
+  // caller other than it holds marker `cas` (it loads under it).
+  const void* acting = nullptr;
+  std::function<bool(std::uint64_t cas, const void* acting)> held_by_other;
 
   void progressed(const std::string& key) { progress[key] = now_ms(); }
   void waited_out(int id, const std::string& key, Ms waited) {
@@ -369,22 +374,39 @@ class SimMetaNet final : public detail::MetaExecutor {
   bool faults = false;
 
   void execute(detail::MetaOp* ops, std::size_t n) override {
-    auto fail_all = [&] {
-      for (std::size_t i = 0; i < n; ++i) ops[i].status = StoreStatus::timeout;
+    // Written (the request or its reply lost): timeout; a partition refuses the
+    // connection, so nothing is written: unavailable.
+    auto fail_all = [&](bool written = true) {
+      for (std::size_t i = 0; i < n; ++i) {
+        ops[i].status = written ? StoreStatus::timeout : StoreStatus::unavailable;
+        ops[i].sent = written;
+      }
     };
-    if (partitioned) return s_.any_fault = true, fail_all();
+    if (partitioned) return s_.any_fault = true, fail_all(false);
     if (loss > 0 && s_.chance(loss)) {
       faults = s_.any_fault = true;
-      if (s_.chance(0.5)) return fail_all();  // the request was lost
+      if (s_.chance(0.5)) return lost("request", ops, n), fail_all();  // the request was lost
       for (std::size_t i = 0; i < n; ++i) run(ops[i]);
-      return fail_all();  // the replies were lost
+      return lost("reply", ops, n), fail_all();  // the replies were lost
     }
-    for (std::size_t i = 0; i < n; ++i) run(ops[i]);
+    for (std::size_t i = 0; i < n; ++i) run(ops[i]), ops[i].sent = true;
   }
 
  private:
+  void lost(const char* what, const detail::MetaOp* ops, std::size_t n) {
+    static const char* const cmds[] = {"mg", "ms", "add", "cas", "md", "ma"};
+    for (std::size_t i = 0; i < n; ++i)
+      s_.note("p%d %s lost: %s %s%s C%llu", pid_, what, cmds[static_cast<int>(ops[i].cmd)],
+              std::string(ops[i].key).c_str(), ops[i].vivify ? " N" : "",
+              static_cast<unsigned long long>(ops[i].cas));
+  }
+
   void run(detail::MetaOp& op) {
     server_.execute(op);
+    bool took_marker = op.cmd == detail::MetaCmd::remove && op.cas != 0 && !op.invalidate &&
+                       op.status == StoreStatus::ok && s_.markers.count(op.cas);
+    if (took_marker && s_.held_by_other(op.cas, s_.acting))
+      s_.fail("p" + std::to_string(pid_) + " deleted a lease marker another caller loads under");
     if (op.cmd == detail::MetaCmd::get && op.won && !op.stale && op.item->value.empty() &&
         op.item->flags == 0)
       s_.marker_taken(pid_, op.item->cas);  // a placeholder won
@@ -563,6 +585,11 @@ class Caller {
 
   void begin_read(Read::Mode mode, std::vector<std::string> keys) {
     read_ = std::make_unique<Read>(p_.reads, mode, keys.size() > 1, keys.size());
+    // Over meta, every other caller runs its steps as the asynchronous driver does:
+    // a round trip per round, one step machine reused for all the steps of a read.
+    if (p_.meta_net && id_ % 2 == 1)
+      rounds_ = std::make_unique<detail::MetaRounds<M>>(
+          static_cast<detail::MetaProtocol&>(*p_.protocol).lookups());
     for (auto& k : keys) {
       std::string mk;
       bool cacheable = p_.mkey(k, mk);
@@ -583,6 +610,11 @@ class Caller {
       case Step::acquire:
       case Step::release:
       case Step::commit:
+        if (rounds_) {
+          before_step(act_);
+          rounds_->start(act_);
+          return next_round();
+        }
         return round_trip([this] { apply(act_); });
       case Step::load: {
         std::vector<std::pair<M*, int>> reads;
@@ -617,14 +649,41 @@ class Caller {
     }
   }
 
+  // The blocking driver's way: the whole step against the protocol, in one event.
   void apply(detail::Action<M>& a) {
+    before_step(a);
+    s_.acting = this;
+    detail::run_protocol_step(*p_.protocol, a);
+    s_.acting = nullptr;
+    p_.let_go_markers();
+    after_step(a);
+  }
+
+  // The asynchronous driver's way: each round of the step a round trip of its own.
+  void next_round() {
+    std::vector<detail::MetaOp>* r = rounds_->next();
+    if (!r) {
+      after_step(act_);
+      return step_read();
+    }
+    s_.after(s_.hop(), [this, r] {
+      s_.acting = this;
+      p_.meta_net->execute(r->data(), r->size());
+      s_.acting = nullptr;
+      p_.let_go_markers();
+      s_.after(s_.hop(), [this] { next_round(); });
+    });
+  }
+
+  void before_step(detail::Action<M>& a) {
     if (a.step == Step::release)
       for (M* m : *a.ms) {
         s_.progressed(m->mkey);
         s_.note("p%d.%d release %s", p_.id, id_, m->mkey.c_str());
       }
-    detail::run_protocol_step(*p_.protocol, a);
-    p_.let_go_markers();
+  }
+
+  void after_step(detail::Action<M>& a) {
     if (a.step == Step::acquire || a.step == Step::lookup)
       for (M* m : *a.ms)
         s_.note("p%d.%d %s %s: %s", p_.id, id_, a.step == Step::acquire ? "acquire" : "lookup",
@@ -740,6 +799,7 @@ class Caller {
   std::map<std::string, Ms> own_at_, any_at_;
   std::unique_ptr<Read> read_;
   detail::Action<M> act_;
+  std::unique_ptr<detail::MetaRounds<M>> rounds_;  // meta, as the async driver runs it
   bool parked_ = false;
   M* parked_m_ = nullptr;
   std::unique_ptr<Inv> write_;
@@ -841,6 +901,11 @@ std::string run(std::uint64_t seed, bool trace, std::vector<std::string>* log) {
     return false;
   };
   std::vector<std::unique_ptr<Caller>> callers;
+  s.held_by_other = [&callers](std::uint64_t cas, const void* acting) {
+    for (auto& c : callers)
+      if (c.get() != acting && c->holds(cas)) return true;
+    return false;
+  };
   for (auto& p : procs)
     for (int c = 0; c < s.uniform(1, 3); ++c) {
       callers.push_back(std::make_unique<Caller>(s, *p, floors, c, s.uniform(2, 5)));

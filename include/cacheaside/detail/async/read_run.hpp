@@ -28,6 +28,7 @@
 #include "../miss/context.hpp"
 #include "../miss/lead_fsm.hpp"
 #include "../miss/load_result.hpp"
+#include "../miss/meta_rounds.hpp"
 #include "../miss/miss.hpp"
 #include "../miss/read_fsm.hpp"
 #include "../reporter.hpp"
@@ -100,7 +101,7 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
         keep_(std::move(keep)),
         fsm_(std::move(fsm)),
         done_(std::move(done)),
-        step_(parts.lookups),
+        rounds_(parts.lookups),
         timer_(parts.ex),
         work_(asio::prefer(parts.ex, asio::execution::outstanding_work.tracked)) {}
 
@@ -176,49 +177,21 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
   }
 
   void protocol(Act& a) {
-    std::vector<MetaKeyLook> keys;
-    switch (a.step) {
-      case Step::lookup:
-      case Step::acquire:
-        keys.reserve(a.ms->size());
-        for (M* m : *a.ms) keys.push_back(MetaKeyLook{m->mkey, &m->look});
-        if (a.step == Step::lookup) {
-          step_.read(std::move(keys), a.lease);
-        } else {
-          step_.acquire(std::move(keys));
-        }
-        break;
-      case Step::commit:
-        step_.commit(a.commits->data(), a.commits->size());
-        break;
-      case Step::release:
-        releases_ = a.ms;  // the machine's list: unchanged until it resumes
-        release_next_ = 1;
-        step_.release((*releases_)[0]->mkey, (*releases_)[0]->look.token);
-        break;
-      default:
-        break;
-    }
+    rounds_.start(a);
     rounds();
   }
 
   void rounds() {
     try {
-      if (auto* round = step_.next()) {
+      if (auto* round = rounds_.next()) {
         p_.store.async_execute(
             round->data(), round->size(),
             asio::bind_executor(p_.ex, [self = this->shared_from_this()] { self->rounds(); }));
         return;
       }
-      if (releases_ && release_next_ < releases_->size()) {
-        M* m = (*releases_)[release_next_++];
-        step_.release(m->mkey, m->look.token);
-        return rounds();
-      }
     } catch (...) {
       return escaped(std::current_exception());
     }
-    releases_ = nullptr;
     go();
   }
 
@@ -313,11 +286,9 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
   std::shared_ptr<const void> keep_;
   std::shared_ptr<Machine> fsm_;
   Done done_;
-  MetaStepFsm step_;
+  MetaRounds<M> rounds_;
   asio::steady_timer timer_;
   asio::any_io_executor work_;  // tracked until the end
-  std::vector<M*>* releases_ = nullptr;
-  std::size_t release_next_ = 0;
   std::vector<M*>* loading_ = nullptr;
   std::atomic<std::size_t> left_{0};
 };

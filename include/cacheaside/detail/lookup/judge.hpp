@@ -13,7 +13,7 @@ namespace cacheaside::detail {
 
 /// Clears what a previous read left in l (keeps item).
 inline void clear_lookup(Lookup& l, std::int64_t now) {
-  l.present = l.has_copy = l.negative = l.claimed = false;
+  l.present = l.has_copy = l.negative = l.claimed = l.doubtful = false;
   l.token = LeaseToken{};
   l.read_ms = now;
   l.expiry_ms = 0;

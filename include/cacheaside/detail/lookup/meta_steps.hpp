@@ -11,7 +11,6 @@
 // lease, so the two protocols can share keys.
 #pragma once
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -25,141 +24,9 @@
 #include "../miss/coroutine.hpp"
 #include "../random.hpp"
 #include "classic_protocol.hpp"
-#include "judge.hpp"
-#include "orphans.hpp"
+#include "meta_lookups.hpp"
 
 namespace cacheaside::detail {
-
-/// What one cache's meta lookups share across calls: the policy, the
-/// placeholders this process abandoned, whether the server keeps CAS ids.
-class MetaLookups {
- public:
-  explicit MetaLookups(LookupPolicy policy) : policy_(std::move(policy)) {
-    if (!policy_.clock) policy_.clock = SystemClock::instance();
-    if (!policy_.envelope) policy_.leases = false;
-  }
-
-  MetaLookups(const MetaLookups&) = delete;
-  MetaLookups& operator=(const MetaLookups&) = delete;
-
-  const LookupPolicy& policy() const { return policy_; }
-
-  std::uint32_t lease_seconds() const {
-    auto s = policy_.lease_ttl.count();
-    return static_cast<std::uint32_t>(s < 1 ? 1 : s);
-  }
-
-  /// Sorts a reply into the lookup states. Returns the follow-up commands to run
-  /// (in `extra`, room for 2): a win nobody asked for handed back, an unreadable
-  /// item deleted.
-  std::size_t classify(std::string_view key, const MetaOp& op, Lookup& l, std::int64_t now,
-                       bool lease, MetaOp* extra) {
-    clear_lookup(l, now);
-    if (op.status == StoreStatus::not_found) return 0;
-    if (op.status != StoreStatus::ok) {
-      // Unanswered, the read may still create its placeholder (a frozen server runs
-      // it on waking), and nobody would load under it.
-      if (lease) orphans_.add(key);
-      fail_lookup(l, op.status, lease ? "mg lease" : "mg");
-      return 0;
-    }
-    l.present = true;
-    // Only an envelope cache can tell memcached's placeholder from a value: for a
-    // raw one (no leases) an empty flags-0 item is an empty value.
-    bool placeholder = policy_.envelope && is_placeholder(l.item);
-    if (op.won) {
-      LeaseToken t;
-      t.cas = l.item.cas;
-      t.marker = placeholder && !op.stale;
-      t.revalidate = !t.marker;
-      if (lease) {
-        // c0: the server keeps no CAS ids (memcached -C). The placeholder still gives
-        // the load to one caller; the store is a plain set.
-        if (t.cas == 0 && !no_cas_.exchange(true) && policy_.on_degraded)
-          policy_.on_degraded(no_cas_reason);
-        l.state = LookupState::won;
-        l.token = std::move(t);
-        return 0;
-      }
-      // A plain read was handed the reload of a stale item: pass it on.
-      std::size_t n = release_ops(key, t, extra);
-      if (placeholder) return n;  // absent, present
-      return n + classify_value(key, op, l, now, false, extra + n);
-    }
-    if (placeholder) {                         // a load in progress elsewhere, or one that gave up
-      if (op.claimed && orphans_.take(key)) {  // ours, abandoned: nobody loads under it
-        l.present = false;
-        extra[0] = MetaOp();
-        extra[0].cmd = MetaCmd::remove;
-        extra[0].key = key;
-        extra[0].cas = l.item.cas;
-        return 1;
-      }
-      l.claimed = op.claimed;
-      if (op.claimed && policy_.leases) l.state = LookupState::busy;
-      return 0;
-    }
-    return classify_value(key, op, l, now, op.claimed, extra);
-  }
-
-  /// The commands that give up what a token holds (room for 2).
-  static std::size_t release_ops(std::string_view key, const LeaseToken& t, MetaOp* ops) {
-    std::size_t n = 0;
-    if (t.marker || t.revalidate) {
-      // Only if unchanged: our placeholder goes, a stale item is handed on.
-      MetaOp& op = ops[n++];
-      op = MetaOp();
-      op.cmd = MetaCmd::remove;
-      op.key = key;
-      op.cas = t.cas;
-      op.invalidate = t.revalidate;
-    }
-    if (!t.side_key.empty()) {
-      MetaOp& op = ops[n++];
-      op = MetaOp();
-      op.cmd = MetaCmd::remove;
-      op.key = t.side_key;
-    }
-    return n;
-  }
-
-  /// After follow-up commands ran: the placeholders they failed to give back are
-  /// remembered, so a later read of ours deletes them.
-  void followed_up(const std::vector<MetaOp>& ops) {
-    for (const MetaOp& op : ops)
-      if (op.cmd == MetaCmd::remove && op.cas != 0 && !op.invalidate && is_failure(op.status))
-        orphans_.add(op.key);
-  }
-
- private:
-  std::size_t classify_value(std::string_view key, const MetaOp& op, Lookup& l, std::int64_t now,
-                             bool claimed, MetaOp* extra) {
-    if (const char* why = judge(policy_, l, now)) {
-      if (policy_.on_unreadable) policy_.on_unreadable(key, why);
-      l.present = false;
-      l.state = LookupState::absent;
-      extra[0] = MetaOp();
-      extra[0].cmd = MetaCmd::remove;
-      extra[0].key = key;
-      return 1;  // nobody can read it: delete it, then it is a miss
-    }
-    if (!op.stale) return 0;
-    // Invalidated (md I): the old value is served only to a cache that opted in.
-    l.claimed = claimed;
-    bool servable = policy_.stale_on_invalidate.count() > 0 && l.has_copy && !l.negative;
-    if (servable) {
-      l.state = LookupState::stale;
-    } else {
-      l.has_copy = false;
-      l.state = claimed && policy_.leases ? LookupState::busy : LookupState::absent;
-    }
-    return 0;
-  }
-
-  LookupPolicy policy_;
-  std::atomic<bool> no_cas_{false};  // told once
-  OrphanedLeases orphans_{policy_.lease_ttl, policy_.clock};
-};
 
 /// One key and its lookup, as a step sees them.
 struct MetaKeyLook {
@@ -177,6 +44,9 @@ class MetaStepFsm {
 
   MetaStepFsm(const MetaStepFsm&) = delete;
   MetaStepFsm& operator=(const MetaStepFsm&) = delete;
+
+  /// No step: next() returns null.
+  void reset() { begin(Kind::read); }
 
   /// Reads distinct keys; with `lease` a miss takes memcached's placeholder.
   void read(std::vector<MetaKeyLook> keys, bool lease) {
@@ -282,14 +152,29 @@ class MetaStepFsm {
  private:
   enum class Kind { read, acquire, commit, release, store, remove };
 
+  // Every step starts clean: a driver reuses one machine for all its steps, and
+  // a re-read left from the last acquire would read its key again and take the
+  // lease a second time (answered Z: the caller's own placeholder, seen as
+  // another's).
   void begin(Kind k) {
     kind_ = k;
     coro_ = 0;
+    lease_ = false;
+    keys_.clear();
+    reread_.clear();
+    side_.clear();
+    side_keys_.clear();
+    tokens_.clear();
+    commits_ = nullptr;
+    n_ = 0;
+    key_ = {};
+    token_ = nullptr;
     round_.clear();
     extra_.clear();
   }
 
   std::vector<MetaOp>* reads(const std::vector<MetaKeyLook>& keys) {
+    cas_floor_ = lk_.cas_seen();
     round_.assign(keys.size(), MetaOp());
     for (std::size_t i = 0; i < keys.size(); ++i) {
       round_[i].key = keys[i].key;
@@ -304,7 +189,8 @@ class MetaStepFsm {
     extra_.clear();
     for (std::size_t i = 0; i < keys.size(); ++i) {
       MetaOp more[2];
-      std::size_t n = lk_.classify(keys[i].key, round_[i], *keys[i].look, now, lease_, more);
+      std::size_t n =
+          lk_.classify(keys[i].key, round_[i], *keys[i].look, now, lease_, cas_floor_, more);
       extra_.insert(extra_.end(), more, more + n);
     }
     return &extra_;
@@ -400,6 +286,7 @@ class MetaStepFsm {
   Kind kind_ = Kind::read;
   int coro_ = 0;
   bool lease_ = false;
+  std::uint64_t cas_floor_ = 0;  // MetaLookups::cas_seen() when the reads went out
   std::vector<MetaKeyLook> keys_, reread_, side_;
   std::vector<std::string> side_keys_, tokens_;
   CommitRequest* commits_ = nullptr;

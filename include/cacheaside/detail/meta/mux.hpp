@@ -52,6 +52,7 @@ class MetaMux {
     for (Entry& e : queued_) {
       e.opaque = next_opaque_++;
       encode_meta_op(out, *e.op, static_cast<std::size_t>(e.opaque));
+      e.op->sent = true;
       sent_.push_back(e);
     }
     queued_.clear();

@@ -34,6 +34,7 @@ struct MetaOp {
   std::uint64_t initial = 0;  ///< incr
 
   StoreStatus status = StoreStatus::error;
+  bool sent = false;          ///< written to a server: it may have run, answered or not
   StoreItem* item = nullptr;  ///< get: where the value goes (required for get)
   bool won = false;           ///< get: W, this caller may load and store the key
   bool claimed = false;       ///< get: Z, another caller has that right

@@ -83,8 +83,10 @@ class MetaPipeline {
     g.lease = g.server->acquire(pool_deadline, st);
     if (!g.lease.conn) return fail_all(g, ops, n, idx, st);
     g.deadline = std::chrono::steady_clock::now() + poll_timeout_;
-    for (std::size_t k = 0; k < n; ++k)
+    for (std::size_t k = 0; k < n; ++k) {
       encode_meta_op(g.lease.conn->out, ops[at(idx, k)], at(idx, k));
+      ops[at(idx, k)].sent = true;  // a failed flush may still have written part
+    }
     st = g.lease.conn->flush(g.deadline);
     if (st == StoreStatus::ok) return;
     if (retry_on_fresh(g)) return send(g, ops, n, idx, pool_deadline);

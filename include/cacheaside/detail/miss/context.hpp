@@ -81,6 +81,7 @@ class ReadContext {
     m.store = false;
     switch (m.look.state) {
       case LookupState::busy:
+        if (m.look.doubtful) break;  // perhaps nobody loads under it: nor waits for it
         busy.push_back(&m);
         return;
       case LookupState::hit:
