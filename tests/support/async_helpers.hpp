@@ -22,8 +22,8 @@ namespace cacheaside_test {
 using AsyncUsers = cacheaside::AsyncCacheAside<int, User, cacheaside::JsonSerializer<User>>;
 using Got = std::optional<User>;
 
-// Runs io's handlers until finished(), for 10 s at most (an open connection keeps
-// io busy, so io.run() would not return).
+// Runs io's handlers until finished(), for 10 s at most (a test's loader may hold
+// a handler the test answers later, and a run() returns at once when io is idle).
 template <class Pred>
 void run_while_not(boost::asio::io_context& io, Pred finished) {
   io.restart();

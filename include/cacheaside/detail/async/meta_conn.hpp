@@ -186,10 +186,25 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
     connect_timer_.cancel();
     boost::system::error_code ignored;
     socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+    socket_.non_blocking(true, ignored);  // alive() looks without waiting
     state_ = State::open;
     AsyncMetaCounters::add(counters_.connects);
-    read();
     write();
+  }
+
+  // Before a write on a connection nobody read from while it was idle: false when
+  // the server closed it meanwhile (a restart: the ops go out on a new one
+  // instead of failing) or said something unasked (counted as a failure). A
+  // look, not a wait: the socket is non-blocking.
+  bool alive() {
+    if (reading_ || mux_.awaiting() > 0) return true;  // replies due: the read finds out
+    char byte;
+    boost::system::error_code ec;
+    socket_.read_some(asio::buffer(&byte, 1), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) return true;
+    if (ec != asio::error::eof && ec != asio::error::connection_reset)
+      health_.failed(std::chrono::steady_clock::now());
+    return false;
   }
 
   // Nothing queued can be sent: they fail to their callers' loaders.
@@ -206,10 +221,12 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
 
   void write() {
     if (writing_ || state_ != State::open || mux_.queued() == 0) return;
+    if (!alive()) return drop(StoreStatus::unavailable, true);  // nothing written: reconnects
     out_.clear();
     AsyncMetaCounters::add(counters_.requests, mux_.queued());
     AsyncMetaCounters::add(counters_.writes);
     mux_.take_write(out_);
+    read();
     writing_ = true;
     asio::async_write(
         socket_, asio::buffer(out_),
@@ -221,13 +238,18 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
         });
   }
 
+  // Reads while replies are awaited, and only then: an idle connection holds no
+  // work, so io_context::run() returns once every call has completed.
   void read() {
+    if (reading_ || mux_.awaiting() == 0) return;
+    reading_ = true;
     std::size_t room = 0;
     char* at = mux_.read_space(16384, room);
     socket_.async_read_some(
         asio::buffer(at, room),
         [self = shared_from_this(), gen = gen_](boost::system::error_code ec, std::size_t n) {
           if (gen != self->gen_) return;
+          self->reading_ = false;
           if (ec) return self->drop(StoreStatus::error, true);
           bool ok = self->mux_.received(n, self->done_);
           if (!self->done_.empty()) self->health_.succeeded();
@@ -246,7 +268,7 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
     socket_.close(ignored);
     connect_timer_.cancel();
     state_ = State::closed;
-    writing_ = false;
+    writing_ = reading_ = false;
     if (mux_.awaiting() > 0) {
       AsyncMetaCounters::add(counters_.lost);
       health_.failed(std::chrono::steady_clock::now());
@@ -299,6 +321,7 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
   State state_ = State::closed;
   std::uint64_t gen_ = 0;  // handlers of an older connection find it changed
   bool writing_ = false;
+  bool reading_ = false;
   bool watching_ = false;
   bool shut_ = false;
 };
