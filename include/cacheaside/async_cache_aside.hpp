@@ -18,9 +18,7 @@
 #include "async_meta_store.hpp"
 #include "clock.hpp"
 #include "detail/async/caller.hpp"
-#include "detail/async/group_read.hpp"
-#include "detail/async/read_run.hpp"
-#include "detail/async/write_run.hpp"
+#include "detail/async/core.hpp"
 #include "detail/invalidation/group.hpp"
 #include "detail/invalidation/invalidator.hpp"
 #include "detail/lookup/key_batch.hpp"
@@ -52,13 +50,17 @@ namespace cacheaside {
 /// cancellation slot completes that caller at once with operation_aborted (a
 /// `boost::system::system_error` in the exception_ptr); the load it started goes on for
 /// the others and is stored. The store's io_context must run for anything to
-/// happen. Thread-safe. Destroying the cache lets calls in flight finish.
+/// happen; an idle cache holds no work (run() returns once every call has
+/// completed). Thread-safe. Destroying the cache lets calls in flight finish;
+/// when the last of them ends on an io thread, the teardown (joining the
+/// background threads, a last retry round) runs on a thread of its own.
 ///
 /// The same Options as CacheAside. The near cache's log is read by a background
 /// thread over blocking connections of its own, as are the retries of pending
-/// invalidations; constructing the cache with a near cache reads the log once
-/// (blocking). With a group, a call whose generation is not cached here reads it
-/// first (one more round trip).
+/// invalidations; with `invalidation_spool`, records are written by the spool's
+/// own thread, and a write completes once its record is on disk. Constructing
+/// the cache with a near cache reads the log once (blocking). With a group, a
+/// call whose generation is not cached here reads it first (one more round trip).
 template <class Key, class Value, class Serializer>
 class AsyncCacheAside {
  public:
@@ -77,9 +79,8 @@ class AsyncCacheAside {
   /// loader, for each missing key at once).
   AsyncCacheAside(std::shared_ptr<AsyncMetaStore> store, Loader loader, BulkLoader bulk_loader,
                   Options options = {}, Serializer serializer = Serializer())
-      : core_(make_core(std::make_shared<Core>(std::move(store), std::move(loader),
-                                               std::move(bulk_loader), std::move(options),
-                                               std::move(serializer)))) {}
+      : core_(Core::make(std::move(store), std::move(loader), std::move(bulk_loader),
+                         std::move(options), std::move(serializer))) {}
 
   AsyncCacheAside(const AsyncCacheAside&) = delete;
   AsyncCacheAside& operator=(const AsyncCacheAside&) = delete;
@@ -98,9 +99,12 @@ class AsyncCacheAside {
             std::string mkey;
             bool cacheable = core->key_of(key, gen, mkey);
             read->add(key, std::move(mkey), cacheable);
-            core->run(read, [caller, read](std::exception_ptr e) {
-              caller->complete(e, e ? std::nullopt : std::move(read->units().front().value));
-            });
+            core->run(
+                read,
+                [caller, read](std::exception_ptr e) {
+                  caller->complete(e, e ? std::nullopt : std::move(read->units().front().value));
+                },
+                caller);
           });
           caller->initiated();
         },
@@ -129,13 +133,16 @@ class AsyncCacheAside {
                 std::make_shared<Read>(core->ctx, Read::Mode::get, true, batch->unique().size());
             for (std::size_t u = 0; u < batch->unique().size(); ++u)
               read->add(keys[batch->first(u)], batch->unique()[u], cacheable);
-            core->run(read, [caller, read, batch](std::exception_ptr e) {
-              if (e) return caller->complete(e, Values());
-              Values vals;
-              vals.reserve(read->units().size());
-              for (auto& m : read->units()) vals.push_back(std::move(m.value));
-              caller->complete(nullptr, batch->spread(std::move(vals)));
-            });
+            core->run(
+                read,
+                [caller, read, batch](std::exception_ptr e) {
+                  if (e) return caller->complete(e, Values());
+                  Values vals;
+                  vals.reserve(read->units().size());
+                  for (auto& m : read->units()) vals.push_back(std::move(m.value));
+                  caller->complete(nullptr, batch->spread(std::move(vals)));
+                },
+                caller);
           });
           caller->initiated();
         },
@@ -154,7 +161,7 @@ class AsyncCacheAside {
           core->generation([core, caller, key](Gen gen) {
             std::string mkey;
             if (!core->key_of(key, gen, mkey))
-              return caller->complete(nullptr, core->invalidations.unreachable_group());
+              return core->unreachable([caller](bool) { caller->complete(nullptr, false); });
             core->report.invalidate_called();
             core->write(Fsm::Kind::remove, std::move(mkey), std::nullopt,
                         [caller](std::exception_ptr e, bool ok) { caller->complete(e, ok); });
@@ -181,7 +188,7 @@ class AsyncCacheAside {
                 };
                 std::string mkey;
                 if (!core->key_of(k, gen, mkey)) {
-                  one(nullptr, core->invalidations.unreachable_group());
+                  core->unreachable([one](bool) { one(nullptr, false); });
                   continue;
                 }
                 core->report.invalidate_called();
@@ -206,7 +213,7 @@ class AsyncCacheAside {
           core->generation([core, caller, key, value](Gen gen) {
             std::string mkey;
             if (!core->key_of(key, gen, mkey))
-              return caller->complete(nullptr, core->invalidations.unreachable_group());
+              return core->unreachable([caller](bool) { caller->complete(nullptr, false); });
             std::optional<detail::Encoded> e(std::in_place);
             if (!core->codec.encode(mkey, value, 0, *e)) e.reset();  // counted by encode
             core->write(Fsm::Kind::put, std::move(mkey), std::move(e),
@@ -262,114 +269,10 @@ class AsyncCacheAside {
 
  private:
   using Read = detail::ReadFsm<Key, Value, Serializer>;
-  using Run = detail::AsyncRun<Key, Value, Serializer, Read>;
   using Fsm = detail::InvalidateFsm<Value>;
-  using Parts = detail::AsyncReadParts<Key, Value, Serializer>;
 
-  // The group generation a call's keys are built with (known: read, or no group).
-  struct Gen {
-    bool known = true;
-    std::uint64_t value = 0;
-  };
-
-  // Everything a call needs; calls in flight keep it alive.
-  struct Core {
-    Core(std::shared_ptr<AsyncMetaStore> s, Loader loader, BulkLoader bulk, Options options,
-         Serializer serializer)
-        : store(s ? std::move(s) : throw Error("cacheaside: store is null")),
-          opt(detail::checked(std::move(options))),
-          clock(opt.clock ? opt.clock : SystemClock::instance()),
-          report(opt.name, opt.on_event),
-          codec(std::move(serializer), opt, detail::negative_ttl(opt), *clock, report),
-          lookups(detail::lookup_policy(opt, Serializer::codec, clock, report)),
-          background(std::make_shared<MetaStore>(store->config())),
-          retry_protocol(*background, detail::lookup_policy(opt, Serializer::codec, clock, report)),
-          group(background, detail::group_counter_key(opt), opt.group_cache, clock),
-          near(detail::make_near<Value>(opt, background, clock, report)),
-          tables(opt, *clock),
-          invalidations(retry_protocol, group, near.get(), tables,
-                        detail::pending_settings(opt, group.key()), report),
-          ctx(opt, report, codec, invalidations.pending(), near.get(), tables),
-          ex(store->get_executor()),
-          parts{ctx,    *store, lookups, checked_loader(std::move(loader)), std::move(bulk),
-                *clock, report, ex} {}
-
-    static Loader checked_loader(Loader l) {
-      if (!l) throw Error("cacheaside: loader is empty");
-      return l;
-    }
-
-    // The group's generation, then `then(gen)`: at once without a group or with
-    // the generation cached here, else after reading it (unknown if that failed).
-    template <class Then>
-    void generation(Then then) {
-      if (!group.enabled()) return then(Gen{});
-      if (auto g = group.cached()) return then(Gen{true, *g});
-      auto core = self.lock();
-      std::make_shared<detail::AsyncGroupRead>(
-          *store, group, ex, core,
-          [core, then](std::optional<std::uint64_t> g, StoreStatus failed) mutable {
-            if (!g) core->report.cache_error(core->group.key(), failed, "group generation");
-            then(Gen{g.has_value(), g.value_or(0)});
-          })
-          ->start();
-    }
-
-    // The memcached key of k; false: the generation is unknown, nothing may be stored.
-    bool key_of(const Key& k, Gen gen, std::string& out) const {
-      const auto& text = key_traits<Key>::to_string(k);
-      if (!group.enabled()) {
-        detail::plain_cache_key(opt, text, out);
-        return true;
-      }
-      detail::grouped_cache_key(opt, text, gen.value, out);
-      return gen.known;
-    }
-
-    std::string cache_key(const Key& key) {
-      Gen gen;
-      if (group.enabled()) {
-        StoreStatus failed = StoreStatus::ok;
-        auto g = group.current(failed);
-        gen = Gen{g.has_value(), g.value_or(0)};
-      }
-      std::string out;
-      key_of(key, gen, out);
-      return out;
-    }
-
-    void run(std::shared_ptr<Read> read, typename Run::Done done) {
-      auto keep = std::shared_ptr<const void>(self.lock());
-      std::make_shared<Run>(parts, std::move(keep), std::move(read), std::move(done))->start();
-    }
-
-    void write(typename Fsm::Kind kind, std::string mkey, std::optional<detail::Encoded> value,
-               typename detail::AsyncWriteRun<Value>::Done done) {
-      std::make_shared<detail::AsyncWriteRun<Value>>(
-          *store, lookups, invalidations.context(), group, kind, std::move(mkey), std::move(value),
-          ex, std::shared_ptr<const void>(self.lock()), std::move(done))
-          ->start();
-    }
-
-    std::shared_ptr<AsyncMetaStore> store;
-    Options opt;
-    std::shared_ptr<Clock> clock;
-    detail::Reporter report;
-    detail::ValueCodec<Value, Serializer> codec;
-    detail::MetaLookups lookups;
-    // Blocking connections to the same servers, for the background threads only:
-    // the pending invalidations' retries and the near log's reader.
-    std::shared_ptr<MetaStore> background;
-    detail::MetaProtocol retry_protocol;        // pending invalidations, retried
-    detail::GroupGeneration group;              // none
-    std::unique_ptr<detail::Near<Value>> near;  // null: off
-    detail::MissTables<Value> tables;
-    detail::Invalidator<Value> invalidations;  // its retry thread ends before the above go
-    detail::ReadContext<Key, Value, Serializer> ctx;
-    asio::any_io_executor ex;
-    Parts parts;
-    std::weak_ptr<Core> self;
-  };
+  using Core = detail::AsyncCore<Key, Value, Serializer>;
+  using Gen = typename Core::Gen;
 
   // The join of several writes: the last one tells.
   struct Join {
@@ -393,11 +296,6 @@ class AsyncCacheAside {
     auto caller = std::make_shared<detail::AsyncCaller<Handler, R>>(std::move(handler), core.ex);
     caller->watch_cancellation();
     return caller;
-  }
-
-  static std::shared_ptr<Core> make_core(std::shared_ptr<Core> c) {
-    c->self = c;
-    return c;
   }
 
   std::shared_ptr<Core> core_;

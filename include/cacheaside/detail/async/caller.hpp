@@ -15,7 +15,9 @@
 #include <boost/asio/prefer.hpp>
 #include <boost/system/system_error.hpp>
 #include <exception>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <utility>
 
 namespace cacheaside::detail {
@@ -53,6 +55,22 @@ class AsyncCaller : public std::enable_shared_from_this<AsyncCaller<Handler, R>>
     finish(std::move(error), std::move(result), initiating_.load(std::memory_order_acquire));
   }
 
+  /// True once completed (by its result or a cancellation).
+  bool finished() const { return done_.load(std::memory_order_acquire); }
+
+  /// f runs once if a cancellation completes this caller (at once if one has):
+  /// it lets go of what the caller waits on, so nothing of it stays behind.
+  void on_cancelled(std::function<void()> f) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!cancelled_) {
+        release_ = std::move(f);
+        return;
+      }
+    }
+    f();
+  }
+
  private:
   struct Cancel {
     explicit Cancel(std::weak_ptr<AsyncCaller> c) : caller(std::move(c)) {}
@@ -60,12 +78,21 @@ class AsyncCaller : public std::enable_shared_from_this<AsyncCaller<Handler, R>>
     void operator()(asio::cancellation_type type) {
       if (type == asio::cancellation_type::none) return;
       // Posted: the handler clears this slot, which must not happen inside emit().
-      if (auto c = caller.lock()) c->finish(cancelled_error(), R(), true);
+      auto c = caller.lock();
+      if (!c || !c->finish(cancelled_error(), R(), true)) return;  // the result came first
+      std::function<void()> release;
+      {
+        std::lock_guard<std::mutex> lock(c->mu_);
+        c->cancelled_ = true;
+        release.swap(c->release_);
+      }
+      if (release) release();
     }
   };
 
-  void finish(std::exception_ptr error, R result, bool post) {
-    if (done_.exchange(true, std::memory_order_acq_rel)) return;
+  // False: completed before.
+  bool finish(std::exception_ptr error, R result, bool post) {
+    if (done_.exchange(true, std::memory_order_acq_rel)) return false;
     auto ex = asio::get_associated_executor(handler_, io_);
     auto run = [self = this->shared_from_this(), error = std::move(error),
                 result = std::move(result)]() mutable {
@@ -79,6 +106,7 @@ class AsyncCaller : public std::enable_shared_from_this<AsyncCaller<Handler, R>>
     } else {
       asio::dispatch(ex, std::move(run));
     }
+    return true;
   }
 
   Handler handler_;
@@ -87,6 +115,9 @@ class AsyncCaller : public std::enable_shared_from_this<AsyncCaller<Handler, R>>
   asio::cancellation_slot slot_;
   std::atomic<bool> done_{false};
   std::atomic<bool> initiating_{true};
+  std::mutex mu_;
+  bool cancelled_ = false;
+  std::function<void()> release_;  // what a cancellation lets go of
 };
 
 }  // namespace cacheaside::detail

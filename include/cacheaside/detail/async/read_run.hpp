@@ -15,6 +15,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -32,6 +33,7 @@
 #include "../miss/miss.hpp"
 #include "../miss/read_fsm.hpp"
 #include "../reporter.hpp"
+#include "caller.hpp"
 
 namespace cacheaside::detail {
 
@@ -107,6 +109,25 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
 
   /// Runs until the first step that waits (or to the end).
   void start() { go(); }
+
+  /// Its caller was cancelled. A run waiting for another caller's load stops
+  /// waiting and ends now, so nothing of it stays behind (it leads nothing then:
+  /// its own leads end before it waits, or run apart). Thread-safe.
+  void cancel() {
+    std::shared_ptr<Wake> wake;
+    std::shared_ptr<Flight<Value>> flight;
+    {
+      std::lock_guard<std::mutex> lock(await_mu_);
+      wake = std::move(awaiting_);
+      flight = std::move(awaiting_flight_);
+    }
+    if (!wake || wake->fired.exchange(true)) return;  // not waiting, or woken already
+    flight->forget_waiter(wake->waiter.load());
+    asio::post(p_.ex, [self = this->shared_from_this()] {
+      self->timer_.cancel();
+      self->finish(cancelled_error());
+    });
+  }
 
  private:
   using Self = AsyncRun<Key, Value, Serializer, Machine>;
@@ -214,6 +235,11 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
     M* m = a.ms->front();
     auto flight = m->fl.flight;
     auto wake = std::make_shared<Wake>();
+    {
+      std::lock_guard<std::mutex> lock(await_mu_);
+      awaiting_ = wake;
+      awaiting_flight_ = flight;
+    }
     if (a.timed) {
       timer_.expires_after(a.deadline - p_.clock.now());
       timer_.async_wait(
@@ -291,6 +317,9 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
   asio::any_io_executor work_;  // tracked until the end
   std::vector<M*>* loading_ = nullptr;
   std::atomic<std::size_t> left_{0};
+  std::mutex await_mu_;  // the wait a cancellation may end
+  std::shared_ptr<Wake> awaiting_;
+  std::shared_ptr<Flight<Value>> awaiting_flight_;
 };
 
 }  // namespace cacheaside::detail

@@ -80,8 +80,18 @@ class Invalidator {
 
   /// A write whose key needs the group generation, which could not be read: the
   /// store is away, and the key could be any generation's. A pending group bump
-  /// covers them all.
-  bool unreachable_group() { return detail::unreachable_group(ctx_); }
+  /// covers them all. Returns once it is spooled.
+  bool unreachable_group() {
+    note_unreachable_group();
+    pending_.wait_durable();
+    return false;
+  }
+  /// unreachable_group() without waiting for the spool (see when_durable).
+  void note_unreachable_group() { detail::unreachable_group(ctx_); }
+
+  /// d(ok) once what this cache made pending so far is spooled (at once without
+  /// a spool): the asynchronous cache completes its callers then.
+  void when_durable(SpoolWriter::Durable d) { pending_.when_durable(std::move(d)); }
 
   const PendingInvalidations& pending() const { return pending_; }
   /// What a write run elsewhere (the async driver) works on.
@@ -90,9 +100,11 @@ class Invalidator {
   std::size_t retry_now() { return pending_.retry_now(); }
 
  private:
+  // Returns once a record it made pending is spooled, as the caller may crash next.
   bool run(typename Fsm::Kind kind, const std::string& key, const Encoded* value) {
     Fsm fsm(ctx_, kind, key, value);
     drive(fsm);
+    pending_.wait_durable();
     return fsm.ok();
   }
 

@@ -28,6 +28,7 @@
 #include "../random.hpp"
 #include "../reporter.hpp"
 #include "spool.hpp"
+#include "spool_writer.hpp"
 
 namespace cacheaside::detail {
 
@@ -49,12 +50,11 @@ class PendingInvalidations {
     if (set_.retry.count() <= 0) throw Error("cacheaside: invalidation_retry must be positive");
     if (set_.max_keys == 0) throw Error("cacheaside: max_pending_invalidations must be positive");
     if (set_.spool.empty()) return;
-    spool_ = std::make_unique<Spool>(set_.spool);
-    auto records = spool_->read_all();
-    if (records.empty()) {
-      spool_->clear();  // a torn line alone
-      return;
-    }
+    auto file = std::make_unique<Spool>(set_.spool);
+    auto records = file->read_all();
+    if (records.empty()) file->clear();  // a torn line alone
+    spool_ = std::make_unique<SpoolWriter>(std::move(file));
+    if (records.empty()) return;
     HeldEvents told(report_);  // told after the lock: a hook may call the cache
     std::unique_lock<std::mutex> lock(mu_);
     for (const auto& r : records) {
@@ -78,7 +78,8 @@ class PendingInvalidations {
   PendingInvalidations& operator=(const PendingInvalidations&) = delete;
 
   /// Stops the retries after one last round. What is still pending stays in the
-  /// spool for the next owner, or is dropped (counted) without one.
+  /// spool for the next owner (written before this returns), or is dropped
+  /// (counted) without one.
   ~PendingInvalidations() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -93,8 +94,7 @@ class PendingInvalidations {
       for (const auto& [key, e] : keys_) drop(key, "destroyed while pending", told);
       if (group_) drop(set_.group_key, "destroyed while pending", told);
     } else if (count_.load() == 0) {
-      spool_->clear();
-      spool_->close_and_remove_if_empty();
+      spool_->clear();  // then the writer removes the empty file
     }
   }
 
@@ -110,7 +110,8 @@ class PendingInvalidations {
   std::size_t size() const { return count_.load(std::memory_order_relaxed); }
 
   /// Records an invalidation the store did not confirm (`why`: its answer, `what`:
-  /// the operation), in the spool before this returns, and schedules its retry.
+  /// the operation), queues it for the spool (when_durable tells when it is on
+  /// disk) and schedules its retry. Never waits for the disk.
   void add(Op op, const std::string& key, StoreStatus why, const char* what) {
     std::string reason = std::string(what) + ": " + to_string(why);
     HeldEvents told(report_);  // told after the lock: a hook may call the cache
@@ -140,13 +141,24 @@ class PendingInvalidations {
       }
     }
     const std::string& recorded = op == Op::bump ? set_.group_key : key;
-    if (spool_ && !spool_->append(static_cast<char>(op), recorded))
-      reason += "; spool write failed";
+    if (spool_) spool_->append(static_cast<char>(op), recorded);
     told.invalidation_pending(recorded, reason);
     publish_count();
     compact_locked();
     start_locked(std::chrono::steady_clock::now() + first_delay());
   }
+
+  /// d(ok) once every record added so far is on disk (at once, in this thread,
+  /// without a spool or with nothing left to write; else from the spool's
+  /// writer thread). ok: written, or no spool.
+  void when_durable(SpoolWriter::Durable d) {
+    if (!spool_) return d(true);
+    spool_->when_durable(std::move(d));
+  }
+
+  /// Blocks until every record added so far is on disk (the blocking cache's
+  /// callers return once theirs is); false when the spool could not be written.
+  bool wait_durable() { return !spool_ || spool_->wait_durable(); }
 
   /// Taken before a store call whose success may confirm pending records: that
   /// success covers only the records older than the ticket.
@@ -176,6 +188,7 @@ class PendingInvalidations {
   /// returns what is still pending.
   std::size_t retry_now() {
     round();
+    wait_durable();  // the spool says what the table does when this returns
     return size();
   }
 
@@ -315,7 +328,7 @@ class PendingInvalidations {
   Settings set_;
   Apply apply_;
   const Reporter& report_;
-  std::unique_ptr<Spool> spool_;
+  std::unique_ptr<SpoolWriter> spool_;  // null: no spool
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

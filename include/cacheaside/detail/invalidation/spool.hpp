@@ -69,18 +69,12 @@ class Spool {
     return out;
   }
 
-  /// Appends one record and waits for the disk: it survives a crash of this
-  /// process (and of the machine). False when the write failed.
-  bool append(char op, std::string_view key) {
+  /// Appends records with one write, then waits for the disk once. False when
+  /// the write failed.
+  bool append_all(const std::vector<Record>& records) {
     if (fd_ < 0) return false;
-    std::string line;
-    line.reserve(key.size() + 3);
-    line.push_back(op);
-    line.push_back(' ');
-    line.append(key);
-    line.push_back('\n');
-    bool ok = write_all(fd_, line) && ::fdatasync(fd_) == 0;
-    if (ok) ++records_;
+    bool ok = write_all(fd_, text_of(records)) && ::fdatasync(fd_) == 0;
+    if (ok) records_ += records.size();
     return ok;
   }
 
@@ -103,10 +97,8 @@ class Spool {
     std::string tmp = path_ + ".tmp";
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) return false;
-    std::string text;
-    for (const Record& r : records) text.append(1, r.op).append(" ").append(r.key).append("\n");
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0 || !write_all(fd, text) || ::fdatasync(fd) != 0 ||
-        ::rename(tmp.c_str(), path_.c_str()) != 0) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0 || !write_all(fd, text_of(records)) ||
+        ::fdatasync(fd) != 0 || ::rename(tmp.c_str(), path_.c_str()) != 0) {
       ::close(fd);
       ::unlink(tmp.c_str());
       return false;
@@ -127,6 +119,12 @@ class Spool {
   }
 
  private:
+  static std::string text_of(const std::vector<Record>& records) {
+    std::string text;
+    for (const Record& r : records) text.append(1, r.op).append(" ").append(r.key).append("\n");
+    return text;
+  }
+
   static int open_locked(const std::string& path) {
     for (int attempt = 0; attempt < 8; ++attempt) {
       int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
