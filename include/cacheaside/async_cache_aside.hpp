@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -81,6 +82,27 @@ class AsyncCacheAside {
                   Options options = {}, Serializer serializer = Serializer())
       : core_(Core::make(std::move(store), std::move(loader), std::move(bulk_loader),
                          std::move(options), std::move(serializer))) {}
+
+  /// As above, with loaders the cache first binds to the store's executor
+  /// (awaitable_loader, awaitable_bulk_loader).
+  template <class L,
+            std::enable_if_t<detail::binds_executor<L, asio::any_io_executor>::value, int> = 0>
+  AsyncCacheAside(std::shared_ptr<AsyncMetaStore> store, L loader, Options options = {},
+                  Serializer serializer = Serializer())
+      : AsyncCacheAside(store, Loader(detail::bound_loader(loader, executor_of(store))),
+                        std::move(options), std::move(serializer)) {}
+
+  /// As above, with a bulk loader (either may be one the cache binds first).
+  template <class L, class B,
+            std::enable_if_t<!std::is_same_v<std::decay_t<B>, Options> &&
+                                 (detail::binds_executor<L, asio::any_io_executor>::value ||
+                                  detail::binds_executor<B, asio::any_io_executor>::value),
+                             int> = 0>
+  AsyncCacheAside(std::shared_ptr<AsyncMetaStore> store, L loader, B bulk_loader,
+                  Options options = {}, Serializer serializer = Serializer())
+      : AsyncCacheAside(store, Loader(detail::bound_loader(loader, executor_of(store))),
+                        BulkLoader(detail::bound_loader(bulk_loader, executor_of(store))),
+                        std::move(options), std::move(serializer)) {}
 
   AsyncCacheAside(const AsyncCacheAside&) = delete;
   AsyncCacheAside& operator=(const AsyncCacheAside&) = delete;
@@ -272,6 +294,11 @@ class AsyncCacheAside {
   using Fsm = detail::InvalidateFsm<Value>;
 
   using Core = detail::AsyncCore<Key, Value, Serializer>;
+
+  static asio::any_io_executor executor_of(const std::shared_ptr<AsyncMetaStore>& store) {
+    if (!store) throw Error("cacheaside: store is null");
+    return store->get_executor();
+  }
   using Gen = typename Core::Gen;
 
   // The join of several writes: the last one tells.

@@ -8,6 +8,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 #include <cacheaside/async.hpp>
@@ -170,4 +172,73 @@ TEST_CASE(
   CHECK(hit == make_user(3));
   CHECK(load.calls == 1);
   CHECK(users.stats().hits == 1);
+}
+
+namespace {
+
+// A coroutine loader, as a coroutine service writes one: a timer stands for the
+// database's round trip; id 13 fails.
+asio::awaitable<Got> find_user(int id, int& loads) {
+  ++loads;
+  asio::steady_timer t(co_await asio::this_coro::executor, 2ms);
+  co_await t.async_wait(asio::use_awaitable);
+  if (id == 13) throw std::runtime_error("db down");
+  co_return Got(make_user(id));
+}
+
+asio::awaitable<std::vector<Got>> find_users(std::vector<int> ids, int& bulk_loads) {
+  ++bulk_loads;
+  asio::steady_timer t(co_await asio::this_coro::executor, 2ms);
+  co_await t.async_wait(asio::use_awaitable);
+  std::vector<Got> out;
+  for (int id : ids) out.push_back(Got(make_user(id)));
+  co_return out;
+}
+
+}  // namespace
+
+TEST_CASE("awaitable_loader: a coroutine loads once for its callers; its exception reaches them",
+          "[async][awaitable]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  auto store = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
+  int loads = 0, bulk_loads = 0;
+  Users users(store, awaitable_loader([&loads](const int& id) { return find_user(id, loads); }),
+              awaitable_bulk_loader([&bulk_loads](const std::vector<int>& ids) {
+                return find_users(ids, bulk_loads);
+              }),
+              quick());
+  int done = 0;
+  std::vector<Got> got(3);
+  for (auto& g : got)
+    users.async_get(4, [&](std::exception_ptr e, Got u) {
+      CHECK_FALSE(e);
+      g = std::move(u);
+      ++done;
+    });
+  run_while_not(io, [&] { return done == 3; });
+  for (auto& g : got) CHECK(g == make_user(4));
+  CHECK(loads == 1);
+
+  std::vector<int> ids = {1, 2, 3};
+  std::vector<Got> many;
+  bool many_done = false;
+  users.async_get_many(ids, [&](std::exception_ptr e, std::vector<Got> v) {
+    CHECK_FALSE(e);
+    many = std::move(v);
+    many_done = true;
+  });
+  run_while_not(io, [&] { return many_done; });
+  CHECK(many == std::vector<Got>{make_user(1), make_user(2), make_user(3)});
+  CHECK(bulk_loads == 1);
+
+  std::exception_ptr error;
+  bool failed = false;
+  users.async_get(13, [&](std::exception_ptr e, Got) {
+    error = std::move(e);
+    failed = true;
+  });
+  run_while_not(io, [&] { return failed; });
+  REQUIRE(error);
+  CHECK_THROWS_WITH(std::rethrow_exception(error), "db down");
 }

@@ -3,9 +3,11 @@
 // dead server, and interop with the blocking CacheAside. Interleavings are made
 // by async loaders that hold their handlers until the test answers them.
 #include <atomic>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/system/system_error.hpp>
@@ -653,4 +655,51 @@ TEST_CASE(
   CHECK(d.stats().cache_errors >= 1);
   CHECK_FALSE(invalidate(d, io, 7));
   CHECK(d.usage().pending == 1);
+}
+
+namespace {
+
+// An Asio initiating function, as a database client has them: completes with
+// (error_code, value) on ex; id 13 fails.
+template <class Token>
+auto async_find(asio::any_io_executor ex, int id, Token&& token) {
+  return asio::async_initiate<Token, void(boost::system::error_code, Got)>(
+      [ex](auto handler, int id) {
+        asio::post(ex, [h = std::move(handler), id]() mutable {
+          if (id == 13) return std::move(h)(make_error_code(boost::system::errc::io_error), Got());
+          std::move(h)(boost::system::error_code(), Got(make_user(id)));
+        });
+      },
+      token, id);
+}
+
+}  // namespace
+
+TEST_CASE("initiating_loader: an Asio initiating function loads; its error code reaches the caller",
+          "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  auto store = std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
+  int calls = 0;
+  Users users(store, initiating_loader([&](const int& id, auto&& token) {
+                ++calls;
+                return async_find(io.get_executor(), id, std::forward<decltype(token)>(token));
+              }),
+              quick());
+  Result first, second, failed;
+  users.async_get(5, first.handler());
+  run_while_not(io, [&] { return first.done; });
+  CHECK(first.value == make_user(5));
+  users.async_get(5, second.handler());
+  run_while_not(io, [&] { return second.done; });
+  CHECK(second.value == make_user(5));
+  CHECK(calls == 1);  // stored, then a hit
+  users.async_get(13, failed.handler());
+  run_while_not(io, [&] { return failed.done; });
+  REQUIRE(failed.error);
+  try {
+    std::rethrow_exception(failed.error);
+  } catch (const boost::system::system_error& e) {
+    CHECK(e.code() == boost::system::errc::io_error);
+  }
 }
