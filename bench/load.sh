@@ -37,24 +37,8 @@ fi
 [[ -x "$bin" ]] || { echo "load.sh: $bin was not built" >&2; exit 1; }
 
 . scripts/lib/ports.sh
-
-work=$(mktemp -d /tmp/cacheaside_load.XXXXXX)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-mc_port=$(free_port 21211)
-mc_args=(-l 127.0.0.1 -p "$mc_port" -U 0 -t 2 -m 64)
-((EUID == 0)) && mc_args+=(-u nobody)
-memcached "${mc_args[@]}" >"$work/memcached.log" 2>&1 &
-pids+=($!)
-wait_port "$mc_port" "${pids[-1]}"
+. scripts/lib/background.sh cacheaside_load
+start_memcached 21211
 
 # Both services on one database; the first seeds it (--seed fills only an empty table)
 # before it listens, so the second starts on the seeded file.

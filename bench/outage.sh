@@ -21,28 +21,8 @@ fi
 [[ -x "$bin" ]] || { echo "outage.sh: $bin was not built" >&2; exit 1; }
 
 . scripts/lib/ports.sh
-
-work=$(mktemp -d /tmp/cacheaside_outage.XXXXXX)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-mc_port=$(free_port 21311)
-mc_args=(-l 127.0.0.1 -p "$mc_port" -U 0 -t 2 -m 64)
-((EUID == 0)) && mc_args+=(-u nobody)
-start_memcached() {
-  memcached "${mc_args[@]}" >>"$work/memcached.log" 2>&1 &
-  mc_pid=$!
-  pids+=("$mc_pid")
-  wait_port "$mc_port" "$mc_pid"
-}
-start_memcached
+. scripts/lib/background.sh cacheaside_outage
+start_memcached 21311
 
 port=$(free_port 18380)
 "$bin" --host 127.0.0.1 --port "$port" --db "$work/users.db" --seed 100 --threads 1 \

@@ -111,9 +111,11 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
   void start() { go(); }
 
   /// Its caller was cancelled. A run waiting for another caller's load stops
-  /// waiting and ends now, so nothing of it stays behind (it leads nothing then:
-  /// its own leads end before it waits, or run apart). Thread-safe.
+  /// waiting and ends now, or when it comes to such a wait, so nothing of it
+  /// stays behind (it leads nothing then: its own leads end before it waits, or
+  /// run apart). Thread-safe.
   void cancel() {
+    cancelled_.store(true);  // a wait it comes to later ends at once
     std::shared_ptr<Wake> wake;
     std::shared_ptr<Flight<Value>> flight;
     {
@@ -232,6 +234,7 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
   // The flight tells us when it ends; a timed wait also ends at its deadline
   // (real time, as the caller's timeouts are).
   void await(Act& a) {
+    if (cancelled_.load()) return finish(cancelled_error());  // nobody waits for it
     M* m = a.ms->front();
     auto flight = m->fl.flight;
     auto wake = std::make_shared<Wake>();
@@ -317,6 +320,7 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
   asio::any_io_executor work_;  // tracked until the end
   std::vector<M*>* loading_ = nullptr;
   std::atomic<std::size_t> left_{0};
+  std::atomic<bool> cancelled_{false};
   std::mutex await_mu_;  // the wait a cancellation may end
   std::shared_ptr<Wake> awaiting_;
   std::shared_ptr<Flight<Value>> awaiting_flight_;
