@@ -38,8 +38,7 @@ class SpoolWriter {
       stop_ = true;
     }
     cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-    drain();  // no thread was to be had
+    if (thread_.joinable()) thread_.join();  // it stops once the queue is written
     spool_->close_and_remove_if_empty();
   }
 
