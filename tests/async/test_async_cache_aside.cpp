@@ -703,3 +703,25 @@ TEST_CASE("initiating_loader: an Asio initiating function loads; its error code 
     CHECK(e.code() == boost::system::errc::io_error);
   }
 }
+
+TEST_CASE("deferred (the default token): nothing is sent until the operation is launched",
+          "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  TwoCaches t(mc, io, quick());
+  auto get = t.a.async_get(5);  // deferred: an operation to launch later, or never
+  auto put = t.a.async_put(5, make_user(50));
+  run_while_not(io, [] { return true; });
+  CHECK(t.load.calls == 0);
+  CHECK(t.a.stats().misses == 0);
+  Result r;
+  std::move(get)(r.handler());
+  run_while_not(io, [&] { return r.done; });
+  CHECK(r.value == make_user(5));
+  CHECK(t.load.calls == 1);
+  bool stored = false;
+  std::move(put)([&](std::exception_ptr e, bool ok) { stored = !e && ok; });
+  run_while_not(io, [&] { return stored; });
+  CHECK(t.b.get(5) == make_user(50));
+  CHECK(t.blocking_loads == 0);
+}
