@@ -17,7 +17,7 @@ struct InvWorld {
   ManualClock clock;
   detail::Reporter report{"inv", nullptr};
   detail::PendingInvalidations pending{
-      {std::chrono::hours(1), 100, "", "g%G"},
+      {std::chrono::hours(1), 100, "", "g%G", nullptr},
       [](auto, const std::string&) { return StoreStatus::unavailable; },
       report};
   detail::MissTables<std::string> tables{opt, clock};

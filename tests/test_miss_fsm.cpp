@@ -283,7 +283,7 @@ TEST_CASE("fsm: a pending invalidation holds the key out of the cache", "[fsm][n
   World w(o);
   detail::Reporter report{"p", nullptr};
   detail::PendingInvalidations pending(
-      {std::chrono::hours(1), 10, "", ""},
+      {std::chrono::hours(1), 10, "", "", nullptr},
       [](auto, const std::string&) { return StoreStatus::unavailable; }, report);
   Ctx ctx(w.opt, w.report, w.codec, pending, nullptr, w.tables);
   pending.add(detail::PendingInvalidations::Op::remove, "k", StoreStatus::unavailable, "delete");

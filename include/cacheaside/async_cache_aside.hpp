@@ -51,17 +51,19 @@ namespace cacheaside {
 /// cancellation slot completes that caller at once with operation_aborted (a
 /// `boost::system::system_error` in the exception_ptr); the load it started goes on for
 /// the others and is stored. The store's io_context must run for anything to
-/// happen; an idle cache holds no work (run() returns once every call has
-/// completed). Thread-safe. Destroying the cache lets calls in flight finish;
-/// when the last of them ends on an io thread, the teardown (joining the
-/// background threads, a last retry round) runs on a thread of its own.
+/// happen. An idle cache holds no work: run() returns once every call has
+/// completed and no invalidation is pending. A pending invalidation is retried
+/// on the executor (a timer, then the store) until memcached confirms it, which
+/// keeps run() from returning meanwhile; close() ends that. Thread-safe.
+/// Destroying the cache closes it and lets calls in flight finish; when the last
+/// of them ends on an io thread, the teardown runs on a thread of its own.
 ///
 /// The same Options as CacheAside. The near cache's log is read by a background
-/// thread over blocking connections of its own, as are the retries of pending
-/// invalidations; with `invalidation_spool`, records are written by the spool's
-/// own thread, and a write completes once its record is on disk. Constructing
-/// the cache with a near cache reads the log once (blocking). With a group, a
-/// call whose generation is not cached here reads it first (one more round trip).
+/// thread over a blocking connection of its own (no io work); with
+/// `invalidation_spool`, records are written by the spool's own thread, and a
+/// write completes once its record is on disk. Constructing the cache with a
+/// near cache reads the log once (blocking). With a group, a call whose
+/// generation is not cached here reads it first (one more round trip).
 template <class Key, class Value, class Serializer>
 class AsyncCacheAside {
  public:
@@ -107,6 +109,16 @@ class AsyncCacheAside {
   AsyncCacheAside(const AsyncCacheAside&) = delete;
   AsyncCacheAside& operator=(const AsyncCacheAside&) = delete;
 
+  /// Closes the cache (see close()); calls in flight still complete.
+  ~AsyncCacheAside() { core_->close(); }
+
+  /// Ends what the cache keeps running: the retries of pending invalidations,
+  /// after one last round now (what still fails stays in the spool for the next
+  /// process, or is dropped and counted without one), and the near log's reader.
+  /// Calls in flight complete as usual; later calls complete with an Error.
+  /// Returns at once; the io_context must run for the last round to happen.
+  void close() { core_->close(); }
+
   /// The value for key, from the cache or the loader (then cached); completes
   /// with `void(std::exception_ptr, std::optional<Value>)`. nullopt: the loader
   /// says the key does not exist. The exception is the loader's, a TimeoutError
@@ -116,6 +128,7 @@ class AsyncCacheAside {
     return asio::async_initiate<Token, void(std::exception_ptr, std::optional<Value>)>(
         [core = core_](auto handler, const Key& key) {
           auto caller = start_caller<std::optional<Value>>(std::move(handler), *core);
+          if (!caller) return;
           core->generation([core, caller, key](Gen gen) {
             auto read = std::make_shared<Read>(core->ctx, Read::Mode::get, false, 1);
             std::string mkey;
@@ -143,6 +156,7 @@ class AsyncCacheAside {
     return asio::async_initiate<Token, void(std::exception_ptr, Values)>(
         [core = core_](auto handler, const std::vector<Key>& keys) {
           auto caller = start_caller<Values>(std::move(handler), *core);
+          if (!caller) return;
           core->generation([core, caller, keys](Gen gen) {
             auto batch = std::make_shared<detail::KeyBatch>(keys.size());
             bool cacheable = true;
@@ -180,6 +194,7 @@ class AsyncCacheAside {
     return asio::async_initiate<Token, void(std::exception_ptr, bool)>(
         [core = core_](auto handler, const Key& key) {
           auto caller = start_caller<bool>(std::move(handler), *core);
+          if (!caller) return;
           core->generation([core, caller, key](Gen gen) {
             std::string mkey;
             if (!core->key_of(key, gen, mkey))
@@ -199,6 +214,7 @@ class AsyncCacheAside {
     return asio::async_initiate<Token, void(std::exception_ptr, bool)>(
         [core = core_](auto handler, const std::vector<Key>& keys) {
           auto caller = start_caller<bool>(std::move(handler), *core);
+          if (!caller) return;
           if (keys.empty()) {
             caller->complete(nullptr, true);
           } else {
@@ -231,6 +247,7 @@ class AsyncCacheAside {
     return asio::async_initiate<Token, void(std::exception_ptr, bool)>(
         [core = core_](auto handler, const Key& key, const Value& value) {
           auto caller = start_caller<bool>(std::move(handler), *core);
+          if (!caller) return;
           core->report.put_called();
           core->generation([core, caller, key, value](Gen gen) {
             std::string mkey;
@@ -256,6 +273,7 @@ class AsyncCacheAside {
     return asio::async_initiate<Token, void(std::exception_ptr, bool)>(
         [core = core_](auto handler) {
           auto caller = start_caller<bool>(std::move(handler), *core);
+          if (!caller) return;
           core->write(Fsm::Kind::all, core->group.key(), std::nullopt,
                       [caller](std::exception_ptr e, bool ok) { caller->complete(e, ok); });
           caller->initiated();
@@ -318,9 +336,16 @@ class AsyncCacheAside {
     }
   };
 
+  // The caller of a call; null when the cache is closed (then it is completed
+  // with an Error, posted).
   template <class R, class Handler>
   static auto start_caller(Handler handler, Core& core) {
     auto caller = std::make_shared<detail::AsyncCaller<Handler, R>>(std::move(handler), core.ex);
+    if (core.closed()) {
+      caller->complete(std::make_exception_ptr(Error("cacheaside: the cache is closed")), R());
+      caller.reset();
+      return caller;
+    }
     caller->watch_cancellation();
     return caller;
   }

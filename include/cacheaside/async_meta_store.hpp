@@ -209,6 +209,11 @@ class AsyncMetaStore {
   AsyncMetaStore& operator=(const AsyncMetaStore&) = delete;
   ~AsyncMetaStore() { core_->shut(); }
 
+  /// Closes every connection: requests in flight complete with `unavailable`
+  /// (their callers load), later ones at once. Returns at once (the closing runs
+  /// on the strand). A cache over a closed store keeps answering from its loader.
+  void close() { core_->shut(); }
+
   /// The executor given (its strand runs the connections; callers' work runs here).
   executor_type get_executor() const { return core_->strand().get_inner_executor(); }
 

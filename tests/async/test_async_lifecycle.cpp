@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
@@ -156,6 +157,95 @@ long long ms(std::chrono::steady_clock::duration d) {
 
 }  // namespace
 
+namespace {
+
+// io.run() in a thread of its own, and whether it has returned.
+struct Running {
+  explicit Running(asio::io_context& context) : io(context) {
+    io.restart();
+    thread = std::thread([this] {
+      io.run();
+      returned.set_value();
+    });
+  }
+  ~Running() {
+    io.stop();
+    thread.join();
+  }
+  bool has_returned(std::chrono::milliseconds within = 0ms) {
+    return ended.wait_for(within) == std::future_status::ready;
+  }
+  asio::io_context& io;
+  std::promise<void> returned;
+  std::future<void> ended = returned.get_future();
+  std::thread thread;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "a pending invalidation is retried on the executor: run() returns once it is applied, or "
+    "once close() ends its retries",
+    "[async][lifecycle]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  auto store =
+      std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config() + " --POLL-TIMEOUT=100");
+  Options o = cacheaside_test::quick();
+  o.invalidation_retry = 50ms;
+  Users users(store, loader(), o);
+  Got got;
+  users.async_get(1, [&](std::exception_ptr, Got u) { got = u; });
+  REQUIRE(run_returns(io));
+  REQUIRE(got == make_user(1));
+
+  mc.pause();                       // the invalidation times out: pending
+  std::atomic<bool> applied{true};  // written on the io thread below
+  users.async_invalidate(1, [&](std::exception_ptr, bool ok) { applied = ok; });
+  SECTION("memcached comes back: the retry applies it, then run() returns") {
+    Running r(io);
+    // Retried (and failing) on the io_context, which meanwhile has work.
+    REQUIRE(cacheaside_test::eventually([&] { return users.stats().invalidation_retries >= 3; }));
+    CHECK_FALSE(applied);
+    CHECK_FALSE(r.has_returned());
+    mc.resume();
+    REQUIRE(r.has_returned(10s));
+    CHECK(users.usage().pending == 0);
+    CHECK(users.stats().invalidations_applied == 1);
+    // Deleted in memcached: the next get loads.
+    auto misses = users.stats().misses;
+    users.async_get(1, [&](std::exception_ptr, Got u) { got = u; });
+    REQUIRE(run_returns(io));
+    CHECK(users.stats().misses == misses + 1);
+  }
+  SECTION("close() ends the retries after a last round: run() returns; later calls fail") {
+    Running r(io);
+    REQUIRE(cacheaside_test::eventually([&] { return users.stats().invalidation_retries >= 1; }));
+    CHECK_FALSE(r.has_returned());
+    users.close();
+    REQUIRE(r.has_returned(10s));
+    CHECK(users.usage().pending == 1);  // still failing: dropped with the cache (no spool)
+    mc.resume();
+  }
+  SECTION("close() while the store is back: the last round applies it") {
+    mc.resume();
+    users.close();
+    REQUIRE(run_returns(io));
+    CHECK(users.usage().pending == 0);
+  }
+  // Closed (again: a no-op), a call completes with an Error.
+  users.close();
+  std::exception_ptr after;
+  bool completed = false;
+  users.async_get(2, [&](std::exception_ptr e, Got) {
+    after = e;
+    completed = true;
+  });
+  REQUIRE(run_returns(io));
+  REQUIRE(completed);
+  CHECK(after);
+}
+
 TEST_CASE(
     "no io thread waits for the spool's disk: 2,000 failed invalidations, a 5 ms timer on time",
     "[async][lifecycle]") {
@@ -213,7 +303,7 @@ TEST_CASE("no io thread waits for a cache's teardown: pending work, a near cache
   users->async_get(1, [&](std::exception_ptr, Got u) { got = u; });
   cacheaside_test::run_while_not(io, [&] { return got.has_value(); });
 
-  mc.pause();  // the retries and the near log's reader now wait a poll timeout per call
+  mc.pause();  // the near log's reader now waits a poll timeout per read
   bool invalidated = false;
   users->async_invalidate(1, [&](std::exception_ptr, bool ok) {
     CHECK_FALSE(ok);  // pending: retried in the background

@@ -439,7 +439,7 @@ struct Process {
                       : std::make_unique<detail::ClassicProtocol>(net, policy())),
         group(net, grouped ? "g%G" : "", Ms(0), s.clock),
         pending(
-            {std::chrono::hours(1), 100, "", group.key()},
+            {std::chrono::hours(1), 100, "", group.key(), nullptr},
             [this](detail::PendingInvalidations::Op op, const std::string& key) {
               return retry(op, key);
             },

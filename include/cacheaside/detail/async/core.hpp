@@ -2,8 +2,11 @@
 // contexts, stores and loaders; calls in flight keep it alive.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +32,7 @@
 #include "group_read.hpp"
 #include "read_run.hpp"
 #include "retire.hpp"
+#include "retries.hpp"
 #include "write_run.hpp"
 
 namespace cacheaside::detail {
@@ -55,6 +59,7 @@ struct AsyncCore {
                                                std::move(options), std::move(serializer)),
                                  &retire);
     c->self = c;
+    c->retries->bind(c->invalidations, c);
     return c;
   }
 
@@ -71,12 +76,24 @@ struct AsyncCore {
         group(background, detail::group_counter_key(opt), opt.group_cache, clock),
         near(detail::make_near<Value>(opt, background, clock, report)),
         tables(opt, *clock),
-        invalidations(retry_protocol, group, near.get(), tables,
-                      detail::pending_settings(opt, group.key()), report),
+        retries(std::make_shared<detail::AsyncRetries<Value>>(*store, lookups, group,
+                                                              store->get_executor())),
+        invalidations(retry_protocol, group, near.get(), tables, retried(opt, group.key(), retries),
+                      report),
         ctx(opt, report, codec, invalidations.pending(), near.get(), tables),
         ex(store->get_executor()),
         parts{ctx,    *store, lookups, checked_loader(std::move(loader)), std::move(bulk),
               *clock, report, ex} {}
+
+  // The pending invalidations' settings: their rounds run by `r`, on the executor.
+  static PendingInvalidations::Settings retried(const Options& o, const std::string& group_key,
+                                                const std::shared_ptr<AsyncRetries<Value>>& r) {
+    auto s = detail::pending_settings(o, group_key);
+    s.wake = [w = std::weak_ptr<AsyncRetries<Value>>(r)](PendingInvalidations::Time at) {
+      if (auto retries = w.lock()) retries->wake(at);
+    };
+    return s;
+  }
 
   static Loader checked_loader(Loader l) {
     if (!l) throw Error("cacheaside: loader is empty");
@@ -138,12 +155,12 @@ struct AsyncCore {
   // A write's caller completes once what it made pending is spooled: the spool's
   // writer thread waits for the disk, never an io thread.
   void write(typename Fsm::Kind kind, std::string mkey, std::optional<detail::Encoded> value,
-             typename detail::AsyncWriteRun<Value>::Done done) {
+             std::function<void(std::exception_ptr, bool)> done) {
     auto core = self.lock();
     std::make_shared<detail::AsyncWriteRun<Value>>(
         *store, lookups, invalidations.context(), group, kind, std::move(mkey), std::move(value),
         ex, core,
-        [core, done = std::move(done)](std::exception_ptr e, bool ok) {
+        [core, done = std::move(done)](std::exception_ptr e, bool ok, StoreStatus) {
           core->invalidations.when_durable([done, e, ok](bool) { done(e, ok); });
         })
         ->start();
@@ -156,32 +173,45 @@ struct AsyncCore {
     invalidations.when_durable(std::move(then));
   }
 
+  /// Ends the retries of pending invalidations after a last round (now, on the
+  /// executor) and the near log's reader. Returns at once.
+  void close() {
+    if (closed_.exchange(true)) return;
+    if (near) near->stop();
+    retries->close([keep = self.lock()] {});  // the core lasts until that round is over
+  }
+  bool closed() const { return closed_.load(std::memory_order_acquire); }
+
   std::shared_ptr<AsyncMetaStore> store;
   Options opt;
   std::shared_ptr<Clock> clock;
   detail::Reporter report;
   detail::ValueCodec<Value, Serializer> codec;
   detail::MetaLookups lookups;
-  // Blocking connections to the same servers, for the background threads only:
-  // the pending invalidations' retries and the near log's reader.
+  // Blocking connections to the same servers, for the near log's reader thread
+  // and cache_key()'s group read (retries run on the executor, by `retries`).
   std::shared_ptr<MetaStore> background;
-  detail::MetaProtocol retry_protocol;        // pending invalidations, retried
+  detail::MetaProtocol retry_protocol;        // the Invalidator's blocking path: unused here
   detail::GroupGeneration group;              // none
   std::unique_ptr<detail::Near<Value>> near;  // null: off
   detail::MissTables<Value> tables;
-  detail::Invalidator<Value> invalidations;  // its retry thread ends before the above go
+  std::shared_ptr<detail::AsyncRetries<Value>> retries;  // an io object: goes on the io thread
+  detail::Invalidator<Value> invalidations;
   detail::ReadContext<Key, Value, Serializer> ctx;
   asio::any_io_executor ex;
   Parts parts;
   std::weak_ptr<AsyncCore> self;
 
  private:
-  // The teardown joins the background threads and runs a last retry round over
-  // blocking connections: when the last run lets go on an io thread, a thread of
-  // its own does that. The store, an io object, is let go here.
+  std::atomic<bool> closed_{false};
+
+  // The teardown joins the near log's reader and writes the spool: when the last
+  // run lets go on an io thread, a thread of its own does that. The io objects
+  // (the store, the retries' timer) are let go here.
   static void retire(AsyncCore* c) {
     if (!may_run_in_this_thread(c->ex)) return delete c;
     std::shared_ptr<AsyncMetaStore> store = std::move(c->store);
+    auto retries = std::move(c->retries);
     Retirement::run([c] { delete c; });
   }
 };

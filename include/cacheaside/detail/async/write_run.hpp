@@ -25,13 +25,13 @@
 
 namespace cacheaside::detail {
 
-/// Runs one InvalidateFsm to its end; then `done` gets whether the write was
-/// applied (or what escaped it).
+/// Runs one InvalidateFsm to its end; then `done` gets what escaped it, whether
+/// the write was applied, and the store's last answer.
 template <class Value>
 class AsyncWriteRun : public std::enable_shared_from_this<AsyncWriteRun<Value>> {
  public:
   using Fsm = InvalidateFsm<Value>;
-  using Done = std::function<void(std::exception_ptr, bool)>;
+  using Done = std::function<void(std::exception_ptr, bool, StoreStatus)>;
 
   AsyncWriteRun(AsyncMetaStore& store, MetaLookups& lookups, WriteContext<Value>& ctx,
                 GroupGeneration& group, typename Fsm::Kind kind, std::string key,
@@ -66,10 +66,10 @@ class AsyncWriteRun : public std::enable_shared_from_this<AsyncWriteRun<Value>> 
         case WriteStep::bump:
           return bump();
         case WriteStep::done:
-          return finish(nullptr, fsm_.ok());
+          return finish(nullptr, fsm_.ok(), fsm_.status());
       }
     } catch (...) {
-      finish(std::current_exception(), false);
+      finish(std::current_exception(), false, StoreStatus::error);
     }
   }
 
@@ -124,11 +124,11 @@ class AsyncWriteRun : public std::enable_shared_from_this<AsyncWriteRun<Value>> 
         }));
   }
 
-  void finish(std::exception_ptr error, bool ok) {
+  void finish(std::exception_ptr error, bool ok, StoreStatus st) {
     Done d = std::move(done_);
     done_ = nullptr;
     work_ = asio::any_io_executor();
-    if (d) d(std::move(error), ok);
+    if (d) d(std::move(error), ok, st);
   }
 
   AsyncMetaStore& store_;

@@ -94,6 +94,8 @@ class Invalidator {
   void when_durable(SpoolWriter::Durable d) { pending_.when_durable(std::move(d)); }
 
   const PendingInvalidations& pending() const { return pending_; }
+  /// The table, for an owner that runs its retry rounds (Settings::wake).
+  PendingInvalidations& pending() { return pending_; }
   /// What a write run elsewhere (the async driver) works on.
   WriteContext<Value>& context() { return ctx_; }
   std::size_t size() const { return pending_.size(); }

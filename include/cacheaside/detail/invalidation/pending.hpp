@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -35,14 +36,26 @@ namespace cacheaside::detail {
 class PendingInvalidations {
  public:
   enum class Op : char { remove = 'd', bump = 'g' };
+  using Time = std::chrono::steady_clock::time_point;
   /// Applies one invalidation to the store.
   using Apply = std::function<StoreStatus(Op, const std::string& key)>;
+  /// Told (under a lock: it must not call back) that a retry round is due by a
+  /// time: an owner that runs the rounds itself (the async cache's timer).
+  using Wake = std::function<void(Time)>;
 
   struct Settings {
     std::chrono::milliseconds retry{250};  // longest wait between two rounds
     std::size_t max_keys = 10000;
     std::string spool;      // empty: none
     std::string group_key;  // empty: no group
+    Wake wake;              // empty: rounds run on a thread of this table's own
+  };
+
+  /// One invalidation a round retries.
+  struct Task {
+    Op op;
+    std::string key;
+    std::uint64_t seq;
   };
 
   PendingInvalidations(Settings s, Apply apply, const Reporter& report)
@@ -77,9 +90,9 @@ class PendingInvalidations {
   PendingInvalidations(const PendingInvalidations&) = delete;
   PendingInvalidations& operator=(const PendingInvalidations&) = delete;
 
-  /// Stops the retries after one last round. What is still pending stays in the
-  /// spool for the next owner (written before this returns), or is dropped
-  /// (counted) without one.
+  /// Stops the retries after one last round (unless an owner runs the rounds:
+  /// its last one is over). What is still pending stays in the spool for the
+  /// next owner (written before this returns), or is dropped (counted) without one.
   ~PendingInvalidations() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -87,7 +100,7 @@ class PendingInvalidations {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
-    if (count_.load() > 0) round();
+    if (count_.load() > 0 && !set_.wake) round();
     HeldEvents told(report_);
     std::lock_guard<std::mutex> lock(mu_);
     if (!spool_) {
@@ -192,15 +205,63 @@ class PendingInvalidations {
     return size();
   }
 
+  // A round run by an owner (Settings::wake), one at a time: its tasks, then
+  // settle() for each in turn until one is not applied, then round_ended().
+
+  /// Everything pending, in rotating order.
+  std::vector<Task> round_tasks() {
+    std::vector<Task> tasks;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (group_) tasks.push_back({Op::bump, set_.group_key, group_seq_});
+    for (const auto& kv : keys_) tasks.push_back({Op::remove, kv.first, kv.second.seq});
+    if (tasks.size() > 1) {
+      auto first = tasks.begin() + (group_ ? 1 : 0);
+      auto n = static_cast<std::size_t>(tasks.end() - first);
+      if (n > 0)
+        std::rotate(first, first + static_cast<std::ptrdiff_t>(rotation_++ % n), tasks.end());
+    }
+    return tasks;
+  }
+
+  /// t was retried and the store said st: true when that applied it (the round
+  /// goes on); false when it failed (the store is still away: the round stops
+  /// rather than wait one timeout per key).
+  bool settle(const Task& t, StoreStatus st) {
+    report_.invalidation_retried();
+    bool done = st == StoreStatus::ok || (t.op == Op::remove && st == StoreStatus::not_found);
+    if (!done) return false;
+    HeldEvents told(report_);  // told after the lock: a hook may call the cache
+    std::lock_guard<std::mutex> lock(mu_);
+    Time since;
+    if (t.op == Op::bump) {
+      if (!group_ || group_seq_ != t.seq) return true;  // failed again meanwhile
+      since = group_since_;
+      erase_up_to(t.seq);  // the bump moved every key recorded before it on
+    } else {
+      auto it = keys_.find(t.key);
+      if (it == keys_.end() || it->second.seq != t.seq) return true;
+      since = it->second.since;
+      keys_.erase(it);
+    }
+    told.invalidation_applied(t.key, std::chrono::steady_clock::now() - since);
+    publish_count();
+    return true;
+  }
+
+  /// The round is over (progressed: something was applied): when the next one
+  /// is due, with backoff and jitter; nullopt when nothing is pending.
+  std::optional<Time> round_ended(bool progressed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (spool_ && count_.load() == 0) spool_->clear();
+    schedule_next_locked(progressed);
+    if (!scheduled_) return std::nullopt;
+    return next_;
+  }
+
  private:
   struct Entry {
     std::uint64_t seq;
-    std::chrono::steady_clock::time_point since;
-  };
-  struct Task {
-    Op op;
-    std::string key;
-    std::uint64_t seq;
+    Time since;
   };
 
   std::chrono::milliseconds first_delay() const {
@@ -237,11 +298,17 @@ class PendingInvalidations {
     spool_->rewrite(now);
   }
 
-  // Starts the background thread, or moves its next round no later than at.
-  void start_locked(std::chrono::steady_clock::time_point at) {
+  // Starts the background thread (or tells the owner), or moves its next round
+  // no later than at.
+  void start_locked(Time at) {
     if (stop_) return;
-    if (!scheduled_ || at < next_) next_ = at;
+    bool sooner = !scheduled_ || at < next_;
+    if (sooner) next_ = at;
     scheduled_ = true;
+    if (set_.wake) {
+      if (sooner) set_.wake(at);
+      return;
+    }
     if (!thread_.joinable()) {
       try {
         thread_ = std::thread([this] { run(); });
@@ -252,13 +319,27 @@ class PendingInvalidations {
     cv_.notify_all();
   }
 
+  // The next round after one that did (not) progress: backoff up to the retry
+  // setting, from the first delay again once nothing is pending.
+  void schedule_next_locked(bool progressed) {
+    if (count_.load() == 0) {
+      scheduled_ = false;
+      delay_ = first_delay();
+      return;
+    }
+    if (!progressed) delay_ = std::min(delay_ * 2, set_.retry);
+    // Jitter: processes partitioned together do not retry in lockstep.
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+        delay_ * (0.75 + 0.25 * uniform_open0()));
+    next_ = std::chrono::steady_clock::now() + std::max(wait, std::chrono::milliseconds(1));
+    scheduled_ = true;
+  }
+
   void run() {
     std::unique_lock<std::mutex> lock(mu_);
-    auto delay = first_delay();
     while (!stop_) {
       if (!scheduled_) {
         cv_.wait(lock, [&] { return stop_ || scheduled_; });
-        delay = first_delay();
         continue;
       }
       auto target = next_;
@@ -266,63 +347,20 @@ class PendingInvalidations {
       if (stop_) break;
       if (std::chrono::steady_clock::now() < next_) continue;  // moved earlier
       lock.unlock();
-      bool progressed = round();
+      round();
       lock.lock();
-      if (count_.load() == 0) {
-        scheduled_ = false;
-        continue;
-      }
-      if (!progressed) delay = std::min(delay * 2, set_.retry);
-      // Jitter: processes partitioned together do not retry in lockstep.
-      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-          delay * (0.75 + 0.25 * uniform_open0()));
-      next_ = std::chrono::steady_clock::now() + std::max(wait, std::chrono::milliseconds(1));
     }
   }
 
-  // Tries everything pending once, in rotating order, and stops at the first
-  // failure (the store is still away: no need to wait one timeout per key).
-  // True when anything was applied.
-  bool round() {
+  // One round in this thread, each task applied here.
+  void round() {
     std::lock_guard<std::mutex> one_round(round_mu_);
-    std::vector<Task> tasks;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (group_) tasks.push_back({Op::bump, set_.group_key, group_seq_});
-      for (const auto& kv : keys_) tasks.push_back({Op::remove, kv.first, kv.second.seq});
-      if (tasks.size() > 1) {
-        auto first = tasks.begin() + (group_ ? 1 : 0);
-        auto n = static_cast<std::size_t>(tasks.end() - first);
-        if (n > 0)
-          std::rotate(first, first + static_cast<std::ptrdiff_t>(rotation_++ % n), tasks.end());
-      }
-    }
     bool progressed = false;
-    for (const Task& t : tasks) {
-      StoreStatus st = apply_(t.op, t.key);
-      report_.invalidation_retried();
-      bool done = st == StoreStatus::ok || (t.op == Op::remove && st == StoreStatus::not_found);
-      if (!done) break;
+    for (const Task& t : round_tasks()) {
+      if (!settle(t, apply_(t.op, t.key))) break;
       progressed = true;
-      HeldEvents told(report_);  // told after the lock: a hook may call the cache
-      std::lock_guard<std::mutex> lock(mu_);
-      std::chrono::steady_clock::time_point since;
-      if (t.op == Op::bump) {
-        if (!group_ || group_seq_ != t.seq) continue;  // failed again meanwhile
-        since = group_since_;
-        erase_up_to(t.seq);  // the bump moved every key recorded before it on
-      } else {
-        auto it = keys_.find(t.key);
-        if (it == keys_.end() || it->second.seq != t.seq) continue;
-        since = it->second.since;
-        keys_.erase(it);
-      }
-      told.invalidation_applied(t.key, std::chrono::steady_clock::now() - since);
-      publish_count();
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    if (spool_ && count_.load() == 0) spool_->clear();
-    return progressed;
+    round_ended(progressed);
   }
 
   Settings set_;
@@ -335,13 +373,14 @@ class PendingInvalidations {
   std::unordered_map<std::string, Entry> keys_;
   bool group_ = false;
   std::uint64_t group_seq_ = 0;
-  std::chrono::steady_clock::time_point group_since_;
+  Time group_since_;
   std::atomic<std::uint64_t> seq_{0};  // changed under mu_; ticket() reads it without
   std::atomic<std::size_t> count_{0};
   std::size_t rotation_ = 0;
   bool scheduled_ = false;
   bool stop_ = false;
-  std::chrono::steady_clock::time_point next_;
+  Time next_;
+  std::chrono::milliseconds delay_ = first_delay();  // between rounds that fail
   std::thread thread_;
   std::mutex round_mu_;  // one round at a time
 };

@@ -60,12 +60,17 @@ class Near {
   Near& operator=(const Near&) = delete;
 
   ~Near() {
+    stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  /// Ends the reader after the read it is in, if any (without waiting for it).
+  void stop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
     }
     cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
   }
 
   /// True (out set) on a near hit.
