@@ -58,12 +58,11 @@ namespace cacheaside {
 /// Destroying the cache closes it and lets calls in flight finish; when the last
 /// of them ends on an io thread, the teardown runs on a thread of its own.
 ///
-/// The same Options as CacheAside. The near cache's log is read by a background
-/// thread over a blocking connection of its own (no io work); with
-/// `invalidation_spool`, records are written by the spool's own thread, and a
-/// write completes once its record is on disk. Constructing the cache with a
-/// near cache reads the log once (blocking). With a group, a call whose
-/// generation is not cached here reads it first (one more round trip).
+/// The same Options as CacheAside. The near cache's log is read on demand, on
+/// the executor: a get that finds the last read older than near_sync / 2 starts
+/// one. With `invalidation_spool`, records are written by the spool's own
+/// thread, and a write completes once its record is on disk. With a group, a
+/// call whose generation is not cached here reads it first (one more round trip).
 template <class Key, class Value, class Serializer>
 class AsyncCacheAside {
  public:
@@ -114,7 +113,7 @@ class AsyncCacheAside {
 
   /// Ends what the cache keeps running: the retries of pending invalidations,
   /// after one last round now (what still fails stays in the spool for the next
-  /// process, or is dropped and counted without one), and the near log's reader.
+  /// process, or is dropped and counted without one).
   /// Calls in flight complete as usual; later calls complete with an Error.
   /// Returns at once; the io_context must run for the last round to happen.
   void close() { core_->close(); }
@@ -290,8 +289,8 @@ class AsyncCacheAside {
             core_->invalidations.size(), core_->near ? core_->near->size() : 0};
   }
 
-  /// Reads the near cache's invalidation log now (the background does so every
-  /// near_sync / 2). Blocks for one or two round trips: not for an io thread.
+  /// Reads the near cache's invalidation log now (gets do so on demand, on the
+  /// executor). Blocks for one or two round trips: not for an io thread.
   /// No-op without a near cache.
   void sync_near() {
     if (core_->near) core_->near->sync_now();

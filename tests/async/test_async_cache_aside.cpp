@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "support/async_helpers.hpp"
+#include "support/common.hpp"
 #include "support/memcached_process.hpp"
 #include "support/user.hpp"
 
@@ -724,4 +725,37 @@ TEST_CASE("deferred (the default token): nothing is sent until the operation is 
   run_while_not(io, [&] { return stored; });
   CHECK(t.b.get(5) == make_user(50));
   CHECK(t.blocking_loads == 0);
+}
+
+TEST_CASE(
+    "async near cache: the log is read on demand, on the executor: another process's "
+    "invalidation is seen within near_sync",
+    "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  Options o = quick();
+  o.name = "near_on_demand";
+  o.near_ttl = 60s;
+  o.near_sync = 200ms;
+  TwoCaches t(mc, io, o);
+  for (int i = 0; i < 3; ++i) CHECK(t.get(1) == make_user(1));
+  CHECK(t.a.stats().near_hits == 1);
+  CHECK(t.a.stats().near_log_reads >= 1);  // started by the gets: no thread, no sync_near()
+
+  CHECK(t.b.invalidate(1));
+  auto invalidated = std::chrono::steady_clock::now();
+  // Read again every 5 ms until the async cache loads: it must within near_sync.
+  while (t.load.calls == 1 && std::chrono::steady_clock::now() - invalidated < 5s) {
+    CHECK(t.get(1) == make_user(1));
+    asio::steady_timer pause(io, 5ms);
+    bool paused = false;
+    pause.async_wait([&](boost::system::error_code) { paused = true; });
+    run_while_not(io, [&] { return paused; });
+  }
+  auto seen = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - invalidated);
+  std::printf("async near cache: another process's invalidation seen after %lld ms\n",
+              static_cast<long long>(seen.count()));
+  CHECK(t.load.calls == 2);
+  CHECK(seen <= o.near_sync + 100ms * cacheaside_test::env_int("CACHEASIDE_TIMING_SCALE", 1));
 }

@@ -448,7 +448,7 @@ struct Process {
         // The near cache and its log, over this process's network; its log is read
         // by the scheduler (sync_near), not by a thread.
         near(opt.near_ttl.count() ? std::make_unique<detail::Near<std::string>>(
-                                        opt, net, "nl", s.clock, report, false)
+                                        opt, net, "nl", s.clock, report, detail::NearReading::owner)
                                   : nullptr),
         reads(opt, report, codec, pending, near.get(), tables),
         writes{report, pending, near.get(), tables.flights, tables.throttle, group.key()} {}

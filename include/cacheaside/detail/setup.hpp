@@ -53,11 +53,11 @@ inline std::chrono::milliseconds negative_ttl(const Options& o) {
 // and key prefix: processes that share those share the log.
 template <class Value>
 std::unique_ptr<Near<Value>> make_near(const Options& o, const std::shared_ptr<Store>& store,
-                                       const std::shared_ptr<Clock>& clock,
-                                       const Reporter& report) {
+                                       const std::shared_ptr<Clock>& clock, const Reporter& report,
+                                       NearReading reading = NearReading::thread) {
   if (o.near_ttl.count() == 0) return nullptr;
   std::string base = encode_key("near_log:" + o.name + ":" + o.key_prefix, max_key_length - 16);
-  return std::make_unique<Near<Value>>(o, store, std::move(base), clock, report);
+  return std::make_unique<Near<Value>>(o, store, std::move(base), clock, report, reading);
 }
 
 /// The pending table's share of the options.

@@ -30,6 +30,7 @@
 #include "../reporter.hpp"
 #include "../setup.hpp"
 #include "group_read.hpp"
+#include "near_reader.hpp"
 #include "read_run.hpp"
 #include "retire.hpp"
 #include "retries.hpp"
@@ -60,6 +61,13 @@ struct AsyncCore {
                                  &retire);
     c->self = c;
     c->retries->bind(c->invalidations, c);
+    if (c->near) {
+      c->near->read_on_demand([w = std::weak_ptr<AsyncCore>(c)] {
+        if (auto core = w.lock())
+          std::make_shared<AsyncNearRead<Value>>(*core->store, *core->near, core->ex, core)
+              ->start();
+      });
+    }
     return c;
   }
 
@@ -74,7 +82,7 @@ struct AsyncCore {
         background(std::make_shared<MetaStore>(store->config())),
         retry_protocol(*background, detail::lookup_policy(opt, Serializer::codec, clock, report)),
         group(background, detail::group_counter_key(opt), opt.group_cache, clock),
-        near(detail::make_near<Value>(opt, background, clock, report)),
+        near(detail::make_near<Value>(opt, background, clock, report, NearReading::on_demand)),
         tables(opt, *clock),
         retries(std::make_shared<detail::AsyncRetries<Value>>(*store, lookups, group,
                                                               store->get_executor())),
@@ -174,10 +182,9 @@ struct AsyncCore {
   }
 
   /// Ends the retries of pending invalidations after a last round (now, on the
-  /// executor) and the near log's reader. Returns at once.
+  /// executor). Returns at once.
   void close() {
     if (closed_.exchange(true)) return;
-    if (near) near->stop();
     retries->close([keep = self.lock()] {});  // the core lasts until that round is over
   }
   bool closed() const { return closed_.load(std::memory_order_acquire); }
@@ -188,8 +195,8 @@ struct AsyncCore {
   detail::Reporter report;
   detail::ValueCodec<Value, Serializer> codec;
   detail::MetaLookups lookups;
-  // Blocking connections to the same servers, for the near log's reader thread
-  // and cache_key()'s group read (retries run on the executor, by `retries`).
+  // Blocking connections to the same servers, for the calls documented to block
+  // (sync_near(), cache_key()'s group read); the rest runs on the executor.
   std::shared_ptr<MetaStore> background;
   detail::MetaProtocol retry_protocol;        // the Invalidator's blocking path: unused here
   detail::GroupGeneration group;              // none
@@ -205,8 +212,8 @@ struct AsyncCore {
  private:
   std::atomic<bool> closed_{false};
 
-  // The teardown joins the near log's reader and writes the spool: when the last
-  // run lets go on an io thread, a thread of its own does that. The io objects
+  // The teardown writes the spool and closes the blocking connections: when the
+  // last run lets go on an io thread, a thread of its own does that. The io objects
   // (the store, the retries' timer) are let go here.
   static void retire(AsyncCore* c) {
     if (!may_run_in_this_thread(c->ex)) return delete c;

@@ -1,5 +1,5 @@
 // A near cache: the table of decoded values, the log that keeps it coherent
-// with other processes, and the thread that reads the log (internal).
+// with other processes, and who reads the log (internal).
 //
 // The rule that bounds staleness between processes: an entry is served only
 // while this process has read the log successfully within the last
@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -19,6 +20,7 @@
 #include <system_error>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "../../clock.hpp"
 #include "../../options.hpp"
@@ -29,6 +31,11 @@
 
 namespace cacheaside::detail {
 
+/// Who reads a near cache's log: a thread of its own every near_sync / 2 (the
+/// blocking cache); its owner, calling sync_now() (the simulation, on its clock);
+/// or its owner on demand (the async cache, on the executor: see read_on_demand).
+enum class NearReading { thread, owner, on_demand };
+
 template <class Value>
 class Near {
  public:
@@ -36,19 +43,20 @@ class Near {
   using Ticket = typename Table::Ticket;
   static constexpr std::size_t ring = 1024;  // log slots
 
-  /// log_base: the memcached key the log's keys start with. reader: read the log
-  /// every near_sync / 2 on a thread of its own; without one the owner calls
-  /// sync_now() (the simulation does, on its clock).
+  /// log_base: the memcached key the log's keys start with. The first two ways
+  /// of reading read it once here.
   Near(const Options& opt, std::shared_ptr<Store> store, std::string log_base,
-       std::shared_ptr<Clock> clock, const Reporter& report, bool reader = true)
+       std::shared_ptr<Clock> clock, const Reporter& report,
+       NearReading reading = NearReading::thread)
       : ttl_(opt.near_ttl),
         sync_(opt.near_sync),
         clock_(std::move(clock)),
         report_(report),
         table_(opt.near_capacity),
         log_(std::move(store), std::move(log_base), ring, clock_) {
+    if (reading == NearReading::on_demand) return;
     sync_now();
-    if (!reader) return;
+    if (reading != NearReading::thread) return;
     try {
       thread_ = std::thread([this] { run(); });
     } catch (const std::system_error&) {
@@ -75,7 +83,39 @@ class Near {
 
   /// True (out set) on a near hit.
   bool get(const std::string& mkey, std::optional<Value>& out) {
+    if (due_) read_if_due();
     return current() && table_.find(mkey, clock_->unix_ms(), out);
+  }
+
+  /// NearReading::on_demand: due() is called from a get when the last read
+  /// began near_sync / 2 ago (or none has), one read at a time; the owner then
+  /// reads the log (begin_read(), the counter, read_counted(), the slots,
+  /// read_slots()) and ends with read_ended(). An idle cache reads nothing,
+  /// and its entries are not served once near_sync has passed.
+  void read_on_demand(std::function<void()> due) { due_ = std::move(due); }
+
+  /// The start of a read; returns when it began.
+  Clock::time_point begin_read() {
+    last_attempt_.store(clock_->now().time_since_epoch().count(), std::memory_order_relaxed);
+    return clock_->now();
+  }
+  bool read_counted(StoreStatus st, std::uint64_t now, NearLog::Read& r, NearLog::Slots& s) {
+    std::lock_guard<std::mutex> one(sync_mu_);
+    return log_.counted(st, now, r, s);
+  }
+  void read_slots(StoreStatus st, const NearLog::Slots& s, const std::vector<StoreItem>& items,
+                  const std::vector<char>& found, NearLog::Read& r) {
+    std::lock_guard<std::mutex> one(sync_mu_);
+    log_.slots_read(st, s, items, found, r);
+  }
+  /// The read that began at `started` found r: applied; the next may begin.
+  void read_ended(const NearLog::Read& r, Clock::time_point started) {
+    HeldEvents told(report_);  // told after the lock: a hook may call the cache
+    {
+      std::lock_guard<std::mutex> one(sync_mu_);
+      apply(r, started, told);
+    }
+    reading_.store(false, std::memory_order_release);
   }
 
   Ticket ticket(const std::string& mkey) const { return table_.ticket(mkey); }
@@ -105,7 +145,14 @@ class Near {
     HeldEvents told(report_);  // told after the lock: a hook may call the cache
     std::lock_guard<std::mutex> one(sync_mu_);
     auto started = clock_->now();
-    NearLog::Read r = log_.read();
+    apply(log_.read(), started, told);
+  }
+
+  std::size_t size() const { return table_.size(); }
+
+ private:
+  // What a read found, under sync_mu_.
+  void apply(const NearLog::Read& r, Clock::time_point started, HeldEvents& told) {
     report_.near_log_read();
     if (r.gap) {
       table_.drop_all();
@@ -121,9 +168,15 @@ class Near {
     if (r.ok) synced_.store(started.time_since_epoch().count(), std::memory_order_release);
   }
 
-  std::size_t size() const { return table_.size(); }
+  // On demand: a read is due when the last began near_sync / 2 ago; one at a time.
+  void read_if_due() {
+    auto last = last_attempt_.load(std::memory_order_relaxed);
+    auto now = clock_->now().time_since_epoch();
+    if (last != never && now - Clock::time_point::duration(last) < sync_ / 2) return;
+    if (reading_.exchange(true, std::memory_order_acq_rel)) return;
+    due_();
+  }
 
- private:
   bool current() const {
     auto at = synced_.load(std::memory_order_acquire);
     if (at == never) return false;
@@ -150,6 +203,9 @@ class Near {
   Table table_;
   NearLog log_;
   std::atomic<Clock::time_point::rep> synced_{never};
+  std::function<void()> due_;  // on demand: starts a read
+  std::atomic<Clock::time_point::rep> last_attempt_{never};
+  std::atomic<bool> reading_{false};
   std::mutex sync_mu_;  // one log reader at a time
   std::mutex mu_;
   std::condition_variable cv_;

@@ -64,54 +64,89 @@ class NearLog {
     return r;
   }
 
+  /// The slots a read gets once it has the counter.
+  struct Slots {
+    std::uint64_t first = 0, now = 0;  // records first..now
+    std::vector<std::string> keys;     // each record's slot, then its 0.2 form
+  };
+
   /// Reads what was appended since the last read (one round trip, two when
   /// there is something new). Not thread-safe: one reader per log.
   Read read() {
     Read r;
+    Slots s;
     std::uint64_t now = 0;
-    // incr by 0: reads the counter, and creates it if nobody has (or it was
-    // evicted), so every reader and writer counts from the same start.
-    if (store_->incr(counter_, 0, start_value(), 0, now) != StoreStatus::ok) return r;
+    StoreStatus st = store_->incr(counter_, 0, start_value(), 0, now);
+    if (!counted(st, now, r, s)) return r;
+    std::vector<StoreItem> items;
+    std::vector<char> found;
+    st = store_->get_multi(s.keys, items, found);
+    slots_read(st, s, items, found, r);
+    return r;
+  }
+
+  // read() in steps, for a driver that does its own I/O (the async cache): the
+  // counter, as `incr counter_key() by 0 from start_value()` (which creates it if
+  // nobody has, or it was evicted, so every reader and writer counts from the
+  // same start); then counted() with its answer; then, when that says so, the
+  // slots' gets and slots_read().
+
+  /// The counter's answer: true when the slots in s must be read next; false
+  /// when r is the read's result.
+  bool counted(StoreStatus st, std::uint64_t now, Read& r, Slots& s) {
+    if (st != StoreStatus::ok) return false;
     if (!started_) {  // the first read: nothing cached before it
       started_ = true;
       last_ = now;
       r.ok = true;
-      return r;
+      return false;
     }
     if (now == last_) {
       r.ok = true;
-      return r;
+      return false;
     }
-    if (now < last_ || now - last_ > ring_) return gap(r, now);
+    if (now < last_ || now - last_ > ring_) {
+      gap(r, now);
+      return false;
+    }
     // Each record's slot, then its slot in the 0.2 form (a writer of 0.2 may
     // still be running beside this one).
-    std::vector<std::string> keys;
-    for (std::uint64_t s = last_ + 1; s <= now; ++s) {
-      keys.push_back(slot(s));
-      keys.push_back(legacy_slot(s));
+    s.first = last_ + 1;
+    s.now = now;
+    s.keys.clear();
+    for (std::uint64_t q = s.first; q <= now; ++q) {
+      s.keys.push_back(slot(q));
+      s.keys.push_back(legacy_slot(q));
     }
-    std::vector<StoreItem> items;
-    std::vector<char> found;
-    if (store_->get_multi(keys, items, found) != StoreStatus::ok) return r;
-    const std::uint64_t first = last_ + 1;  // last_ moves on inside the loop
-    for (std::size_t i = 0; i < keys.size() / 2; ++i) {
+    return true;
+  }
+
+  /// The slots' answers (found[i]: items[i] holds s.keys[i]).
+  void slots_read(StoreStatus st, const Slots& slots, const std::vector<StoreItem>& items,
+                  const std::vector<char>& found, Read& r) {
+    // Another read moved the log on meanwhile: these records are its to apply.
+    if (st != StoreStatus::ok || last_ + 1 != slots.first) return;
+    const std::uint64_t now = slots.now, first = slots.first;  // last_ moves on below
+    for (std::size_t i = 0; i < slots.keys.size() / 2; ++i) {
       std::uint64_t s = first + i;
       std::string key;
       if (!record(items[2 * i], found[2 * i], s, key) &&
           !record(items[2 * i + 1], found[2 * i + 1], s, key)) {
         // A writer between its increment and its set, or a lost slot: wait
         // one read for it, then give up on it.
-        if (missing_ == s) return gap(r, now);
+        if (missing_ == s) {
+          gap(r, now);
+          return;
+        }
         missing_ = s;
         last_ = s - 1;
-        return r;  // not current yet: r.keys so far are applied by the caller
+        return;  // not current yet: r.keys so far are applied by the caller
       }
       r.keys.push_back(std::move(key));
       last_ = s;
     }
     missing_ = 0;
     r.ok = true;
-    return r;
   }
 
   /// The slot of record seq: `<base>%s<seq mod ring>` ('s' is no hex digit, so no
