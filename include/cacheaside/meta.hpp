@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "detail/lookup/meta_protocol.hpp"
+#include "detail/meta/command_store.hpp"
 #include "detail/meta/config.hpp"
 #include "detail/meta/op.hpp"
 #include "detail/meta/pipeline.hpp"
@@ -45,7 +46,7 @@ namespace cacheaside {
 /// the retry timeout; its keys are not moved to other servers. A reply that
 /// does not parse, or answers another request, closes its connection. Never
 /// throws for I/O.
-class MetaStore : public Store, public LookupProtocolSource, public detail::MetaExecutor {
+class MetaStore : public detail::MetaCommandStore, public LookupProtocolSource {
  public:
   /// From typed options; see ServerOptions.
   explicit MetaStore(const ServerOptions& options) : MetaStore(options.to_config()) {}
@@ -67,77 +68,6 @@ class MetaStore : public Store, public LookupProtocolSource, public detail::Meta
   /// "host:port" of the server a key lives on.
   std::string server_of(std::string_view key) const { return pipeline_.server_of(key).name(); }
 
-  StoreStatus get(std::string_view key, StoreItem& item) override {
-    detail::MetaOp op;
-    op.key = key;
-    op.item = &item;
-    execute(&op, 1);
-    return op.status;
-  }
-
-  StoreStatus get_multi(const std::vector<std::string>& keys, std::vector<StoreItem>& items,
-                        std::vector<char>& found) override {
-    items.resize(keys.size());
-    found.assign(keys.size(), 0);
-    if (keys.empty()) return StoreStatus::ok;
-    std::vector<detail::MetaOp> ops(keys.size());
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      ops[i].key = keys[i];
-      ops[i].item = &items[i];
-    }
-    execute(ops.data(), ops.size());
-    StoreStatus failure = StoreStatus::ok;
-    bool any = false;
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (ops[i].status == StoreStatus::ok) {
-        found[i] = 1;
-        any = true;
-      } else if (ops[i].status == StoreStatus::not_found) {
-        any = true;
-      } else {
-        failure = ops[i].status;
-      }
-    }
-    // Partial answers (one server of several down) are still used.
-    return any || failure == StoreStatus::ok ? StoreStatus::ok : failure;
-  }
-
-  StoreStatus set(std::string_view key, std::string_view value, std::uint32_t flags,
-                  Exptime exptime) override {
-    return store(detail::MetaCmd::set, key, value, flags, exptime, 0);
-  }
-
-  StoreStatus add(std::string_view key, std::string_view value, std::uint32_t flags,
-                  Exptime exptime) override {
-    return store(detail::MetaCmd::add, key, value, flags, exptime, 0);
-  }
-
-  StoreStatus cas(std::string_view key, std::string_view value, std::uint32_t flags,
-                  Exptime exptime, std::uint64_t cas_id) override {
-    return store(detail::MetaCmd::cas, key, value, flags, exptime, cas_id);
-  }
-
-  StoreStatus remove(std::string_view key) override {
-    detail::MetaOp op;
-    op.cmd = detail::MetaCmd::remove;
-    op.key = key;
-    execute(&op, 1);
-    return op.status;
-  }
-
-  StoreStatus incr(std::string_view key, std::uint64_t delta, std::uint64_t initial,
-                   Exptime exptime, std::uint64_t& value) override {
-    detail::MetaOp op;
-    op.cmd = detail::MetaCmd::incr;
-    op.key = key;
-    op.delta = delta;
-    op.initial = initial;
-    op.exptime = exptime;
-    execute(&op, 1);
-    if (op.status == StoreStatus::ok) value = op.number;
-    return op.status;
-  }
-
   /// The meta protocol's lookups, for one cache (see the class comment).
   std::unique_ptr<LookupProtocol> make_lookup_protocol(LookupPolicy policy) override {
     return std::make_unique<detail::MetaProtocol>(*this, std::move(policy));
@@ -147,19 +77,6 @@ class MetaStore : public Store, public LookupProtocolSource, public detail::Meta
   void execute(detail::MetaOp* ops, std::size_t n) override { pipeline_.execute(ops, n); }
 
  private:
-  StoreStatus store(detail::MetaCmd cmd, std::string_view key, std::string_view value,
-                    std::uint32_t flags, Exptime exptime, std::uint64_t cas_id) {
-    detail::MetaOp op;
-    op.cmd = cmd;
-    op.key = key;
-    op.value = value;
-    op.flags = flags;
-    op.exptime = exptime;
-    op.cas = cas_id;
-    execute(&op, 1);
-    return op.status;
-  }
-
   std::string config_;
   detail::MetaPipeline pipeline_;
 };

@@ -26,7 +26,9 @@
 #include <cacheaside/cacheaside.hpp>
 #include <cacheaside/detail/invalidation/invalidate_fsm.hpp>
 #include <cacheaside/detail/invalidation/invalidator.hpp>
+#include <cacheaside/detail/invalidation/meta_write_rounds.hpp>
 #include <cacheaside/detail/lookup/meta_protocol.hpp>
+#include <cacheaside/detail/meta/command_store.hpp>
 #include <cacheaside/detail/miss/meta_rounds.hpp>
 #include <cacheaside/detail/miss/protocol_step.hpp>
 #include <cacheaside/detail/miss/read_fsm.hpp>
@@ -365,7 +367,7 @@ class SimMeta {
 
 // One process's network to the meta memcached: per batch (one write, one read), the
 // whole batch may be lost before it reached memcached or after it was applied.
-class SimMetaNet final : public detail::MetaExecutor {
+class SimMetaNet final : public detail::MetaCommandStore {
  public:
   SimMetaNet(Sim& s, int pid, SimMeta& server, double loss)
       : loss(loss), s_(s), pid_(pid), server_(server) {}
@@ -432,12 +434,13 @@ struct Process {
                    s.waited_out(id, std::string(e.key), std::chrono::duration_cast<Ms>(e.duration));
                }),
         net(std::make_shared<SimNet>(s, id, s.memcached, loss)),
-        meta_net(meta ? std::make_unique<SimMetaNet>(s, id, *meta, loss) : nullptr),
+        meta_net(meta ? std::make_shared<SimMetaNet>(s, id, *meta, loss) : nullptr),
         codec(StringSerializer(), opt, 1s, *s.clock, report),
         protocol(meta ? std::unique_ptr<LookupProtocol>(
                             std::make_unique<detail::MetaProtocol>(*meta_net, policy()))
                       : std::make_unique<detail::ClassicProtocol>(net, policy())),
-        group(net, grouped ? "g%G" : "", Ms(0), s.clock),
+        // The group's counter and the near log live where the process's items do.
+        group(own_store(), grouped ? "g%G" : "", Ms(0), s.clock),
         pending(
             {std::chrono::hours(1), 100, "", group.key(), nullptr},
             [this](detail::PendingInvalidations::Op op, const std::string& key) {
@@ -447,11 +450,16 @@ struct Process {
         tables(opt, *s.clock),
         // The near cache and its log, over this process's network; its log is read
         // by the scheduler (sync_near), not by a thread.
-        near(opt.near_ttl.count() ? std::make_unique<detail::Near<std::string>>(
-                                        opt, net, "nl", s.clock, report, detail::NearReading::owner)
-                                  : nullptr),
+        near(opt.near_ttl.count()
+                 ? std::make_unique<detail::Near<std::string>>(opt, own_store(), "nl", s.clock,
+                                                               report, detail::NearReading::owner)
+                 : nullptr),
         reads(opt, report, codec, pending, near.get(), tables),
         writes{report, pending, near.get(), tables.flights, tables.throttle, group.key()} {}
+
+  std::shared_ptr<Store> own_store() const {
+    return meta_net ? std::shared_ptr<Store>(meta_net) : std::shared_ptr<Store>(net);
+  }
 
   LookupPolicy policy() {
     LookupPolicy p;
@@ -514,7 +522,7 @@ struct Process {
   Options opt;
   detail::Reporter report;
   std::shared_ptr<SimNet> net;           // classic: Store calls
-  std::unique_ptr<SimMetaNet> meta_net;  // meta: batches of meta commands
+  std::shared_ptr<SimMetaNet> meta_net;  // meta: batches of meta commands
   detail::ValueCodec<std::string, StringSerializer> codec;
   std::unique_ptr<LookupProtocol> protocol;
   detail::GroupGeneration group;  // Options::group, in some schedules
@@ -783,9 +791,28 @@ class Caller {
   void step_write(StoreStatus st) {
     detail::WriteAction a = write_->resume(st);
     if (a.step == WriteStep::done) return write_done(write_->ok());
+    // Over meta, every other writer runs its steps as the asynchronous driver does:
+    // a round trip per round of MetaWriteRounds.
+    if (p_.meta_net && id_ % 2 == 1) {
+      if (!write_rounds_)
+        write_rounds_ = std::make_unique<detail::MetaWriteRounds>(
+            static_cast<detail::MetaProtocol&>(*p_.protocol).lookups(), p_.group,
+            p_.near ? &p_.near->log() : nullptr);
+      write_rounds_->start(a);
+      return next_write_round();
+    }
     s_.after(s_.hop(), [this, a] {
       StoreStatus r = p_.write_step(a);
       s_.after(s_.hop(), [this, r] { step_write(r); });
+    });
+  }
+
+  void next_write_round() {
+    std::vector<detail::MetaOp>* r = write_rounds_->next();
+    if (!r) return step_write(write_rounds_->status());
+    s_.after(s_.hop(), [this, r] {
+      p_.meta_net->execute(r->data(), r->size());
+      s_.after(s_.hop(), [this] { next_write_round(); });
     });
   }
 
@@ -799,7 +826,8 @@ class Caller {
   std::map<std::string, Ms> own_at_, any_at_;
   std::unique_ptr<Read> read_;
   detail::Action<M> act_;
-  std::unique_ptr<detail::MetaRounds<M>> rounds_;  // meta, as the async driver runs it
+  std::unique_ptr<detail::MetaRounds<M>> rounds_;          // meta, as the async driver runs it
+  std::unique_ptr<detail::MetaWriteRounds> write_rounds_;  // likewise, for writes
   bool parked_ = false;
   M* parked_m_ = nullptr;
   std::unique_ptr<Inv> write_;
