@@ -759,3 +759,60 @@ TEST_CASE(
   CHECK(t.load.calls == 2);
   CHECK(seen <= o.near_sync + 100ms * cacheaside_test::env_int("CACHEASIDE_TIMING_SCALE", 1));
 }
+
+namespace {
+// The system's time; when armed with n, the n-th call of now() from then throws
+// (as anything escaping a machine would, bad_alloc say).
+struct FailingClock : Clock {
+  mutable std::atomic<int> armed{0};
+  time_point now() const override {
+    if (armed.load() > 0 && armed.fetch_sub(1) == 1) throw std::runtime_error("clock failed");
+    return std::chrono::steady_clock::now();
+  }
+  std::int64_t unix_ms() const override { return SystemClock::instance()->unix_ms(); }
+  void sleep_for(std::chrono::nanoseconds d) override { std::this_thread::sleep_for(d); }
+};
+}  // namespace
+
+TEST_CASE(
+    "something escaping a run: its caller gets the error, then its lease is handed back "
+    "(another process loads at once, without waiting for it)",
+    "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  auto clock = std::make_shared<FailingClock>();
+  Options o = quick();
+  o.clock = clock;
+  o.lease_ttl = 60s;  // a marker left behind outlives the test: only its hand-back removes it
+  HeldLoader load;
+  Users users(std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config()), load.loader(), o);
+  Result r;
+  users.async_get(1, r.handler());
+  run_while_not(io, [&] { return load.waiting() == 1; });  // leads, under its lease
+  clock->armed = 2;  // the load's duration, then the machine's resume: throws
+  load.answer(make_user(1));
+  run_while_not(io, [&] { return r.done; });
+  REQUIRE(r.error);
+  CHECK(what(r.error) == "clock failed");
+  // The hand-back's rounds run after the caller's completion: the lease's
+  // placeholder goes.
+  MetaStore raw(mc.config());
+  std::string mkey = users.cache_key(1);
+  bool released = cacheaside_test::eventually([&] {
+    io.restart();
+    io.poll();
+    StoreItem item;
+    return raw.get(mkey, item) == StoreStatus::not_found;
+  });
+  CHECK(released);
+  CHECK(users.usage().flights == 0);
+  Options other = quick();
+  other.lease_wait = 5s;  // a marker left behind would be waited for
+  CacheAside<int, User, JsonSerializer<User>> b(
+      std::make_shared<MetaStore>(mc.config()), [](const int& id) { return Got(make_user(id)); },
+      other);
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(b.get(1) == make_user(1));
+  CHECK(b.stats().lease_waits == 0);
+  CHECK(std::chrono::steady_clock::now() - t0 < 1s);
+}

@@ -50,41 +50,6 @@ struct AsyncReadParts {
   asio::any_io_executor ex;  // where runs go on between steps
 };
 
-/// Gives up leases a machine still held when something escaped it, in the
-/// background (best effort: they expire after lease_ttl anyway).
-class AsyncLeaseRelease : public std::enable_shared_from_this<AsyncLeaseRelease> {
- public:
-  AsyncLeaseRelease(AsyncMetaStore& store, MetaLookups& lookups, std::shared_ptr<const void> keep)
-      : store_(store), step_(lookups), keep_(std::move(keep)) {}
-
-  void add(const std::string& key, const LeaseToken& token) {
-    keys_.push_back(key);
-    tokens_.push_back(token);
-  }
-
-  void start() { next(); }
-
- private:
-  void next() {
-    if (auto* round = step_.next()) {
-      store_.async_execute(round->data(), round->size(),
-                           [self = shared_from_this()] { self->next(); });
-      return;
-    }
-    if (i_ == keys_.size()) return;
-    step_.release(keys_[i_], tokens_[i_]);
-    ++i_;
-    next();
-  }
-
-  AsyncMetaStore& store_;
-  MetaStepFsm step_;
-  std::shared_ptr<const void> keep_;
-  std::vector<std::string> keys_;
-  std::vector<LeaseToken> tokens_;
-  std::size_t i_ = 0;
-};
-
 /// Runs one machine (a ReadFsm, or a LeadFsm detached from its caller) to its
 /// end; then `done` gets the machine's error, if any. The run owns itself: each
 /// step's completion holds it.
@@ -176,19 +141,21 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
   }
 
   // Something threw (bad_alloc, a serializer): every flight the machine leads
-  // ends with it, and its leases are handed back.
+  // ends with it, its caller gets it, and then its leases are handed back, as
+  // a release step's rounds (best effort: they expire after lease_ttl anyway).
   void escaped(std::exception_ptr error) {
+    if (releasing_) return;  // the hand-back itself failed
+    std::vector<M*>* held = nullptr;
     try {
-      auto& held = fsm_->abandon(error);
-      if (!held.empty()) {
-        auto r = std::make_shared<AsyncLeaseRelease>(p_.store, p_.lookups, keep_);
-        for (M* m : held) r->add(m->mkey, m->look.token);
-        r->start();
-      }
+      held = &fsm_->abandon(error);
     } catch (...) {
-      // Leases expire after lease_ttl anyway.
     }
     finish(std::move(error));
+    if (!held || held->empty()) return;
+    releasing_ = true;
+    Act release = Act::on(Step::release, *held);
+    rounds_.start(release);
+    rounds();
   }
 
   // A lead running apart from its caller (loader timeouts): a run of its own.
@@ -215,7 +182,7 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
     } catch (...) {
       return escaped(std::current_exception());
     }
-    go();
+    if (!releasing_) go();
   }
 
   void sleep(Duration d) {
@@ -281,8 +248,12 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
                                                   std::vector<std::optional<Value>> vs) {
         if (once->exchange(true)) return;  // a loader that answers twice
         asio::post(self->p_.ex, [self, t0, e = std::move(e), vs = std::move(vs)]() mutable {
-          take_bulk_load(*self->loading_, std::move(vs), std::move(e), self->p_.clock.now() - t0,
-                         self->p_.report);
+          try {
+            take_bulk_load(*self->loading_, std::move(vs), std::move(e), self->p_.clock.now() - t0,
+                           self->p_.report);
+          } catch (...) {
+            return self->escaped(std::current_exception());
+          }
           self->go();
         });
       };
@@ -299,7 +270,11 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
       LoadHandler<Value> h = [self, t0, once, m](std::exception_ptr e, std::optional<Value> v) {
         if (once->exchange(true)) return;
         asio::post(self->p_.ex, [self, t0, m, e = std::move(e), v = std::move(v)]() mutable {
-          take_load(*m, std::move(v), std::move(e), self->p_.clock.now() - t0, self->p_.report);
+          try {
+            take_load(*m, std::move(v), std::move(e), self->p_.clock.now() - t0, self->p_.report);
+          } catch (...) {
+            m->error = std::current_exception();  // this key's load failed; the others go on
+          }
           if (self->left_.fetch_sub(1) == 1) self->go();
         });
       };
@@ -321,7 +296,8 @@ class AsyncRun : public std::enable_shared_from_this<AsyncRun<Key, Value, Serial
   std::vector<M*>* loading_ = nullptr;
   std::atomic<std::size_t> left_{0};
   std::atomic<bool> cancelled_{false};
-  std::mutex await_mu_;  // the wait a cancellation may end
+  bool releasing_ = false;  // handing back the leases of a machine something escaped
+  std::mutex await_mu_;     // the wait a cancellation may end
   std::shared_ptr<Wake> awaiting_;
   std::shared_ptr<Flight<Value>> awaiting_flight_;
 };
