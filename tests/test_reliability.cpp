@@ -390,7 +390,10 @@ TEST_CASE("a full pool costs a get no more than the server's silence", "[reliabi
   std::printf("a full pool (%s): worst get %lld ms\n",
               meta_store() ? "MetaStore" : "MemcachedStore", worst.load());
   CHECK(wrong == 0);
-  CHECK(worst <= 300 * env_int("CACHEASIDE_TIMING_SCALE", 1));
+  // At most three poll timeouts (100 ms each): a wait for the connection, then the
+  // lookup and the lease's add, each unanswered; plus 50 ms for the scheduler (one
+  // run measured 301 ms on that path, most measure 200).
+  CHECK(worst <= 350 * env_int("CACHEASIDE_TIMING_SCALE", 1));
 }
 
 namespace {
