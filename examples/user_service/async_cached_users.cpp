@@ -1,7 +1,6 @@
 #include "async_cached_users.hpp"
 
-#include <boost/asio/deferred.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "cached_users.hpp"
@@ -30,7 +29,10 @@ AsyncCachedUsers::AsyncCachedUsers(std::shared_ptr<cacheaside::AsyncMetaStore> s
                  [&repo](const std::string&) -> std::optional<std::shared_ptr<const UserList>> {
                    return std::make_shared<const UserList>(repo.all());
                  }),
-             cache_options("users", "", 60, spool_prefix, near_sync)) {}
+             cache_options("users", "", 60, spool_prefix, near_sync)),
+      on_change_(by_id_, [](long long id) { return id; }) {
+  on_change_.add(lists_, [](long long) { return all_key(); });
+}
 
 Task<std::string> AsyncCachedUsers::list_body(RequestTrace* trace) {
   TraceScope scope(trace, {all_key()});
@@ -72,10 +74,12 @@ Task<bool> AsyncCachedUsers::remove(long long id, RequestTrace* trace) {
 // Both deletes at once; an unconfirmed one stays pending (retried, spooled) inside the cache.
 Task<void> AsyncCachedUsers::invalidate(long long id, RequestTrace* trace) {
   TraceScope scope(trace, {user_key(id), all_key()});
-  auto one = by_id_.async_invalidate(id, asio::deferred);
-  auto list = lists_.async_invalidate(all_key(), asio::deferred);
-  co_await asio::experimental::make_parallel_group(std::move(one), std::move(list))
-      .async_wait(asio::experimental::wait_for_all(), use_awaitable);
+  std::vector<long long> ids{id};  // (a braced list in a co_await's operand trips g++ 12)
+  co_await on_change_.async_apply(std::move(ids), asio::as_tuple(use_awaitable));  // no throw
+}
+
+Task<std::vector<bool>> AsyncCachedUsers::apply_changes(std::vector<long long> ids) {
+  co_return co_await on_change_.async_apply(std::move(ids), use_awaitable);
 }
 
 Task<bool> AsyncCachedUsers::database_ok() {

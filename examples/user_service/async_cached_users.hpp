@@ -33,6 +33,7 @@ class AsyncCachedUsers final : public AsyncUsers {
   Task<std::optional<User>> update(long long id, std::string name, std::string email,
                                    RequestTrace* trace) override;
   Task<bool> remove(long long id, RequestTrace* trace) override;
+  Task<std::vector<bool>> apply_changes(std::vector<long long> ids) override;
   Task<bool> database_ok() override;
   Task<std::string> cache_health() override;
   std::vector<CacheReport> cache_stats() override;
@@ -45,6 +46,8 @@ class AsyncCachedUsers final : public AsyncUsers {
   boost::asio::any_io_executor pool_;
   ById by_id_;
   Lists lists_;
+  // As CachedUsers: user_<id> and users_all.
+  cacheaside::AsyncInvalidationFanout<long long> on_change_;
 };
 
 }  // namespace user_service

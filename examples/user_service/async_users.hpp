@@ -64,6 +64,8 @@ class AsyncUsers {
   virtual Task<std::optional<User>> update(long long id, std::string name, std::string email,
                                            RequestTrace* trace) = 0;
   virtual Task<bool> remove(long long id, RequestTrace* trace) = 0;
+  /// As Users::apply_changes.
+  virtual Task<std::vector<bool>> apply_changes(std::vector<long long> ids) = 0;
   /// True when the database answers.
   virtual Task<bool> database_ok() = 0;
   /// "ok", "down", or "disabled" (no cache).
@@ -100,6 +102,9 @@ class PooledUsers final : public AsyncUsers {
   }
   Task<bool> remove(long long id, RequestTrace* trace) override {
     return run({user_key(id), all_key()}, trace, [this, id] { return users_.remove(id); });
+  }
+  Task<std::vector<bool>> apply_changes(std::vector<long long> ids) override {
+    return run({}, nullptr, [this, ids = std::move(ids)] { return users_.apply_changes(ids); });
   }
   Task<bool> database_ok() override {
     return run({}, nullptr, [this] { return users_.database_ok(); });

@@ -62,7 +62,10 @@ CachedUsers::CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepositor
           [&repo](const std::string&) -> std::optional<std::shared_ptr<const UserList>> {
             return std::make_shared<const UserList>(repo.all());
           },
-          cache_options("users", "", 60, spool_prefix, near_sync)) {}
+          cache_options("users", "", 60, spool_prefix, near_sync)),
+      on_change_(by_id_, [](long long id) { return id; }) {
+  on_change_.add(lists_, [](long long) { return all_key(); });
+}
 
 std::vector<User> CachedUsers::list() {
   auto l = lists_.get(all_key());
@@ -96,10 +99,7 @@ bool CachedUsers::remove(long long id) {
   return removed;
 }
 
-void CachedUsers::invalidate(long long id) {
-  by_id_.invalidate(id);         // delete user_<id>
-  lists_.invalidate(all_key());  // delete users_all
-}
+void CachedUsers::invalidate(long long id) { on_change_.apply({id}); }
 
 std::string CachedUsers::cache_health() {
   cacheaside::StoreItem item;

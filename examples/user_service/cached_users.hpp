@@ -1,8 +1,10 @@
 // The cache-aside layer of the lesson: a user under "user_<id>" for 120 s, the list
-// under "users_all" for 60 s; every write goes to the database first, then deletes both.
+// under "users_all" for 60 s; every write goes to the database first, then deletes both
+// (and the outbox relay deletes them again for any write, whoever made it).
 #pragma once
 
 #include <cacheaside/cacheaside.hpp>
+#include <cacheaside/invalidation_fanout.hpp>
 #include <cacheaside/json.hpp>
 #include <cacheaside/libmemcached.hpp>
 #include <chrono>
@@ -46,6 +48,9 @@ class CachedUsers final : public Users {
   std::optional<User> update(long long id, const std::string& name,
                              const std::string& email) override;
   bool remove(long long id) override;
+  std::vector<bool> apply_changes(const std::vector<long long>& ids) override {
+    return on_change_.apply(ids);
+  }
 
   bool database_ok() override { return repo_.healthy(); }
   std::string cache_health() override;
@@ -58,6 +63,8 @@ class CachedUsers final : public Users {
   UserRepository& repo_;
   ById by_id_;
   Lists lists_;
+  // A changed user makes user_<id> and users_all wrong: the one copy of that rule.
+  cacheaside::InvalidationFanout<long long> on_change_;
 };
 
 }  // namespace user_service

@@ -26,6 +26,7 @@
 #include "cached_users.hpp"
 #include "http_server.hpp"
 #include "io_threads.hpp"
+#include "outbox_relay.hpp"
 #include "repository.hpp"
 #include "users.hpp"
 
@@ -47,6 +48,8 @@ struct Flags {
   int near_ms = 100;                     // near cache sync bound; 0: no near cache
   std::string protocol = "meta";         // meta (AsyncMetaStore) or classic (MemcachedStore)
   long long max_body = 1 << 20;          // larger request bodies get 413
+  int relay_ms = 50;                     // outbox relay interval; 0: no relay
+  bool crash_after_commit = false;       // test-only fault point
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& problem) {
@@ -54,7 +57,8 @@ struct Flags {
   std::cerr << "usage: " << argv0
             << " [--host H] [--port N] [--db PATH] [--memcached CONFIG] [--seed N]\n"
                "       [--threads N] [--db-threads N] [--no-cache] [--quiet] [--spool-dir DIR]\n"
-               "       [--near-ms N] [--protocol meta|classic] [--max-body BYTES]\n";
+               "       [--near-ms N] [--protocol meta|classic] [--max-body BYTES] [--relay-ms N]\n"
+               "       [--crash-after-commit (tests only: dies after each write's commit)]\n";
   std::exit(2);
 }
 
@@ -92,6 +96,10 @@ Flags parse_flags(int argc, char** argv) {
       f.near_ms = number();
     else if (a == "--max-body")
       f.max_body = number();
+    else if (a == "--relay-ms")
+      f.relay_ms = number();
+    else if (a == "--crash-after-commit")
+      f.crash_after_commit = true;
     else if (a == "--protocol")
       f.protocol = value();
     else if (a == "--spool-dir")
@@ -110,6 +118,7 @@ Flags parse_flags(int argc, char** argv) {
     f.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (f.db_threads < 1) usage(argv[0], "--db-threads must be at least 1");
   if (f.near_ms < 0) usage(argv[0], "--near-ms must not be negative");
+  if (f.relay_ms < 0) usage(argv[0], "--relay-ms must not be negative");
   if (f.max_body < 64) usage(argv[0], "--max-body must be at least 64 bytes");
   if (f.protocol != "meta" && f.protocol != "classic")
     usage(argv[0], "--protocol is meta or classic, not '" + f.protocol + "'");
@@ -149,7 +158,8 @@ int main(int argc, char** argv) {
   Flags flags = parse_flags(argc, argv);
   try {
     user_service::UserRepository repo(flags.db, flags.db_threads + 2);
-    if (flags.seed > 0) {
+    repo.crash_after_commit(flags.crash_after_commit);
+    if (flags.seed > 0) {  // the outbox's triggers record the rows: the relay invalidates
       int n = repo.seed(flags.seed);
       if (n) std::printf("seeded %d users into %s\n", n, flags.db.c_str());
     }
@@ -186,7 +196,17 @@ int main(int argc, char** argv) {
     asio::ip::tcp::endpoint endpoint(asio::ip::make_address(flags.host),
                                      static_cast<unsigned short>(flags.port));
     user_service::HttpServer server(io.contexts(), endpoint, *users, http);
-    server.start();
+    // Every committed write, whoever made it, invalidated within about relay_ms. What
+    // the outbox holds at start (a crashed writer's, the seed's) is relayed before the
+    // first request is accepted.
+    std::optional<user_service::OutboxRelay> relay;
+    if (!flags.no_cache && flags.relay_ms > 0) {
+      relay.emplace(repo, *users, pool.get_executor(), std::chrono::milliseconds(flags.relay_ms),
+                    flags.quiet);
+      relay->start(io.front().get_executor(), [&server] { server.start(); });
+    } else {
+      server.start();
+    }
 
     asio::signal_set signals(io.front(), SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int) {

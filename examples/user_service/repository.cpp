@@ -1,5 +1,6 @@
 #include "repository.hpp"
 
+#include <csignal>
 #include <stdexcept>
 
 namespace user_service {
@@ -35,6 +36,8 @@ class Stmt {
     sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
+  void reset() { sqlite3_reset(stmt_); }
+  long long integer(int c) const { return sqlite3_column_int64(stmt_, c); }
   bool step() {
     int rc = sqlite3_step(stmt_);
     check(rc, db_, "step");
@@ -56,6 +59,26 @@ class Stmt {
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
 };
+
+// The outbox and its hooks. AUTOINCREMENT: a seq is never reused, so a relay that
+// removes the rows it read never removes a newer change another relay left it.
+// An update that moves a row to another id changes both ids.
+const char* const kOutboxSchema = R"sql(
+CREATE TABLE IF NOT EXISTS user_changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  user_id INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS user_changes_insert AFTER INSERT ON users BEGIN
+  INSERT INTO user_changes (user_id) VALUES (NEW.id);
+END;
+CREATE TRIGGER IF NOT EXISTS user_changes_update AFTER UPDATE ON users BEGIN
+  INSERT INTO user_changes (user_id) VALUES (OLD.id);
+  INSERT INTO user_changes (user_id) SELECT NEW.id WHERE NEW.id <> OLD.id;
+END;
+CREATE TRIGGER IF NOT EXISTS user_changes_delete AFTER DELETE ON users BEGIN
+  INSERT INTO user_changes (user_id) VALUES (OLD.id);
+END;
+)sql";
 
 }  // namespace
 
@@ -84,6 +107,7 @@ UserRepository::UserRepository(const std::string& path, int connections) {
       exec(db,
            "CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
            "email TEXT NOT NULL)");
+      exec(db, kOutboxSchema);
     }
     exec(db, "PRAGMA synchronous=NORMAL");
     all_.push_back(db);
@@ -160,6 +184,7 @@ User UserRepository::create(const std::string& name, const std::string& email) {
   Lease l(*this);
   Stmt q(l.db, "INSERT INTO users (name, email) VALUES (?, ?)");
   q.bind(1, name).bind(2, email).step();  // committed when it returns (autocommit)
+  committed();
   return User{sqlite3_last_insert_rowid(l.db), name, email};
 }
 
@@ -169,6 +194,7 @@ std::optional<User> UserRepository::update(long long id, const std::string& name
   Stmt q(l.db, "UPDATE users SET name = ?, email = ? WHERE id = ?");
   q.bind(1, name).bind(2, email).bind(3, id).step();
   if (sqlite3_changes(l.db) == 0) return std::nullopt;
+  committed();
   return User{id, name, email};
 }
 
@@ -176,7 +202,46 @@ bool UserRepository::remove(long long id) {
   Lease l(*this);
   Stmt q(l.db, "DELETE FROM users WHERE id = ?");
   q.bind(1, id).step();
-  return sqlite3_changes(l.db) != 0;
+  bool removed = sqlite3_changes(l.db) != 0;
+  if (removed) committed();
+  return removed;
+}
+
+void UserRepository::committed() const {
+  if (crash_after_commit_) std::raise(SIGKILL);  // before anyone invalidates
+}
+
+std::vector<UserRepository::Change> UserRepository::changes(int limit) {
+  Lease l(*this);
+  Stmt q(l.db, "SELECT seq, user_id FROM user_changes ORDER BY seq LIMIT ?");
+  q.bind(1, limit);
+  std::vector<Change> out;
+  while (q.step()) out.push_back({q.integer(0), q.integer(1)});
+  return out;
+}
+
+void UserRepository::remove_changes(const std::vector<long long>& seqs) {
+  if (seqs.empty()) return;
+  Lease l(*this);
+  exec(l.db, "BEGIN IMMEDIATE");
+  try {
+    Stmt q(l.db, "DELETE FROM user_changes WHERE seq = ?");
+    for (long long seq : seqs) {
+      q.bind(1, seq).step();
+      q.reset();
+    }
+    exec(l.db, "COMMIT");
+  } catch (...) {
+    exec(l.db, "ROLLBACK");
+    throw;
+  }
+}
+
+long long UserRepository::outbox_size() {
+  Lease l(*this);
+  Stmt q(l.db, "SELECT COUNT(*) FROM user_changes");
+  q.step();
+  return q.integer(0);
 }
 
 bool UserRepository::healthy() {

@@ -38,6 +38,11 @@ class Users {
   virtual std::optional<User> update(long long id, const std::string& name,
                                      const std::string& email) = 0;
   virtual bool remove(long long id) = 0;
+  /// What changes to these users made wrong in the caches, invalidated (the outbox
+  /// relay); element i: memcached confirmed it. Without a cache, nothing is wrong.
+  virtual std::vector<bool> apply_changes(const std::vector<long long>& ids) {
+    return std::vector<bool>(ids.size(), true);
+  }
 
   /// True when the database answers.
   virtual bool database_ok() = 0;

@@ -4,5 +4,6 @@
 #pragma once
 
 #include "async_cache_aside.hpp"
+#include "async_invalidation_fanout.hpp"
 #include "async_loader.hpp"
 #include "async_meta_store.hpp"

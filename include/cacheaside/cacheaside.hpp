@@ -9,6 +9,7 @@
 #include "clock.hpp"
 #include "envelope.hpp"
 #include "error.hpp"
+#include "invalidation_fanout.hpp"
 #include "key.hpp"
 #include "options.hpp"
 #include "protocol.hpp"
