@@ -8,6 +8,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <chrono>
+#include <cstddef>
 #include <functional>
 
 #include "async_users.hpp"
@@ -26,8 +27,13 @@ class OutboxRelay {
   void start(boost::asio::any_io_executor io, std::function<void()> ready);
 
  private:
+  struct Pass {
+    std::size_t read = 0, done = 0;  // rows read; rows confirmed and removed
+  };
+  static constexpr std::size_t kBatch = 512;  // rows a pass takes: one fanout, one delete
+
   Task<void> run(std::function<void()> ready);
-  Task<bool> pass();  // one batch; true when a full batch was relayed (more may wait)
+  Task<Pass> pass();
 
   UserRepository& repo_;
   AsyncUsers& users_;

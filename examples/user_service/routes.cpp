@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fastapi_errors.hpp"
+#include "outbox_counters.hpp"
 
 namespace user_service {
 namespace http = boost::beast::http;
@@ -176,7 +177,7 @@ Task<Response> route(const Request& req, AsyncUsers& users, RequestTrace* trace)
     res.prepare_payload();  // Content-Length: 0
     co_return res;
   } else if (path == "/metrics" && m == http::verb::get) {
-    Response res = reply(req, 200, metrics(users));
+    Response res = reply(req, 200, metrics(users) + OutboxCounters::instance().metrics());
     res.set(http::field::content_type, "text/plain; version=0.0.4");
     co_return res;
   } else if (path == "/healthz" && m == http::verb::get) {

@@ -315,4 +315,18 @@ TEST_CASE("outbox: stays bounded under a soak of PUTs, rows removed as they are 
   CHECK(puts == 2000);
   CHECK(failures == 0);
   CHECK(worst <= 512);  // a relay pass's batch
+  // The relay's own account in /metrics: every row (the seed's 50 and one per PUT)
+  // relayed once, none left.
+  auto outbox_metric = [&](const std::string& name) {
+    auto res = s.client().Get("/metrics");
+    REQUIRE(res);
+    std::string needle = "\nuser_service_outbox_" + name + " ";
+    auto pos = res->body.find(needle);
+    REQUIRE(pos != std::string::npos);
+    return std::stoll(res->body.substr(pos + needle.size()));
+  };
+  for (int i = 0; i < 100 && outbox_metric("rows") != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(outbox_metric("rows") == 0);
+  CHECK(outbox_metric("relayed_total") == 2050);
 }
