@@ -11,7 +11,10 @@
 //    vs a naive memcached_get + memcached_set: median latency, and the ratio;
 // 4. 64 hot keys read by --inflight callers at once on one thread, vs the blocking
 //    CacheAside over MetaStore with that many threads, and vs raw libmemcached with
-//    that many threads, each with its own memcached_st: throughput, and the ratios.
+//    that many threads, each with its own memcached_st: throughput, and the ratios;
+// 5. a near-cache hit, one call after another (the async one: a callback, then the io
+//    thread runs it), vs the blocking CacheAside's near hit: ns and heap allocations a
+//    call, and the ratio.
 // memcached runs with -t 1.
 // Each figure is the median of --runs runs. A private memcached is started on a free
 // loopback port; "same" pins it and the benchmark to one CPU (the shortest round
@@ -22,6 +25,7 @@
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <cacheaside/async.hpp>
 #include <cacheaside/cache_aside.hpp>
 #include <cacheaside/json.hpp>
@@ -37,6 +41,7 @@
 #include <thread>
 #include <vector>
 
+#include "alloc_counter.hpp"
 #include "memcached_process.hpp"
 
 namespace {
@@ -86,6 +91,8 @@ struct Bench {
   std::shared_ptr<cacheaside::AsyncMetaStore> store;
   std::unique_ptr<Users> users;
   std::unique_ptr<BlockingUsers> blocking;
+  std::unique_ptr<Users> near_users;  // with a near cache
+  std::unique_ptr<BlockingUsers> near_blocking;
   std::string config;
   memcached_st* raw = nullptr;
   int next_cold = 1000000;
@@ -100,6 +107,14 @@ struct Bench {
     blocking = std::make_unique<BlockingUsers>(
         std::make_shared<cacheaside::MetaStore>(config + " --POOL-MAX=128"),
         [](const int& id) { return std::optional<User>(row(id)); }, o);  // same keys
+    cacheaside::Options n = o;
+    n.key_prefix = "abench_near_";
+    n.near_ttl = std::chrono::hours(1);
+    near_users = std::make_unique<Users>(
+        store, [](const int& id, cacheaside::LoadHandler<User> h) { h(nullptr, row(id)); }, n);
+    near_blocking = std::make_unique<BlockingUsers>(
+        std::make_shared<cacheaside::MetaStore>(config),
+        [](const int& id) { return std::optional<User>(row(id)); }, n);
     this->config = config;
     raw = connect();
     std::string v = nlohmann::json(row(42)).dump();
@@ -128,6 +143,53 @@ struct Bench {
     });
     run_until(io, done);
     return ok;
+  }
+
+  struct PerCall {
+    double ns, allocs;
+  };
+  // n calls of op one after another: mean ns and heap allocations a call.
+  template <class Op>
+  static PerCall per_call(int n, Op op) {
+    auto a0 = cacheaside_bench::allocation_count();
+    auto t0 = Clock::now();
+    for (int i = 0; i < n; ++i)
+      if (!op()) throw std::runtime_error("unexpected answer");
+    double ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / n;
+    return {ns, static_cast<double>(cacheaside_bench::allocation_count() - a0) / n};
+  }
+  PerCall async_near(int n) {
+    bool done = false, ok = false;
+    auto handler = [&](std::exception_ptr e, std::optional<User> u) {
+      ok = !e && u && u->id == 42;
+      done = true;
+    };
+    near_users->async_get(42, handler);  // loaded, then a near entry
+    run_until(io, done);
+    return per_call(n, [&] {
+      done = ok = false;
+      near_users->async_get(42, handler);
+      run_until(io, done);
+      return ok;
+    });
+  }
+  // Asio's own part of such a call: an empty handler posted, then run by the same
+  // run_until() on the same io_context (its sockets registered, so each run_one polls).
+  PerCall asio_post(int n) {
+    bool done = false;
+    return per_call(n, [&] {
+      done = false;
+      asio::post(io, [&] { done = true; });
+      run_until(io, done);
+      return true;
+    });
+  }
+  PerCall blocking_near(int n) {
+    near_blocking->get(42);
+    return per_call(n, [&] {
+      auto u = near_blocking->get(42);
+      return u && u->id == 42;
+    });
   }
 
   bool raw_get() {
@@ -257,6 +319,7 @@ int main(int argc, char** argv) try {
   Bench b(server.config());
 
   std::vector<double> hit, raw_hit, tput, raw_tput, cold, raw_cold, block_tput, raw_mt_tput;
+  std::vector<double> near_ns, near_allocs, bnear_ns, bnear_allocs, post_ns;
   for (int r = 0; r < runs; ++r) {
     hit.push_back(b.latency(ops, [&] { return b.get(42); }));
     raw_hit.push_back(b.latency(ops, [&] { return b.raw_get(); }));
@@ -266,6 +329,13 @@ int main(int argc, char** argv) try {
     raw_cold.push_back(b.latency(ops / 4, [&] { return b.raw_cold(); }));
     block_tput.push_back(b.blocking_throughput(ops * 5, inflight));
     raw_mt_tput.push_back(b.raw_threads_throughput(ops * 5, inflight));
+    auto an = b.async_near(ops * 10);
+    auto bn = b.blocking_near(ops * 10);
+    near_ns.push_back(an.ns);
+    near_allocs.push_back(an.allocs);
+    bnear_ns.push_back(bn.ns);
+    bnear_allocs.push_back(bn.allocs);
+    post_ns.push_back(b.asio_post(ops * 10).ns);
   }
   double h = median(hit), rh = median(raw_hit), t = median(tput), rt = median(raw_tput),
          c = median(cold), rc = median(raw_cold), bt = median(block_tput),
@@ -289,6 +359,17 @@ int main(int argc, char** argv) try {
       "| %d hot keys, %d callers in flight on one thread vs raw, %d threads each with "
       "its memcached_st: per second | %.0f | %.0f | %.2f× |\n",
       hot_keys, inflight, inflight, t, rmt, t / rmt);
+  double nn = median(near_ns), bnn = median(bnear_ns);
+  std::printf(
+      "\n| near-cache hit, one call after another | AsyncCacheAside | CacheAside | ratio |\n"
+      "|---|---:|---:|---:|\n");
+  std::printf("| ns a call | %.0f | %.0f | %.2f× |\n", nn, bnn, nn / bnn);
+  std::printf("| heap allocations a call | %.2f | %.2f | |\n", median(near_allocs),
+              median(bnear_allocs));
+  std::printf(
+      "| of which Asio's post + run_one of an empty handler, ns (the floor of a completion) "
+      "| %.0f | | |\n",
+      median(post_ns));
   auto st = b.store->stats();
   std::printf("\nAsyncMetaStore: %llu requests in %llu writes\n",
               static_cast<unsigned long long>(st.requests),

@@ -4,8 +4,10 @@
 
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/post.hpp>
 #include <cstddef>
 #include <exception>
 #include <memory>
@@ -126,6 +128,13 @@ class AsyncCacheAside {
   auto async_get(const Key& key, Token&& token = {}) {
     return asio::async_initiate<Token, void(std::exception_ptr, std::optional<Value>)>(
         [core = core_](auto handler, const Key& key) {
+          std::optional<Value> near;
+          if (core->near_get(key, near)) {  // completed as Asio requires: posted, not inline
+            auto ex = asio::get_associated_executor(handler, core->ex);
+            return asio::post(ex, [h = std::move(handler), v = std::move(near)]() mutable {
+              std::move(h)(nullptr, std::move(v));
+            });
+          }
           auto caller = start_caller<std::optional<Value>>(std::move(handler), *core);
           if (!caller) return;
           core->generation([core, caller, key](Gen gen) {

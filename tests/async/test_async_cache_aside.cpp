@@ -590,6 +590,49 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "async near hit: answered without I/O, yet completed through the handler's executor, "
+    "never inside async_get; a closed cache does not answer from it",
+    "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  Options o = quick();
+  o.near_ttl = 60s;
+  o.near_sync = 60s;
+  TwoCaches t(mc, io, o);
+  CHECK(t.get(1) == make_user(1));
+  CHECK(t.get(1) == make_user(1));  // from memcached, then kept near
+  auto requests = t.store->stats().requests;
+
+  Result r;
+  t.a.async_get(1, r.handler());
+  CHECK_FALSE(r.done);  // not run inside the initiating call
+  run_while_not(io, [&] { return r.done; });
+  CHECK_FALSE(r.error);
+  CHECK(r.value == make_user(1));
+  CHECK(t.a.stats().near_hits == 1);
+  CHECK(t.store->stats().requests == requests);  // nothing sent
+
+  // From another thread, with a future: completed by the io thread.
+  std::thread runner([&] {
+    auto guard = asio::make_work_guard(io);
+    io.restart();
+    io.run_for(std::chrono::seconds(5));
+  });
+  auto f = t.a.async_get(1, asio::use_future);
+  CHECK(f.get() == make_user(1));
+  io.stop();
+  runner.join();
+  CHECK(t.a.stats().near_hits == 2);
+
+  t.a.close();
+  Result closed;
+  t.a.async_get(1, closed.handler());
+  run_while_not(io, [&] { return closed.done; });
+  CHECK(closed.error);
+  CHECK(t.a.stats().near_hits == 2);
+}
+
+TEST_CASE(
     "async group: async_invalidate_all moves every key on, for a blocking cache of the "
     "same group too, and back; without the generation nothing is stored",
     "[async]") {

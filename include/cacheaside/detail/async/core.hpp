@@ -135,6 +135,21 @@ struct AsyncCore {
     return gen.known;
   }
 
+  // A get the near cache answers, found without I/O, a caller or a read run: what
+  // ReadFsm's first step does for one key (no group, or its generation cached here).
+  bool near_get(const Key& k, std::optional<Value>& out) {
+    if (!near || closed()) return false;
+    Gen gen;
+    if (group.enabled()) {
+      auto g = group.cached();
+      if (!g) return false;
+      gen = Gen{true, *g};
+    }
+    thread_local std::string mkey;  // reused: no allocation per call
+    key_of(k, gen, mkey);
+    return !invalidations.pending().holds(mkey) && ctx.near_hit(mkey, out, true);
+  }
+
   std::string cache_key(const Key& key) {
     Gen gen;
     if (group.enabled()) {

@@ -56,6 +56,14 @@ class ReadContext {
   FlightTable<Value>& flights;
   FailSafeThrottle& throttle;
 
+  /// mkey's value from the near cache, if it has one (counted as a near hit when
+  /// count). The caller has checked that no pending invalidation holds mkey out.
+  bool near_hit(const std::string& mkey, std::optional<Value>& out, bool count) const {
+    if (!near || !near->get(mkey, out)) return false;
+    if (count) report.near_hit(mkey, !out);
+    return true;
+  }
+
   /// Publishes a result to m's flight (after leaving the table, so later callers
   /// start anew) and keeps it for m's caller.
   void finish(M& m, std::optional<Value> v, bool stale, Stamp proof) {

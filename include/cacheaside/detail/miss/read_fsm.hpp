@@ -93,8 +93,7 @@ class ReadFsm {
         continue;
       }
       if (c_.near) {
-        if (c_.near->get(m.mkey, m.value)) {
-          if (mode_ == Mode::get) c_.report.near_hit(m.mkey, !m.value);
+        if (c_.near_hit(m.mkey, m.value, mode_ == Mode::get)) {
           m.done = true;
           continue;
         }
