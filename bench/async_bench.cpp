@@ -12,15 +12,23 @@
 // 4. 64 hot keys read by --inflight callers at once on one thread, vs the blocking
 //    CacheAside over MetaStore with that many threads, and vs raw libmemcached with
 //    that many threads, each with its own memcached_st: throughput, and the ratios;
-// 5. a near-cache hit, one call after another (the async one: a callback, then the io
+// 5. hits with --inflight requests at once vs a plain pipelined client: meta `mg`
+//    requests written back to back on one connection, --inflight at a time, replies
+//    read in order, no cache logic: throughput, and the ratio;
+// 6. a near-cache hit, one call after another (the async one: a callback, then the io
 //    thread runs it), vs the blocking CacheAside's near hit: ns and heap allocations a
 //    call, and the ratio.
 // memcached runs with -t 1.
 // Each figure is the median of --runs runs. A private memcached is started on a free
 // loopback port; "same" pins it and the benchmark to one CPU (the shortest round
 // trip, where the library's own cost weighs most), "split" to two.
+#include <arpa/inet.h>
 #include <libmemcached-1.0/memcached.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -173,6 +181,50 @@ struct Bench {
       return ok;
     });
   }
+  // A plain client: `inflight` meta gets of the hit's item written at once on one
+  // blocking socket, then their replies read in order; hits per second.
+  double pipelined_throughput(int n, int inflight, int port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      throw std::runtime_error("connect failed");
+    std::string batch;
+    for (int i = 0; i < inflight; ++i) batch += "mg abench_42 v\r\n";
+    std::string buf;
+    char chunk[65536];
+    int hits = 0;
+    auto t0 = Clock::now();
+    for (int sent = 0; sent < n; sent += inflight) {
+      if (::send(fd, batch.data(), batch.size(), 0) != static_cast<ssize_t>(batch.size()))
+        throw std::runtime_error("send failed");
+      for (int got = 0; got < inflight;) {
+        std::size_t eol = buf.find("\r\n");
+        if (eol != std::string::npos && buf.compare(0, 3, "VA ") == 0) {
+          std::size_t len = std::stoul(buf.substr(3, eol - 3));
+          if (buf.size() >= eol + 2 + len + 2) {
+            buf.erase(0, eol + 2 + len + 2);
+            ++got;
+            ++hits;
+            continue;
+          }
+        } else if (eol != std::string::npos) {
+          throw std::runtime_error("unexpected reply: " + buf.substr(0, eol));
+        }
+        ssize_t r = ::recv(fd, chunk, sizeof chunk, 0);
+        if (r <= 0) throw std::runtime_error("recv failed");
+        buf.append(chunk, static_cast<std::size_t>(r));
+      }
+    }
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    ::close(fd);
+    return hits / secs;
+  }
+
   // Asio's own part of such a call: an empty handler posted, then run by the same
   // run_until() on the same io_context (its sockets registered, so each run_one polls).
   PerCall asio_post(int n) {
@@ -319,7 +371,7 @@ int main(int argc, char** argv) try {
   Bench b(server.config());
 
   std::vector<double> hit, raw_hit, tput, raw_tput, cold, raw_cold, block_tput, raw_mt_tput;
-  std::vector<double> near_ns, near_allocs, bnear_ns, bnear_allocs, post_ns;
+  std::vector<double> near_ns, near_allocs, bnear_ns, bnear_allocs, post_ns, pipe_tput;
   for (int r = 0; r < runs; ++r) {
     hit.push_back(b.latency(ops, [&] { return b.get(42); }));
     raw_hit.push_back(b.latency(ops, [&] { return b.raw_get(); }));
@@ -329,6 +381,7 @@ int main(int argc, char** argv) try {
     raw_cold.push_back(b.latency(ops / 4, [&] { return b.raw_cold(); }));
     block_tput.push_back(b.blocking_throughput(ops * 5, inflight));
     raw_mt_tput.push_back(b.raw_threads_throughput(ops * 5, inflight));
+    pipe_tput.push_back(b.pipelined_throughput(ops * 5, inflight, server.port()));
     auto an = b.async_near(ops * 10);
     auto bn = b.blocking_near(ops * 10);
     near_ns.push_back(an.ns);
@@ -359,6 +412,11 @@ int main(int argc, char** argv) try {
       "| %d hot keys, %d callers in flight on one thread vs raw, %d threads each with "
       "its memcached_st: per second | %.0f | %.0f | %.2f× |\n",
       hot_keys, inflight, inflight, t, rmt, t / rmt);
+  double pt = median(pipe_tput);
+  std::printf(
+      "| hits, %d in flight on one thread vs a plain client writing %d `mg` at a time on "
+      "one connection, replies read in order: per second | %.0f | %.0f | %.2f× |\n",
+      inflight, inflight, t, pt, t / pt);
   double nn = median(near_ns), bnn = median(bnear_ns);
   std::printf(
       "\n| near-cache hit, one call after another | AsyncCacheAside | CacheAside | ratio |\n"
