@@ -41,6 +41,9 @@ class FixedUsers final : public user_service::AsyncUsers {
     co_return user_;
   }
   Task<bool> remove(long long, RequestTrace*) override { co_return false; }
+  Task<std::vector<bool>> apply_changes(std::vector<long long> ids) override {
+    co_return std::vector<bool>(ids.size(), true);
+  }
   Task<bool> database_ok() override { co_return true; }
   Task<std::string> cache_health() override { co_return "disabled"; }
   std::vector<user_service::CacheReport> cache_stats() override { return {}; }

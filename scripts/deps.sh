@@ -6,7 +6,7 @@ CACHEASIDE_DEB_PACKAGES=(
   build-essential cmake pkg-config
   libmemcached-dev libmemcached-tools memcached
   nlohmann-json3-dev catch2 libsqlite3-dev libbenchmark-dev
-  python3 python3-pymemcache wrk sqlite3 curl
+  python3 python3-pymemcache python3-fastapi python3-uvicorn wrk sqlite3 curl
   clang libclang-rt-14-dev
   libboost1.81-dev
   doxygen gnuplot-nox
