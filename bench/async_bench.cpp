@@ -372,6 +372,7 @@ int main(int argc, char** argv) try {
 
   std::vector<double> hit, raw_hit, tput, raw_tput, cold, raw_cold, block_tput, raw_mt_tput;
   std::vector<double> near_ns, near_allocs, bnear_ns, bnear_allocs, post_ns, pipe_tput;
+  std::vector<double> hit_allocs, bhit_allocs;
   for (int r = 0; r < runs; ++r) {
     hit.push_back(b.latency(ops, [&] { return b.get(42); }));
     raw_hit.push_back(b.latency(ops, [&] { return b.raw_get(); }));
@@ -389,6 +390,11 @@ int main(int argc, char** argv) try {
     bnear_ns.push_back(bn.ns);
     bnear_allocs.push_back(bn.allocs);
     post_ns.push_back(b.asio_post(ops * 10).ns);
+    hit_allocs.push_back(b.per_call(ops / 4, [&] { return b.get(42); }).allocs);
+    bhit_allocs.push_back(b.per_call(ops / 4, [&] {
+                             auto u = b.blocking->get(42);
+                             return u && u->id == 42;
+                           }).allocs);
   }
   double h = median(hit), rh = median(raw_hit), t = median(tput), rt = median(raw_tput),
          c = median(cold), rc = median(raw_cold), bt = median(block_tput),
@@ -417,6 +423,9 @@ int main(int argc, char** argv) try {
       "| hits, %d in flight on one thread vs a plain client writing %d `mg` at a time on "
       "one connection, replies read in order: per second | %.0f | %.0f | %.2f× |\n",
       inflight, inflight, t, pt, t / pt);
+  std::printf(
+      "\nheap allocations a memcached hit: AsyncCacheAside %.2f, CacheAside (MetaStore) %.2f\n",
+      median(hit_allocs), median(bhit_allocs));
   double nn = median(near_ns), bnn = median(bnear_ns);
   std::printf(
       "\n| near-cache hit, one call after another | AsyncCacheAside | CacheAside | ratio |\n"

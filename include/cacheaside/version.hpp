@@ -2,7 +2,7 @@
 #pragma once
 
 #define CACHEASIDE_VERSION_MAJOR 0
-#define CACHEASIDE_VERSION_MINOR 1
+#define CACHEASIDE_VERSION_MINOR 3
 #define CACHEASIDE_VERSION_PATCH 0
 
 /// The version as one number, MAJOR * 10000 + MINOR * 100 + PATCH, for `#if` checks.
