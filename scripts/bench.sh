@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The benchmarks, end to end: builds the release preset, runs the micro-benchmarks
-# (cacheaside vs raw libmemcached in the same run) RUNS times and the example service's
-# load test, writes the figures as CSV into docs/bench/ and draws the charts into
-# docs/img/ (gnuplot), then prints one summary table.
+# (cacheaside vs raw libmemcached in the same run) RUNS times, the async benchmark
+# (AsyncCacheAside vs raw libmemcached, the blocking cache, a plain pipelined client and
+# Asio's own cost, median of RUNS) and the example service's load test (beside the
+# lesson's FastAPI service), writes the figures as CSV into docs/bench/ and draws the
+# charts into docs/img/ (gnuplot), then prints one summary table.
 #   scripts/bench.sh                      everything (RUNS=3, DURATION=5s: ~10 minutes)
 #   RUNS=1 DURATION=2s scripts/bench.sh   a quick look
 #   SKIP_SERVICE=1 scripts/bench.sh       micro-benchmarks only (the service charts stay)
@@ -19,7 +21,7 @@ service=1
 [[ -n ${SKIP_SERVICE:-} ]] && service=0
 data=docs/bench img=docs/img
 work=build/release/bench/runs
-steps_total $((4 + runs + service))
+steps_total $((5 + runs + service))
 
 fail() {
   step_done FAILED "$1"
@@ -34,9 +36,9 @@ step_done ok
 
 step "build (release preset)"
 cmake --preset release >/dev/null || fail "cmake --preset release"
-cmake --build --preset release -j 2 --target cacheaside_bench user_service http_ceiling ||
-  fail "cmake --build"
-step_done ok "cacheaside_bench, user_service, http_ceiling"
+cmake --build --preset release -j 2 --target cacheaside_bench cacheaside_async_bench user_service \
+  http_ceiling || fail "cmake --build"
+step_done ok "cacheaside_bench, cacheaside_async_bench, user_service, http_ceiling"
 
 mkdir -p "$work" "$data" "$img"
 rm -f "$work"/micro-*.csv
@@ -46,6 +48,11 @@ for ((r = 1; r <= runs; r++)); do
     --summary="$work/micro-$r.md" "$@" || fail "cacheaside_bench"
   step_done ok "$(($(wc -l <"$work/micro-$r.csv") - 1)) benchmarks"
 done
+
+step "async benchmark (median of $runs runs, memcached on the other core)"
+build/release/bench/cacheaside_async_bench --runs="$runs" --placement=split >"$work/async.md" ||
+  fail "cacheaside_async_bench"
+step_done ok
 
 if ((service)); then
   step "service load test (wrk; RUNS=$runs, DURATION=$duration per cell)"
@@ -75,6 +82,9 @@ steps_table
 echo
 echo "Micro-benchmarks ($stamp):"
 cat "$work/summary-micro.md"
+echo
+echo "AsyncCacheAside:"
+cat "$work/async.md"
 if ((service)); then
   echo
   echo "Example service:"
