@@ -30,9 +30,8 @@ AsyncCachedUsers::AsyncCachedUsers(std::shared_ptr<cacheaside::AsyncMetaStore> s
                    return std::make_shared<const UserList>(repo.all());
                  }),
              cache_options("users", "", 60, spool_prefix, near_sync)),
-      on_change_(by_id_, [](long long id) { return id; }) {
-  on_change_.add(lists_, [](long long) { return all_key(); });
-}
+      on_change_(
+          user_change_fanout<cacheaside::AsyncInvalidationFanout<long long>>(by_id_, lists_)) {}
 
 Task<std::string> AsyncCachedUsers::list_body(RequestTrace* trace) {
   TraceScope scope(trace, {all_key()});

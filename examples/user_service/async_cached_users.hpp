@@ -46,8 +46,7 @@ class AsyncCachedUsers final : public AsyncUsers {
   boost::asio::any_io_executor pool_;
   ById by_id_;
   Lists lists_;
-  // As CachedUsers: user_<id> and users_all.
-  cacheaside::AsyncInvalidationFanout<long long> on_change_;
+  cacheaside::AsyncInvalidationFanout<long long> on_change_;  // user_change_fanout()
 };
 
 }  // namespace user_service

@@ -63,9 +63,7 @@ CachedUsers::CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepositor
             return std::make_shared<const UserList>(repo.all());
           },
           cache_options("users", "", 60, spool_prefix, near_sync)),
-      on_change_(by_id_, [](long long id) { return id; }) {
-  on_change_.add(lists_, [](long long) { return all_key(); });
-}
+      on_change_(user_change_fanout<cacheaside::InvalidationFanout<long long>>(by_id_, lists_)) {}
 
 std::vector<User> CachedUsers::list() {
   auto l = lists_.get(all_key());

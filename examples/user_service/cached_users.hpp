@@ -63,8 +63,7 @@ class CachedUsers final : public Users {
   UserRepository& repo_;
   ById by_id_;
   Lists lists_;
-  // A changed user makes user_<id> and users_all wrong: the one copy of that rule.
-  cacheaside::InvalidationFanout<long long> on_change_;
+  cacheaside::InvalidationFanout<long long> on_change_;  // user_change_fanout()
 };
 
 }  // namespace user_service

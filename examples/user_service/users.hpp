@@ -20,6 +20,17 @@ inline const std::string& all_key() {
   return k;
 }
 
+/// What a change to a user makes wrong, in the caches of either driver (Fanout:
+/// InvalidationFanout<long long> or AsyncInvalidationFanout<long long>): user_<id> in
+/// the cache by id, users_all in the list's. The request path and the outbox relay
+/// both invalidate through it.
+template <class Fanout, class ById, class Lists>
+Fanout user_change_fanout(ById& by_id, Lists& lists) {
+  Fanout f(by_id, [](long long id) { return id; });
+  f.add(lists, [](long long) { return all_key(); });
+  return f;
+}
+
 /// One cache's counters and table sizes, by its Options::name.
 struct CacheReport {
   std::string name;
