@@ -21,6 +21,19 @@ void exec(sqlite3* db, const char* sql) {
   }
 }
 
+// Runs fn() in one write transaction: committed when it returns, rolled back when it throws.
+template <class Fn>
+void in_transaction(sqlite3* db, Fn fn) {
+  exec(db, "BEGIN IMMEDIATE");
+  try {
+    fn();
+    exec(db, "COMMIT");
+  } catch (...) {
+    exec(db, "ROLLBACK");
+    throw;
+  }
+}
+
 // A prepared statement, finalized on scope exit.
 class Stmt {
  public:
@@ -139,9 +152,8 @@ int UserRepository::seed(int n) {
   Lease l(*this);
   Stmt count(l.db, "SELECT COUNT(*) FROM users");
   count.step();
-  if (count.user().id > 0 || n <= 0) return 0;
-  exec(l.db, "BEGIN IMMEDIATE");
-  try {
+  if (count.integer(0) > 0 || n <= 0) return 0;
+  in_transaction(l.db, [&] {
     for (int i = 1; i <= n; ++i) {
       Stmt one(l.db, "INSERT INTO users (id, name, email) VALUES (?, ?, ?)");
       one.bind(1, i)
@@ -149,11 +161,7 @@ int UserRepository::seed(int n) {
           .bind(3, "user" + std::to_string(i) + "@example.com")
           .step();
     }
-    exec(l.db, "COMMIT");
-  } catch (...) {
-    exec(l.db, "ROLLBACK");
-    throw;
-  }
+  });
   return n;
 }
 
@@ -223,18 +231,13 @@ std::vector<UserRepository::Change> UserRepository::changes(int limit) {
 void UserRepository::remove_changes(const std::vector<long long>& seqs) {
   if (seqs.empty()) return;
   Lease l(*this);
-  exec(l.db, "BEGIN IMMEDIATE");
-  try {
+  in_transaction(l.db, [&] {
     Stmt q(l.db, "DELETE FROM user_changes WHERE seq = ?");
     for (long long seq : seqs) {
       q.bind(1, seq).step();
       q.reset();
     }
-    exec(l.db, "COMMIT");
-  } catch (...) {
-    exec(l.db, "ROLLBACK");
-    throw;
-  }
+  });
 }
 
 long long UserRepository::outbox_size() {
