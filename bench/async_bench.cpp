@@ -143,18 +143,11 @@ struct Bench {
   static int hot(int i) { return i % hot_keys == 0 ? 42 : i % hot_keys; }
   ~Bench() { memcached_free(raw); }
 
-  bool get(int id) {
-    bool done = false, ok = false;
-    users->async_get(id, [&](std::exception_ptr e, std::optional<User> u) {
-      ok = !e && u && u->id == id;
-      done = true;
-    });
-    run_until(io, done);
-    return ok;
-  }
+  bool get(int id) { return get_from(*users, id); }
 
   struct PerCall {
     double ns, allocs;
+    double median_ns = 0;  // chained() only
   };
   // n calls of op one after another: mean ns and heap allocations a call.
   template <class Op>
@@ -181,6 +174,53 @@ struct Bench {
       return ok;
     });
   }
+  // n calls of cache.async_get(id) as a service makes them: each from the previous one's
+  // completion handler, on the io thread (inside run(), where Asio recycles its handler
+  // memory); mean ns and heap allocations a call.
+  PerCall chained(Users& cache, int id, int n) {
+    int left = n, wrong = 0;
+    bool done = false;
+    std::vector<double> ns;
+    ns.reserve(n);
+    Clock::time_point t;
+    std::function<void()> next = [&] {
+      t = Clock::now();
+      cache.async_get(id, [&](std::exception_ptr e, std::optional<User> u) {
+        ns.push_back(std::chrono::duration<double, std::nano>(Clock::now() - t).count());
+        if (e || !u || u->id != id) ++wrong;
+        if (--left == 0) {
+          done = true;
+        } else {
+          next();
+        }
+      });
+    };
+    get_from(cache, id);  // loaded (a near entry too, with a near cache)
+    auto a0 = cacheaside_bench::allocation_count();
+    auto t0 = Clock::now();
+    asio::post(io, next);
+    run_until(io, done);
+    double mean = std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / n;
+    if (wrong) throw std::runtime_error("unexpected answer");
+    return {mean, static_cast<double>(cacheaside_bench::allocation_count() - a0) / n,
+            median(std::move(ns))};
+  }
+  bool get_from(Users& cache, int id) {
+    bool done = false, ok = false;
+    cache.async_get(id, [&](std::exception_ptr e, std::optional<User> u) {
+      ok = !e && u && u->id == id;
+      done = true;
+    });
+    run_until(io, done);
+    return ok;
+  }
+
+  PerCall try_near(int n) {
+    std::optional<User> u;
+    if (!near_users->try_get_near(42, u)) throw std::runtime_error("no near entry");
+    return per_call(n, [&] { return near_users->try_get_near(42, u) && u && u->id == 42; });
+  }
+
   // A plain client: `inflight` meta gets of the hit's item written at once on one
   // blocking socket, then their replies read in order; hits per second.
   double pipelined_throughput(int n, int inflight, int port) {
@@ -372,7 +412,8 @@ int main(int argc, char** argv) try {
 
   std::vector<double> hit, raw_hit, tput, raw_tput, cold, raw_cold, block_tput, raw_mt_tput;
   std::vector<double> near_ns, near_allocs, bnear_ns, bnear_allocs, post_ns, pipe_tput;
-  std::vector<double> hit_allocs, bhit_allocs;
+  std::vector<double> hit_allocs, bhit_allocs, chit_ns, chit_allocs, cnear_ns, cnear_allocs;
+  std::vector<double> tnear_ns, tnear_allocs;
   for (int r = 0; r < runs; ++r) {
     hit.push_back(b.latency(ops, [&] { return b.get(42); }));
     raw_hit.push_back(b.latency(ops, [&] { return b.raw_get(); }));
@@ -391,6 +432,15 @@ int main(int argc, char** argv) try {
     bnear_allocs.push_back(bn.allocs);
     post_ns.push_back(b.asio_post(ops * 10).ns);
     hit_allocs.push_back(b.per_call(ops / 4, [&] { return b.get(42); }).allocs);
+    auto ch = b.chained(*b.users, 42, ops);
+    chit_ns.push_back(ch.median_ns);
+    chit_allocs.push_back(ch.allocs);
+    auto cn = b.chained(*b.near_users, 42, ops * 10);
+    cnear_ns.push_back(cn.ns);
+    cnear_allocs.push_back(cn.allocs);
+    auto tn = b.try_near(ops * 10);
+    tnear_ns.push_back(tn.ns);
+    tnear_allocs.push_back(tn.allocs);
     bhit_allocs.push_back(b.per_call(ops / 4, [&] {
                              auto u = b.blocking->get(42);
                              return u && u->id == 42;
@@ -423,15 +473,33 @@ int main(int argc, char** argv) try {
       "| hits, %d in flight on one thread vs a plain client writing %d `mg` at a time on "
       "one connection, replies read in order: per second | %.0f | %.0f | %.2f× |\n",
       inflight, inflight, t, pt, t / pt);
+  double ch = median(chit_ns) / 1000;
   std::printf(
-      "\nheap allocations a memcached hit: AsyncCacheAside %.2f, CacheAside (MetaStore) %.2f\n",
-      median(hit_allocs), median(bhit_allocs));
+      "| hit, each call from the previous one's handler on the io thread (as a service "
+      "calls): median µs | %.1f | %.1f | %.3f× |\n",
+      ch, rh, ch / rh);
+  std::printf(
+      "\nheap allocations a memcached hit: AsyncCacheAside %.2f (%.2f called from a handler "
+      "on the io thread), CacheAside (MetaStore) %.2f\n",
+      median(hit_allocs), median(chit_allocs), median(bhit_allocs));
   double nn = median(near_ns), bnn = median(bnear_ns);
   std::printf(
       "\n| near-cache hit, one call after another | AsyncCacheAside | CacheAside | ratio |\n"
       "|---|---:|---:|---:|\n");
   std::printf("| ns a call | %.0f | %.0f | %.2f× |\n", nn, bnn, nn / bnn);
   std::printf("| heap allocations a call | %.2f | %.2f | |\n", median(near_allocs),
+              median(bnear_allocs));
+  double cnn = median(cnear_ns);
+  std::printf(
+      "| ns a call, each from the previous one's handler on the io thread | %.0f | %.0f | %.2f× "
+      "|\n",
+      cnn, bnn, cnn / bnn);
+  std::printf("| heap allocations a call, so | %.2f | %.2f | |\n", median(cnear_allocs),
+              median(bnear_allocs));
+  double tnn = median(tnear_ns);
+  std::printf("| `try_get_near` (no completion): ns a call | %.0f | %.0f | %.2f× |\n", tnn, bnn,
+              tnn / bnn);
+  std::printf("| heap allocations a call, so | %.2f | %.2f | |\n", median(tnear_allocs),
               median(bnear_allocs));
   std::printf(
       "| of which Asio's post + run_one of an empty handler, ns (the floor of a completion) "

@@ -35,12 +35,15 @@ AsyncCachedUsers::AsyncCachedUsers(std::shared_ptr<cacheaside::AsyncMetaStore> s
 
 Task<std::string> AsyncCachedUsers::list_body(RequestTrace* trace) {
   TraceScope scope(trace, {all_key()});
-  auto l = co_await lists_.async_get(all_key(), use_awaitable);
+  std::optional<std::shared_ptr<const UserList>> l;
+  if (!lists_.try_get_near(all_key(), l)) l = co_await lists_.async_get(all_key(), use_awaitable);
   co_return l&&* l ? (*l)->body : std::string("[]");
 }
 
 Task<std::optional<User>> AsyncCachedUsers::find(long long id, RequestTrace* trace) {
   TraceScope scope(trace, {user_key(id)});
+  std::optional<User> u;
+  if (by_id_.try_get_near(id, u)) co_return u;  // no completion to wait for
   co_return co_await by_id_.async_get(id, use_awaitable);
 }
 

@@ -154,6 +154,14 @@ class AsyncCacheAside {
         token, key);
   }
 
+  /// The near cache's answer for key, now, without I/O and without waiting: true
+  /// when it had one (out is the value, or nullopt for a key known not to exist),
+  /// false when only async_get can answer (no fresh near entry, a pending
+  /// invalidation of the key, the group's generation not known here, a closed
+  /// cache). Counted as async_get's near hits are. For a route that answers most
+  /// requests from the near cache: it skips the completion's post.
+  bool try_get_near(const Key& key, std::optional<Value>& out) { return core_->near_get(key, out); }
+
   /// Values for keys, in input order (duplicates allowed); completes with
   /// `void(std::exception_ptr, std::vector<std::optional<Value>>)`. One round
   /// trip for all hits; misses go to the bulk loader in one call if one is set,

@@ -624,12 +624,55 @@ TEST_CASE(
   runner.join();
   CHECK(t.a.stats().near_hits == 2);
 
+  // try_get_near: the same answer at once, nothing posted, nothing sent.
+  std::optional<User> near;
+  CHECK(t.a.try_get_near(1, near));
+  CHECK(near == make_user(1));
+  CHECK(t.a.stats().near_hits == 3);
+  io.restart();
+  CHECK(io.poll() == 0);
+  CHECK_FALSE(t.a.try_get_near(2, near));  // never read: only async_get can answer
+  CHECK(t.store->stats().requests == requests);
+
   t.a.close();
+  CHECK_FALSE(t.a.try_get_near(1, near));
   Result closed;
   t.a.async_get(1, closed.handler());
   run_while_not(io, [&] { return closed.done; });
   CHECK(closed.error);
-  CHECK(t.a.stats().near_hits == 2);
+  CHECK(t.a.stats().near_hits == 3);
+}
+
+TEST_CASE(
+    "async try_get_near: a key known not to exist answers nullopt; an invalidated key and a "
+    "cache without a near cache do not answer",
+    "[async]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  Options o = quick();
+  o.near_ttl = 60s;
+  o.near_sync = 60s;
+  TwoCaches t(mc, io, o);
+  std::optional<User> out = make_user(9);
+  CHECK(t.get(-1) == std::nullopt);  // the loader knows no negative ids
+  CHECK(t.get(-1) == std::nullopt);
+  CHECK(t.a.try_get_near(-1, out));
+  CHECK(out == std::nullopt);
+
+  CHECK(t.get(1) == make_user(1));
+  CHECK(t.get(1) == make_user(1));
+  CHECK(t.a.try_get_near(1, out));
+  bool done = false;
+  t.a.async_invalidate(1, [&](std::exception_ptr, bool) { done = true; });
+  CHECK_FALSE(t.a.try_get_near(1, out));  // its near copy went with the call
+  run_while_not(io, [&] { return done; });
+  CHECK_FALSE(t.a.try_get_near(1, out));
+
+  asio::io_context io2;
+  TwoCaches plain(mc, io2, quick());
+  CHECK(plain.get(1) == make_user(1));
+  CHECK(plain.get(1) == make_user(1));
+  CHECK_FALSE(plain.a.try_get_near(1, out));
 }
 
 TEST_CASE(
