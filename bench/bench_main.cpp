@@ -142,6 +142,7 @@ struct World {
   std::unique_ptr<UserCache> users;             // default envelope format
   std::unique_ptr<UserCache> users_raw;         // Format::raw: plain JSON in memcached
   std::unique_ptr<StringCache> near_strings;    // near cache on
+  std::unique_ptr<StringCache> signed_strings;  // Options::signing_keys
   std::unique_ptr<ListCache> near_lists;        // a list of 100 users, near cache on
   std::unique_ptr<StringCache> meta_strings;    // over MetaStore (same keys as strings)
   std::unique_ptr<StringCache> cold_classic;    // cold keys, leases on, MemcachedStore
@@ -163,6 +164,7 @@ struct World {
     cold_classic.reset();
     cold_meta.reset();
     near_strings.reset();
+    signed_strings.reset();
     near_lists.reset();
     strings.reset();
     users.reset();
@@ -333,6 +335,11 @@ void setup(World& w, const std::string& config_arg, Placement placement, int cpu
   no.name = "near";
   no.near_ttl = std::chrono::hours(1);
   w.near_strings = std::make_unique<StringCache>(w.store, load_string, no);
+  cacheaside::Options sg = so;
+  sg.name = "signed";
+  sg.key_prefix = "cabench_sig_";
+  sg.signing_keys = {{"bench", std::string(32, 'k')}};
+  w.signed_strings = std::make_unique<StringCache>(w.store, load_string, sg);
   for (int i = 1; i <= many_count; ++i)
     w.list_rows.push_back(
         User{i, "user" + std::to_string(i), "user" + std::to_string(i) + "@example.com"});
@@ -353,6 +360,7 @@ void setup(World& w, const std::string& config_arg, Placement placement, int cpu
   bool written = true;
   for (auto& kv : w.string_rows) written = w.strings->put(kv.first, kv.second) && written;
   written = w.grouped->put(w.key_100, w.string_rows[w.key_100]) && written;
+  written = w.signed_strings->put(w.key_1k, w.string_rows[w.key_1k]) && written;
   written = w.users->put(user_id, w.user_rows[user_id]) && written;
   written = w.users_raw->put(user_id, w.user_rows[user_id]) && written;
   written = w.near_lists->put("all", w.list_rows) && written;
@@ -513,16 +521,17 @@ void register_all(World& w) {
         ->UseRealTime()
         ->Unit(benchmark::kMicrosecond);
   };
-  auto string_get = [&w](const std::string* key, std::size_t size) {
-    return [&w, key, size](benchmark::State& state, const std::string& id) {
-      auto before = w.strings->stats();
+  auto string_get = [&w](const std::string* key, std::size_t size, StringCache* cache = nullptr) {
+    return [&w, key, size, cache](benchmark::State& state, const std::string& id) {
+      StringCache& c = cache ? *cache : *w.strings;
+      auto before = c.stats();
       measure(state, id, [&] {
-        std::optional<std::string> v = w.strings->get(*key);
+        std::optional<std::string> v = c.get(*key);
         bool ok = v && v->size() == size;
         benchmark::DoNotOptimize(v);
         return ok;
       });
-      expect_hits(state, id, before, w.strings->stats(), 1);
+      expect_hits(state, id, before, c.stats(), 1);
     };
   };
   reg("get/string_100B/cacheaside", string_get(&w.key_100, 100));
@@ -567,6 +576,7 @@ void register_all(World& w) {
     measure(state, id, [&] { return raw_get_list(w.raw, w.mkey_list_raw); });
   });
   reg("get/string_1KB/cacheaside", string_get(&w.key_1k, 1024));
+  reg("get/string_1KB/cacheaside_signed", string_get(&w.key_1k, 1024, w.signed_strings.get()));
   reg("get/string_1KB/raw", [&w](benchmark::State& state, const std::string& id) {
     measure(state, id, [&] { return raw_get(w.raw, w.mkey_1k, w.stored_1k); });
   });
@@ -821,6 +831,8 @@ std::string summary(const World& w) {
       {"`get` near hit, list of 100 JSON users vs get + parse", "get/user_list_100/cacheaside_near",
        "get/user_list_100/raw_get_parse"},
       {"`get` hit, 1 KB string", "get/string_1KB/cacheaside", "get/string_1KB/raw"},
+      {"`get` hit, 1 KB string, signed (`signing_keys`) vs unsigned",
+       "get/string_1KB/cacheaside_signed", "get/string_1KB/cacheaside"},
       {"`get` hit, JSON `User` (envelope) vs get + parse", "get/json_user/cacheaside",
        "get/json_user/raw_get_parse"},
       {"`get` hit, JSON `User` (`Format::raw`) vs get + parse",

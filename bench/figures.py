@@ -36,6 +36,8 @@ TABLE = [
     ("`get` **near** hit, list of 100 JSON users vs `memcached_get` + `json::parse`",
      "get/user_list_100/cacheaside_near", "get/user_list_100/raw_get_parse"),
     ("`get` hit, 1 KB string", "get/string_1KB/cacheaside", "get/string_1KB/raw"),
+    ("`get` hit, 1 KB string, signed (`signing_keys`) vs unsigned",
+     "get/string_1KB/cacheaside_signed", "get/string_1KB/cacheaside"),
     ("`get` hit, JSON `User` vs `memcached_get` + `json::parse`", "get/json_user/cacheaside",
      "get/json_user/raw_get_parse"),
     ("`get` hit, JSON `User`, `Format::raw`", "get/json_user/cacheaside_rawformat",

@@ -42,8 +42,14 @@ wait_port "$mc_port" "$mc_pid" || { echo "run.sh: memcached did not start" >&2; 
 echo "memcached on 127.0.0.1:$mc_port (pid $mc_pid)"
 
 mkdir -p data
+# The cached values are signed (docs/security.md) with a key made here once, readable
+# only by this user; never passed on the command line.
+if [[ ! -s data/signing.keys ]]; then
+  (umask 077 && printf 'k1 %s\n' "$(head -c 32 /dev/urandom | base64 -w0)" >data/signing.keys)
+fi
 "$build/examples/user_service/user_service" --host 127.0.0.1 --port "$http_port" \
-  --db data/users.db --memcached "--SERVER=127.0.0.1:$mc_port" --seed 100 "$@" &
+  --db data/users.db --memcached "--SERVER=127.0.0.1:$mc_port" --seed 100 \
+  --signing-keys data/signing.keys "$@" &
 svc_pid=$!
 echo "try: curl http://127.0.0.1:$http_port/users/5   (Ctrl-C stops everything)"
 wait "$svc_pid"

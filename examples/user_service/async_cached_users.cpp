@@ -12,8 +12,7 @@ using asio::use_awaitable;
 
 AsyncCachedUsers::AsyncCachedUsers(std::shared_ptr<cacheaside::AsyncMetaStore> store,
                                    UserRepository& repo, asio::any_io_executor pool,
-                                   const std::string& spool_prefix,
-                                   std::chrono::milliseconds near_sync)
+                                   const CacheSettings& settings)
     : store_(store),
       repo_(repo),
       pool_(pool),
@@ -22,14 +21,14 @@ AsyncCachedUsers::AsyncCachedUsers(std::shared_ptr<cacheaside::AsyncMetaStore> s
           cacheaside::blocking_loader(pool, [&repo](const long long& id) { return repo.find(id); }),
           cacheaside::blocking_bulk_loader(
               pool, [&repo](const std::vector<long long>& ids) { return repo.find_many(ids); }),
-          cache_options("user", "user_", 120, spool_prefix, near_sync)),
+          cache_options("user", "user_", 120, settings)),
       lists_(store,
              cacheaside::blocking_loader(
                  pool,
                  [&repo](const std::string&) -> std::optional<std::shared_ptr<const UserList>> {
                    return std::make_shared<const UserList>(repo.all());
                  }),
-             cache_options("users", "", 60, spool_prefix, near_sync)),
+             cache_options("users", "", 60, settings)),
       on_change_(
           user_change_fanout<cacheaside::AsyncInvalidationFanout<long long>>(by_id_, lists_)) {}
 

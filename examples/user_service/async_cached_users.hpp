@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "async_users.hpp"
+#include "cache_settings.hpp"
 #include "repository.hpp"
 #include "user.hpp"
 
@@ -22,10 +23,9 @@ class AsyncCachedUsers final : public AsyncUsers {
   using Lists =
       cacheaside::AsyncCacheAside<std::string, std::shared_ptr<const UserList>, UserListSerializer>;
 
-  /// The loaders and the writes run on `pool`; see CachedUsers for the rest.
+  /// The loaders and the writes run on `pool`.
   AsyncCachedUsers(std::shared_ptr<cacheaside::AsyncMetaStore> store, UserRepository& repo,
-                   boost::asio::any_io_executor pool, const std::string& spool_prefix = "",
-                   std::chrono::milliseconds near_sync = std::chrono::milliseconds(0));
+                   boost::asio::any_io_executor pool, const CacheSettings& settings = {});
 
   Task<std::string> list_body(RequestTrace* trace) override;
   Task<std::optional<User>> find(long long id, RequestTrace* trace) override;

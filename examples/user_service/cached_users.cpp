@@ -6,17 +6,18 @@ namespace user_service {
 
 // TTLs as in the lesson; events feed the log lines of the requests waiting on the key.
 cacheaside::Options cache_options(const char* name, const char* prefix, int ttl_seconds,
-                                  const std::string& spool_prefix,
-                                  std::chrono::milliseconds near_sync) {
+                                  const CacheSettings& settings) {
   cacheaside::Options o;
   o.name = name;
   o.key_prefix = prefix;
   o.ttl = std::chrono::seconds(ttl_seconds);
-  if (!spool_prefix.empty()) o.invalidation_spool = spool_prefix + name + ".spool";
-  if (near_sync.count() > 0) {  // hot users answered in-process, as fresh as memcached's
+  if (!settings.spool_prefix.empty())
+    o.invalidation_spool = settings.spool_prefix + name + ".spool";
+  if (settings.near_sync.count() > 0) {  // hot users answered in-process, as fresh as memcached's
     o.near_ttl = o.ttl;
-    o.near_sync = near_sync;
+    o.near_sync = settings.near_sync;
   }
+  o.signing_keys = settings.signing_keys;
   o.on_event = [](const cacheaside::Event& e) {
     auto& trace = TraceBoard::instance();
     switch (e.type) {
@@ -50,19 +51,19 @@ cacheaside::Options cache_options(const char* name, const char* prefix, int ttl_
 }
 
 CachedUsers::CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepository& repo,
-                         const std::string& spool_prefix, std::chrono::milliseconds near_sync)
+                         const CacheSettings& settings)
     : store_(store),
       repo_(repo),
       by_id_(
           store, [&repo](const long long& id) { return repo.find(id); },
           [&repo](const std::vector<long long>& ids) { return repo.find_many(ids); },
-          cache_options("user", "user_", 120, spool_prefix, near_sync)),
+          cache_options("user", "user_", 120, settings)),
       lists_(
           store,
           [&repo](const std::string&) -> std::optional<std::shared_ptr<const UserList>> {
             return std::make_shared<const UserList>(repo.all());
           },
-          cache_options("users", "", 60, spool_prefix, near_sync)),
+          cache_options("users", "", 60, settings)),
       on_change_(user_change_fanout<cacheaside::InvalidationFanout<long long>>(by_id_, lists_)) {}
 
 std::vector<User> CachedUsers::list() {

@@ -12,18 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "cache_settings.hpp"
 #include "repository.hpp"
 #include "user.hpp"
 #include "users.hpp"
 
 namespace user_service {
-
-/// The options of the caches "user" (prefix user_, 120 s) and "users" (60 s): the spool
-/// under spool_prefix + name (none when empty), a near cache when near_sync > 0, and
-/// events to the request log.
-cacheaside::Options cache_options(const char* name, const char* prefix, int ttl_seconds,
-                                  const std::string& spool_prefix,
-                                  std::chrono::milliseconds near_sync);
 
 /// The blocking caches (--protocol classic; MemcachedStore), run on the thread pool.
 class CachedUsers final : public Users {
@@ -34,12 +28,8 @@ class CachedUsers final : public Users {
   using Lists =
       cacheaside::CacheAside<std::string, std::shared_ptr<const UserList>, UserListSerializer>;
 
-  /// spool_prefix: where each cache keeps its pending invalidations across a
-  /// crash (prefix + name + ".spool"); empty: in memory only. near_sync: the
-  /// near cache's bound between instances; 0: no near cache.
   CachedUsers(std::shared_ptr<cacheaside::Store> store, UserRepository& repo,
-              const std::string& spool_prefix = "",
-              std::chrono::milliseconds near_sync = std::chrono::milliseconds(0));
+              const CacheSettings& settings = {});
 
   std::vector<User> list() override;
   std::string list_body() override;

@@ -28,6 +28,7 @@
 #include "io_threads.hpp"
 #include "outbox_relay.hpp"
 #include "repository.hpp"
+#include "signing_keys.hpp"
 #include "users.hpp"
 
 namespace {
@@ -50,15 +51,18 @@ struct Flags {
   long long max_body = 1 << 20;          // larger request bodies get 413
   int relay_ms = 50;                     // outbox relay interval; 0: no relay
   bool crash_after_commit = false;       // test-only fault point
+  std::string signing_keys;              // a file of signing keys (see signing_keys.hpp)
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& problem) {
   if (!problem.empty()) std::cerr << argv0 << ": " << problem << "\n";
-  std::cerr << "usage: " << argv0
-            << " [--host H] [--port N] [--db PATH] [--memcached CONFIG] [--seed N]\n"
-               "       [--threads N] [--db-threads N] [--no-cache] [--quiet] [--spool-dir DIR]\n"
-               "       [--near-ms N] [--protocol meta|classic] [--max-body BYTES] [--relay-ms N]\n"
-               "       [--crash-after-commit (tests only: dies after each write's commit)]\n";
+  std::cerr
+      << "usage: " << argv0
+      << " [--host H] [--port N] [--db PATH] [--memcached CONFIG] [--seed N]\n"
+         "       [--threads N] [--db-threads N] [--no-cache] [--quiet] [--spool-dir DIR]\n"
+         "       [--near-ms N] [--protocol meta|classic] [--max-body BYTES] [--relay-ms N]\n"
+         "       [--signing-keys FILE (lines '<id> <secret>'; or USER_SERVICE_SIGNING_KEYS)]\n"
+         "       [--crash-after-commit (tests only: dies after each write's commit)]\n";
   std::exit(2);
 }
 
@@ -104,6 +108,8 @@ Flags parse_flags(int argc, char** argv) {
       f.protocol = value();
     else if (a == "--spool-dir")
       f.spool_dir = value();
+    else if (a == "--signing-keys")
+      f.signing_keys = value();
     else if (a == "--no-cache")
       f.no_cache = true;
     else if (a == "--quiet")
@@ -165,7 +171,10 @@ int main(int argc, char** argv) {
     }
     user_service::IoThreads io(flags.threads);
     asio::thread_pool pool(static_cast<std::size_t>(flags.db_threads));
-    const std::chrono::milliseconds near_ms(flags.near_ms);
+    user_service::CacheSettings settings;
+    settings.spool_prefix = spool_prefix(flags);
+    settings.near_sync = std::chrono::milliseconds(flags.near_ms);
+    settings.signing_keys = user_service::load_signing_keys(flags.signing_keys);
 
     // Chosen once: the routes never ask which. The async caches run on the first
     // io_context (the requests of the others hop to it and back).
@@ -179,13 +188,12 @@ int main(int argc, char** argv) {
       // background refreshes).
       auto store = std::make_shared<cacheaside::MemcachedStore>(
           server_options(flags, static_cast<std::size_t>(flags.db_threads) + 4));
-      blocking =
-          std::make_unique<user_service::CachedUsers>(store, repo, spool_prefix(flags), near_ms);
+      blocking = std::make_unique<user_service::CachedUsers>(store, repo, settings);
     } else {
       auto store = std::make_shared<cacheaside::AsyncMetaStore>(io.front().get_executor(),
                                                                 server_options(flags, 1));
       users = std::make_unique<user_service::AsyncCachedUsers>(store, repo, pool.get_executor(),
-                                                               spool_prefix(flags), near_ms);
+                                                               settings);
     }
     if (blocking)
       users = std::make_unique<user_service::PooledUsers>(*blocking, pool.get_executor());
@@ -216,6 +224,8 @@ int main(int argc, char** argv) {
     });
     std::signal(SIGPIPE, SIG_IGN);
     std::string cache = flags.no_cache ? "no cache" : flags.memcached + ", " + flags.protocol;
+    if (!flags.no_cache && !settings.signing_keys.empty())
+      cache += ", values signed with key " + settings.signing_keys.front().id;
     std::printf("listening on http://%s:%d (%s, %d io threads, %d database threads)\n",
                 flags.host.c_str(), flags.port, cache.c_str(), flags.threads, flags.db_threads);
     std::fflush(stdout);

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "clock.hpp"
 #include "stats.hpp"
@@ -22,6 +23,14 @@ enum class Format {
   /// Negative caching and leases are off in this format (other clients could not
   /// tell a marker from a value).
   raw,
+};
+
+/// A key of signed values (Options::signing_keys).
+struct SigningKey {
+  /// Stored with each value it signs: 1-32 printable ASCII bytes, unique.
+  std::string id;
+  /// At least 32 bytes, random (e.g. 32 bytes from /dev/urandom); never stored.
+  std::string secret;
 };
 
 /// Options of one `CacheAside`. A plain struct: set what you need, keep the rest.
@@ -113,6 +122,15 @@ struct Options {
   /// (and synced) before the call returns, and the next cache that opens the
   /// file retries them. One cache per file. Empty (default): in memory only.
   std::string invalidation_spool;
+
+  /// Signed values (opt-in; Format::envelope). The first key signs what this
+  /// cache stores, every key verifies what it reads, so a new key goes first and
+  /// the old one stays listed until its values have expired. A value that fails
+  /// (no tag, a wrong tag, an unknown key id, bytes copied from another key, an
+  /// unsigned value) is refused, counted in `integrity_failures`, deleted and
+  /// loaded from the source. Empty (default): unsigned values, and signed ones
+  /// are unreadable here (see docs/wire-format.md).
+  std::vector<SigningKey> signing_keys;
 
   /// Called synchronously for every event, in the calling thread (the retries of
   /// pending invalidations report from a background thread); keep it cheap.

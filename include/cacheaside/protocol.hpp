@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "clock.hpp"
+#include "envelope.hpp"
 #include "exptime.hpp"
 #include "store.hpp"
 
@@ -83,6 +84,15 @@ struct LookupPolicy {
   /// Told about each item dropped as unreadable (foreign flags, other codec,
   /// bad header), with the reason.
   std::function<void(std::string_view key, const char* why)> on_unreadable;
+  /// With Options::signing_keys: why a signed item (its memcached key, flags,
+  /// bytes and what they decode to) is not genuine, or nullptr. Set, it also
+  /// makes every unsigned value and negative entry unreadable.
+  std::function<const char*(std::string_view key, std::uint32_t flags, std::string_view bytes,
+                            const envelope::Entry& entry)>
+      verify;
+  /// Told about each item refused by verify, or unsigned while it is set, with
+  /// the reason (instead of on_unreadable).
+  std::function<void(std::string_view key, const char* why)> on_forged;
   /// Told once when leases turn out impossible (the server gives no CAS ids): the
   /// protocol then stores unguarded, like leases off.
   std::function<void(const char* why)> on_degraded;

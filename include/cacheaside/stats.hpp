@@ -39,6 +39,8 @@ struct Stats {
   std::uint64_t near_log_reads = 0;            ///< reads of the invalidation log
   std::uint64_t near_log_gaps = 0;  ///< log reads that could not account for every write:
                                     ///< the whole near cache dropped
+  /// values refused by Options::signing_keys (deleted, then loaded)
+  std::uint64_t integrity_failures = 0;
 };
 
 /// What one cache holds in process memory now, besides its options: each table
@@ -62,6 +64,7 @@ void for_each_counter(const Stats& s, F&& f) {
   f("load_errors", "loader calls that threw", s.load_errors);
   f("cache_errors", "store failures absorbed", s.cache_errors);
   f("decode_errors", "unreadable cached bytes", s.decode_errors);
+  f("integrity_failures", "cached values refused by the signing keys", s.integrity_failures);
   f("oversize", "values too large to cache", s.oversize);
   f("stale_served", "expired copies served", s.stale_served);
   f("coalesced", "callers that shared another caller's load", s.coalesced);
@@ -109,6 +112,8 @@ enum class EventType {
   near_gap,              ///< the invalidation log had a gap: near cache dropped
   leases_degraded,       ///< reason = why: the server gives no CAS ids (memcached -C);
                          ///< single-flight and plain sets from then on (once per cache)
+  integrity_failure,     ///< reason = why a value was refused (Options::signing_keys):
+                         ///< unsigned value, unknown signing key id, wrong tag
 };
 
 /// Name of an event type, e.g. "hit".
@@ -133,7 +138,8 @@ inline const char* to_string(EventType t) {
                                           "invalidation_dropped",
                                           "near_hit",
                                           "near_gap",
-                                          "leases_degraded"};
+                                          "leases_degraded",
+                                          "integrity_failure"};
   auto i = static_cast<std::size_t>(t);
   return i < sizeof names / sizeof names[0] ? names[i] : "unknown";
 }
@@ -184,7 +190,7 @@ struct AtomicStats {
       stale_sets_prevented{0}, early_refreshes{0}, load_timeouts{0}, puts{0}, invalidations{0},
       invalidations_pending{0}, invalidation_retries{0}, invalidations_applied{0},
       invalidations_overflowed{0}, invalidations_dropped{0}, near_evictions{0}, near_log_reads{0},
-      near_log_gaps{0};
+      near_log_gaps{0}, integrity_failures{0};
 
   template <class Counter>
   static void bump(Counter& c, std::uint64_t n = 1) {
@@ -201,6 +207,7 @@ struct AtomicStats {
     s.load_errors = r(load_errors);
     s.cache_errors = r(cache_errors);
     s.decode_errors = r(decode_errors);
+    s.integrity_failures = r(integrity_failures);
     s.oversize = r(oversize);
     s.stale_served = r(stale_served);
     s.coalesced = r(coalesced);

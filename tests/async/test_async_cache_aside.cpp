@@ -28,6 +28,7 @@
 #include "support/async_helpers.hpp"
 #include "support/common.hpp"
 #include "support/memcached_process.hpp"
+#include "support/raw_client.hpp"
 #include "support/user.hpp"
 
 using namespace cacheaside;
@@ -901,4 +902,31 @@ TEST_CASE(
   CHECK(b.get(1) == make_user(1));
   CHECK(b.stats().lease_waits == 0);
   CHECK(std::chrono::steady_clock::now() - t0 < 1s);
+}
+
+TEST_CASE(
+    "async signed values: the blocking cache with the same key reads them; bytes copied from "
+    "another key are refused, loaded once and overwritten",
+    "[async][signing]") {
+  cacheaside_test::MemcachedProcess mc;
+  asio::io_context io;
+  Options o = quick();
+  o.signing_keys = {{"k1", std::string(32, 's')}};
+  TwoCaches t(mc, io, o);
+  CHECK(t.get(7) == make_user(7));
+  CHECK(t.get(5) == make_user(5));
+  CHECK(t.b.get(5) == make_user(5));  // the async cache's signed value: a hit
+  CHECK(t.blocking_loads == 0);
+
+  cacheaside_test::RawClient raw(mc.port());
+  auto item7 = raw.get(t.a.cache_key(7));
+  REQUIRE(item7);
+  REQUIRE(raw.set(t.a.cache_key(5), item7->value, item7->flags));
+  CHECK(t.get(5) == make_user(5));
+  CHECK(t.load.calls == 3);
+  CHECK(t.a.stats().integrity_failures == 1);
+  CHECK(t.get(5) == make_user(5));  // overwritten with its own signed value
+  CHECK(t.load.calls == 3);
+  CHECK(t.b.get(5) == make_user(5));
+  CHECK(t.blocking_loads == 0);
 }

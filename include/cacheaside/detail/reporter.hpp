@@ -61,6 +61,10 @@ class Reporter {
     AtomicStats::bump(stats.decode_errors);
     emit(EventType::decode_error, key, {}, why);
   }
+  void integrity_failure(std::string_view key, std::string_view why) const {
+    AtomicStats::bump(stats.integrity_failures);
+    emit(EventType::integrity_failure, key, {}, why);
+  }
   void oversize(std::string_view key, std::string_view why) const {
     AtomicStats::bump(stats.oversize);
     emit(EventType::oversize, key, {}, why);

@@ -11,17 +11,38 @@
 #include <utility>
 
 #include "../clock.hpp"
+#include "../envelope.hpp"
 #include "../error.hpp"
 #include "../key.hpp"
 #include "../options.hpp"
 #include "../protocol.hpp"
 #include "../store.hpp"
+#include "integrity/signer.hpp"
 #include "invalidation/pending.hpp"
 #include "lookup/classic_protocol.hpp"
 #include "near/near.hpp"
 #include "reporter.hpp"
 
 namespace cacheaside::detail {
+
+/// Signing keys that can be used, or Error.
+inline void check_signing_keys(const Options& o) {
+  if (o.signing_keys.empty()) return;
+  if (o.format != Format::envelope)
+    throw Error("cacheaside: signing_keys need Format::envelope (the tag lives in its header)");
+  for (std::size_t i = 0; i < o.signing_keys.size(); ++i) {
+    const SigningKey& k = o.signing_keys[i];
+    bool printable =
+        std::all_of(k.id.begin(), k.id.end(), [](char c) { return c > 0x20 && c < 0x7F; });
+    if (k.id.empty() || k.id.size() > envelope::max_key_id || !printable)
+      throw Error("cacheaside: a signing key id is 1-32 printable ASCII bytes");
+    if (k.secret.size() < 32)
+      throw Error("cacheaside: signing key '" + k.id + "': the secret must have at least 32 bytes");
+    for (std::size_t j = 0; j < i; ++j)
+      if (o.signing_keys[j].id == k.id)
+        throw Error("cacheaside: signing key id '" + k.id + "' is listed twice");
+  }
+}
 
 /// The options, or Error when they make no sense.
 inline Options checked(Options o) {
@@ -40,6 +61,7 @@ inline Options checked(Options o) {
   }
   if (o.stale_on_invalidate.count() > 0 && (o.format != Format::envelope || !o.leases))
     throw Error("cacheaside: stale_on_invalidate needs Format::envelope and leases");
+  check_signing_keys(o);
   return o;
 }
 /// How long an absence is cached (0: not at all).
@@ -114,6 +136,16 @@ inline LookupPolicy lookup_policy(const Options& opt, std::uint8_t codec,
     report.decode_error(key, why);
   };
   policy.on_degraded = [&report](const char* why) { report.leases_degraded(why); };
+  if (!opt.signing_keys.empty()) {
+    auto signer = std::make_shared<const Signer>(opt.signing_keys);
+    policy.verify = [signer](std::string_view key, std::uint32_t flags, std::string_view bytes,
+                             const envelope::Entry& e) {
+      return signer->verify(key, flags, bytes, e);
+    };
+    policy.on_forged = [&report](std::string_view key, const char* why) {
+      report.integrity_failure(key, why);
+    };
+  }
   return policy;
 }
 

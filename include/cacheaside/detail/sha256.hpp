@@ -1,6 +1,8 @@
-// SHA-256 (FIPS 180-4), used only to shorten over-long keys without collisions.
+// SHA-256 (FIPS 180-4): shortens over-long keys without collisions, and is the
+// hash of the values' HMAC (detail/integrity/hmac.hpp).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -12,14 +14,20 @@ namespace cacheaside::detail {
 class Sha256 {
  public:
   void update(std::string_view data) {
-    for (unsigned char c : data) {
-      block_[block_len_++] = c;
+    total_ += data.size();
+    const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
+    std::size_t n = data.size();
+    while (n > 0) {  // whole blocks are copied, not fed byte by byte (values get MACed)
+      std::size_t take = std::min<std::size_t>(64 - block_len_, n);
+      std::memcpy(block_ + block_len_, p, take);
+      block_len_ += take;
+      p += take;
+      n -= take;
       if (block_len_ == 64) {
         compress();
         block_len_ = 0;
       }
     }
-    total_ += data.size();
   }
 
   std::array<std::uint8_t, 32> finish() {

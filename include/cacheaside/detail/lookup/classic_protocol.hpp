@@ -168,7 +168,7 @@ class ClassicProtocol final : public LookupProtocol {
       l.present = true;
       return;
     }
-    if (const char* why = judge(policy_, l, now)) return unreadable(key, l, why);
+    if (Unreadable u = judge(policy_, key, l, now)) return unreadable(key, l, u);
     // A marker this process could not delete: nobody loads under it. Still there
     // when this delete fails too: the next caller tries again.
     if (l.state == LookupState::busy && orphans_.take(key, l.item.value)) {
@@ -179,8 +179,8 @@ class ClassicProtocol final : public LookupProtocol {
   }
 
   // Bytes nobody can read would fail every reader: delete them, then it is a miss.
-  void unreadable(std::string_view key, Lookup& l, const char* why) {
-    if (policy_.on_unreadable) policy_.on_unreadable(key, why);
+  void unreadable(std::string_view key, Lookup& l, Unreadable u) {
+    tell_unreadable(policy_, key, u);
     l.present = false;
     StoreStatus st = store_->remove(key);
     if (is_failure(st)) fail(l, st, "delete");

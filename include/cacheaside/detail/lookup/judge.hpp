@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "../../envelope.hpp"
@@ -30,33 +31,55 @@ inline void fail_lookup(Lookup& l, StoreStatus st, const char* op) {
   l.present = l.has_copy = false;
 }
 
-/// Judges the item in l.item (present): hit, stale, busy (a lease marker), or
-/// absent (expired; still present, its CAS id guards a refresh). Returns why
-/// the item is unreadable (nobody can use it: delete it), or nullptr.
-inline const char* judge(const LookupPolicy& policy, Lookup& l, std::int64_t now) {
+/// Why nobody can use an item (nullptr: it is usable); forged: refused by the
+/// signing keys.
+struct Unreadable {
+  const char* why = nullptr;
+  bool forged = false;
+  explicit operator bool() const { return why != nullptr; }
+};
+
+/// Tells the policy's hook about an unreadable item.
+inline void tell_unreadable(const LookupPolicy& policy, std::string_view key, Unreadable u) {
+  const auto& hook = u.forged ? policy.on_forged : policy.on_unreadable;
+  if (hook) hook(key, u.why);
+}
+
+/// Judges the item in l.item (present), stored under key: hit, stale, busy (a
+/// lease marker), or absent (expired; still present, its CAS id guards a
+/// refresh). Returns why the item is unreadable (nobody can use it: delete it).
+inline Unreadable judge(const LookupPolicy& policy, std::string_view key, Lookup& l,
+                        std::int64_t now) {
   l.present = true;
   envelope::Entry e = envelope::decode(l.item.value, l.item.flags);
   switch (e.kind) {
     case envelope::Kind::raw:
-      if (policy.envelope) return "foreign value (flags 0)";
+      if (policy.verify) return {"unsigned value (flags 0)", true};
+      if (policy.envelope) return {"foreign value (flags 0)"};
       l.has_copy = true;
       l.state = LookupState::hit;
-      return nullptr;
+      return {};
     case envelope::Kind::lease:
       // With leases off a marker is overwritten like any expired item.
       l.state = policy.leases ? LookupState::busy : LookupState::absent;
-      return nullptr;
+      return {};
     case envelope::Kind::unknown:
-      return "unknown flags or header";
+      return {"unknown flags or header"};
     case envelope::Kind::negative:
     case envelope::Kind::value:
       break;
   }
-  if (e.codec != policy.codec) return "codec mismatch";
+  if (policy.verify) {
+    if (!e.is_signed) return {"unsigned value", true};
+    if (const char* why = policy.verify(key, l.item.flags, l.item.value, e)) return {why, true};
+  } else if (e.is_signed) {
+    return {"signed value (this cache has no signing_keys)"};
+  }
+  if (e.codec != policy.codec) return {"codec mismatch"};
   l.negative = e.kind == envelope::Kind::negative;
   l.expiry_ms = e.expiry_ms;
   l.load_us = e.load_us;
-  l.payload_offset = envelope::header_size;
+  l.payload_offset = e.payload_offset;
   if (now < e.expiry_ms) {
     l.has_copy = true;
     l.state = LookupState::hit;
@@ -65,7 +88,7 @@ inline const char* judge(const LookupPolicy& policy, Lookup& l, std::int64_t now
     l.has_copy = true;
     l.state = LookupState::stale;
   }  // else expired: absent, but present
-  return nullptr;
+  return {};
 }
 
 /// After `add`ing the side lease of a present item (a refresh): won, the store

@@ -142,8 +142,8 @@ class MetaLookups {
  private:
   std::size_t classify_value(std::string_view key, const MetaOp& op, Lookup& l, std::int64_t now,
                              bool claimed, MetaOp* extra) {
-    if (const char* why = judge(policy_, l, now)) {
-      if (policy_.on_unreadable) policy_.on_unreadable(key, why);
+    if (Unreadable u = judge(policy_, key, l, now)) {
+      tell_unreadable(policy_, key, u);
       l.present = false;
       l.state = LookupState::absent;
       extra[0] = MetaOp();

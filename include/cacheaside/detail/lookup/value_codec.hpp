@@ -15,6 +15,7 @@
 #include "../../exptime.hpp"
 #include "../../options.hpp"
 #include "../../protocol.hpp"
+#include "../integrity/signer.hpp"
 #include "../random.hpp"
 #include "../reporter.hpp"
 
@@ -36,7 +37,9 @@ class ValueCodec {
         opt_(opt),
         negative_ttl_(negative_ttl),
         clock_(clock),
-        report_(report) {}
+        report_(report) {
+    if (!opt.signing_keys.empty()) signer_.emplace(opt.signing_keys);
+  }
 
   /// The copy a lookup holds (a value, or nullopt for a cached absence). False
   /// when the serializer cannot read it (reported).
@@ -80,16 +83,16 @@ class ValueCodec {
       out.exptime = to_exptime(jittered(opt_.ttl, opt_.ttl_jitter), now);
     } else if (value) {
       auto ttl = jittered(opt_.ttl, opt_.ttl_jitter);
-      envelope::encode(out.bytes, now + ttl.count(), load_us, payload);
-      out.flags = envelope::value_flags(Serializer::codec);
+      out.flags = envelope::value_flags(Serializer::codec, signer_.has_value());
+      wrap(key, now + ttl.count(), load_us, payload, out);
       // memcached's clock ticks in whole seconds, so an item can vanish up to 1 s
       // early: the slack keeps it until its logical expiry, which decides freshness.
       out.exptime = to_exptime(ttl + opt_.max_stale + std::chrono::seconds(1), now);
     } else {
       if (negative_ttl_.count() <= 0) return false;
       auto ttl = jittered(negative_ttl_, opt_.ttl_jitter);
-      envelope::encode(out.bytes, now + ttl.count(), load_us, {});
-      out.flags = envelope::negative_flags(Serializer::codec);
+      out.flags = envelope::negative_flags(Serializer::codec, signer_.has_value());
+      wrap(key, now + ttl.count(), load_us, {}, out);
       out.exptime = to_exptime(ttl + std::chrono::seconds(1), now);
     }
     if (out.bytes.size() + key.size() > opt_.max_value_bytes) {
@@ -100,11 +103,20 @@ class ValueCodec {
   }
 
  private:
+  // The envelope around payload, signed (for key and out.flags) with signing keys.
+  void wrap(std::string_view key, std::int64_t expiry_ms, std::uint32_t load_us,
+            std::string_view payload, Encoded& out) const {
+    if (!signer_) return envelope::encode(out.bytes, expiry_ms, load_us, payload);
+    envelope::encode_signed(out.bytes, expiry_ms, load_us, signer_->signing_id(), payload);
+    signer_->sign(key, out.flags, out.bytes);
+  }
+
   Serializer serializer_;
   const Options& opt_;
   std::chrono::milliseconds negative_ttl_;
   const Clock& clock_;
   const Reporter& report_;
+  std::optional<Signer> signer_;
 };
 
 }  // namespace cacheaside::detail
