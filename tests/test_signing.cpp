@@ -98,6 +98,22 @@ TEST_CASE("HMAC-SHA256 gives RFC 4231's tags; SHA-256 the same digest fed in any
     pieces.update(std::string_view(million).substr(at, n));
   auto d = pieces.finish();
   CHECK(hex({reinterpret_cast<const char*>(d.data()), d.size()}) == detail::sha256_hex(million));
+
+  // The SHA extensions' path (where the CPU has them) and the portable one agree.
+  INFO("SHA extensions: " << detail::sha256_hardware());
+  std::string bytes;
+  for (std::size_t n = 0; n < 300; ++n) {
+    detail::Sha256 hw(true), sw(false);
+    hw.update(bytes);
+    sw.update(bytes);
+    REQUIRE(hw.finish() == sw.finish());
+    bytes += static_cast<char>(n * 131 + 7);
+  }
+  detail::Sha256 portable(false);
+  portable.update(million);
+  auto p = portable.finish();
+  CHECK(hex({reinterpret_cast<const char*>(p.data()), p.size()}) ==
+        "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
 TEST_CASE(
