@@ -53,7 +53,50 @@ class Signer {
     return same ? nullptr : "wrong tag";
   }
 
+  /// The suffix that signs a near-log record of the log `log`: " <id> <hex tag>".
+  std::string record_suffix(std::string_view log, std::string_view record) const {
+    std::string out = " " + keys_.front().id + " ";
+    append_hex(record_tag(keys_.front().key, log, record), out);
+    return out;
+  }
+
+  /// Whether hex_tag, under the key `id`, signs record in the log `log` (constant
+  /// time, as verify).
+  bool record_ok(std::string_view id, std::string_view log, std::string_view record,
+                 std::string_view hex_tag) const {
+    const Key* k = &keys_.front();
+    bool known = false;
+    for (const Key& c : keys_) {
+      if (c.id == id) {
+        k = &c;
+        known = true;
+        break;
+      }
+    }
+    std::string expected;
+    append_hex(record_tag(k->key, log, record), expected);
+    return constant_time_equal(expected, hex_tag) && known;
+  }
+
  private:
+  // A record's message starts with 0xFF, which no value's can (its first byte is
+  // the length of a memcached key, at most 250): a tag of one never fits the other.
+  static Digest record_tag(const HmacKey& key, std::string_view log, std::string_view record) {
+    char head[2] = {static_cast<char>(0xFF), static_cast<char>(log.size() & 0xFF)};
+    HmacKey::Mac m = key.begin();
+    m.update({head, sizeof head});
+    m.update(log);
+    m.update(record);
+    return m.finish();
+  }
+  static void append_hex(const Digest& d, std::string& out) {
+    static constexpr char digits[] = "0123456789abcdef";
+    for (std::uint8_t b : d) {
+      out += digits[b >> 4];
+      out += digits[b & 0xf];
+    }
+  }
+
   struct Key {
     std::string id;
     HmacKey key;

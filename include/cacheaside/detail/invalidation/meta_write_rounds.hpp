@@ -75,7 +75,7 @@ class MetaWriteRounds {
         status_ = ops_[0].status;
         if (status_ != StoreStatus::ok) break;
         slot_ = log_->slot(ops_[0].number);
-        record_ = NearLog::record(ops_[0].number, record_key_);
+        record_ = log_->record(ops_[0].number, record_key_);
         MetaOp set;
         set.cmd = MetaCmd::set;
         set.key = slot_;

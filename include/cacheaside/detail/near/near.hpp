@@ -53,7 +53,7 @@ class Near {
         clock_(std::move(clock)),
         report_(report),
         table_(opt.near_capacity),
-        log_(std::move(store), std::move(log_base), ring, clock_) {
+        log_(std::move(store), std::move(log_base), ring, clock_, opt.signing_keys) {
     if (reading == NearReading::on_demand) return;
     sync_now();
     if (reading != NearReading::thread) return;

@@ -7,19 +7,25 @@
 // fills the slot of the number it got. A reader remembers the last number it
 // applied and reads the slots after it; anything it cannot account for (the
 // counter evicted or reset, more new records than slots, a slot missing twice
-// or overwritten) is a gap: the reader drops its whole near cache.
+// or overwritten) is a gap: the reader drops its whole near cache. With signing
+// keys each record ends with " <key id> <hex HMAC>" (over the log's base and the
+// record), and a record without a valid one counts as missing: a forged or moved
+// slot drops the near cache, it never hides an invalidation.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "../../clock.hpp"
+#include "../../options.hpp"
 #include "../../store.hpp"
+#include "../integrity/signer.hpp"
 
 namespace cacheaside::detail {
 
@@ -33,12 +39,14 @@ class NearLog {
   };
 
   NearLog(std::shared_ptr<Store> store, std::string base, std::size_t ring,
-          std::shared_ptr<Clock> clock)
+          std::shared_ptr<Clock> clock, const std::vector<SigningKey>& signing_keys = {})
       : store_(std::move(store)),
         base_(std::move(base)),
         ring_(ring),
         clock_(std::move(clock)),
-        counter_(base_ + "%c") {}
+        counter_(base_ + "%c") {
+    if (!signing_keys.empty()) signer_.emplace(signing_keys);
+  }
 
   /// Appends key: two round trips. Not ok: the record may be missing, which
   /// readers take for a gap (or, if the counter did not move, never see).
@@ -57,10 +65,11 @@ class NearLog {
   // count an older counter reached, so readers see a re-created one as a jump
   // (a gap), never as "nothing new".
   std::uint64_t start_value() const { return static_cast<std::uint64_t>(clock_->unix_ms()) * 1000; }
-  static std::string record(std::uint64_t seq, std::string_view key) {
+  std::string record(std::uint64_t seq, std::string_view key) const {
     std::string r = std::to_string(seq);
     r += ' ';
     r += key;
+    if (signer_) r += signer_->record_suffix(base_, r);
     return r;
   }
 
@@ -130,8 +139,8 @@ class NearLog {
     for (std::size_t i = 0; i < slots.keys.size() / 2; ++i) {
       std::uint64_t s = first + i;
       std::string key;
-      if (!record(items[2 * i], found[2 * i], s, key) &&
-          !record(items[2 * i + 1], found[2 * i + 1], s, key)) {
+      if (!record_of(items[2 * i], found[2 * i], s, key) &&
+          !record_of(items[2 * i + 1], found[2 * i + 1], s, key)) {
         // A writer between its increment and its set, or a lost slot: wait
         // one read for it, then give up on it.
         if (missing_ == s) {
@@ -167,14 +176,23 @@ class NearLog {
     return r;
   }
 
-  // A slot's item, if it holds record s: "<s> <memcached key>".
-  static bool record(const StoreItem& item, char found, std::uint64_t s, std::string& key) {
+  // A slot's item, if it holds record s: "<s> <memcached key>", signed when this log
+  // has keys (what follows the key is ignored without them: keys hold no spaces).
+  bool record_of(const StoreItem& item, char found, std::uint64_t s, std::string& key) const {
     std::uint64_t seq = 0;
-    std::size_t space = item.value.find(' ');
-    if (!found || space == std::string::npos ||
-        !parse(std::string_view(item.value).substr(0, space), seq) || seq != s)
+    std::string_view v = item.value;
+    std::size_t space = v.find(' ');
+    if (!found || space == std::string::npos || !parse(v.substr(0, space), seq) || seq != s)
       return false;
-    key = item.value.substr(space + 1);
+    std::size_t end = v.find(' ', space + 1);
+    if (signer_) {
+      std::size_t last = v.rfind(' ');
+      if (end == std::string_view::npos || last == end) return false;
+      if (!signer_->record_ok(v.substr(end + 1, last - end - 1), base_, v.substr(0, end),
+                              v.substr(last + 1)))
+        return false;
+    }
+    key = std::string(v.substr(space + 1, end == std::string_view::npos ? end : end - space - 1));
     return true;
   }
 
@@ -198,6 +216,7 @@ class NearLog {
   bool started_ = false;
   std::uint64_t last_ = 0;
   std::uint64_t missing_ = 0;
+  std::optional<Signer> signer_;
 };
 
 }  // namespace cacheaside::detail
