@@ -38,15 +38,8 @@ class Signer {
   /// still MACed (with the signing key).
   const char* verify(std::string_view mkey, std::uint32_t flags, std::string_view bytes,
                      const envelope::Entry& e) const {
-    const Key* k = &keys_.front();
     bool known = false;
-    for (const Key& c : keys_) {
-      if (c.id == e.key_id) {
-        k = &c;
-        known = true;
-        break;
-      }
-    }
+    const Key* k = key_for(e.key_id, known);
     Digest t = tag(k->key, mkey, flags, bytes, envelope::header_size + e.key_id.size());
     bool same = constant_time_equal(bytes_of(t), e.tag);
     if (!known) return "unknown signing key id";
@@ -64,15 +57,8 @@ class Signer {
   /// time, as verify).
   bool record_ok(std::string_view id, std::string_view log, std::string_view record,
                  std::string_view hex_tag) const {
-    const Key* k = &keys_.front();
     bool known = false;
-    for (const Key& c : keys_) {
-      if (c.id == id) {
-        k = &c;
-        known = true;
-        break;
-      }
-    }
+    const Key* k = key_for(id, known);
     std::string expected;
     append_hex(record_tag(k->key, log, record), expected);
     return constant_time_equal(expected, hex_tag) && known;
@@ -114,6 +100,18 @@ class Signer {
     m.update(bytes.substr(0, at));
     m.update(bytes.substr(at + envelope::tag_size));
     return m.finish();
+  }
+
+  // The key with this id, else the signing key (so an unknown id costs a MAC too).
+  const Key* key_for(std::string_view id, bool& known) const {
+    for (const Key& c : keys_) {
+      if (c.id == id) {
+        known = true;
+        return &c;
+      }
+    }
+    known = false;
+    return &keys_.front();
   }
 
   std::vector<Key> keys_;
