@@ -89,6 +89,14 @@ bool invalidate(Users& users, asio::io_context& io, int id) {
   return ok;
 }
 
+// quick() with a near cache whose log is read when told (sync_near), not by the clock.
+Options near_quick() {
+  Options o = quick();
+  o.near_ttl = 60s;
+  o.near_sync = 60s;
+  return o;
+}
+
 // An async cache and a blocking one (another process's view) over one memcached,
 // with the same options; each counts its loads.
 struct TwoCaches {
@@ -548,10 +556,8 @@ TEST_CASE(
     "[async]") {
   cacheaside_test::MemcachedProcess mc;
   asio::io_context io;
-  Options o = quick();
+  Options o = near_quick();
   o.name = "near_users";
-  o.near_ttl = 60s;
-  o.near_sync = 60s;  // read when told (sync_near), not by the clock
   TwoCaches t(mc, io, o);
 
   CHECK(t.get(1) == make_user(1));  // loaded
@@ -596,10 +602,7 @@ TEST_CASE(
     "[async]") {
   cacheaside_test::MemcachedProcess mc;
   asio::io_context io;
-  Options o = quick();
-  o.near_ttl = 60s;
-  o.near_sync = 60s;
-  TwoCaches t(mc, io, o);
+  TwoCaches t(mc, io, near_quick());
   CHECK(t.get(1) == make_user(1));
   CHECK(t.get(1) == make_user(1));  // from memcached, then kept near
   auto requests = t.store->stats().requests;
@@ -650,10 +653,7 @@ TEST_CASE(
     "[async]") {
   cacheaside_test::MemcachedProcess mc;
   asio::io_context io;
-  Options o = quick();
-  o.near_ttl = 60s;
-  o.near_sync = 60s;
-  TwoCaches t(mc, io, o);
+  TwoCaches t(mc, io, near_quick());
   std::optional<User> out = make_user(9);
   CHECK(t.get(-1) == std::nullopt);  // the loader knows no negative ids
   CHECK(t.get(-1) == std::nullopt);
