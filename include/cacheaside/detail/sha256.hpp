@@ -174,17 +174,22 @@ class Sha256 {
   bool hardware_;
 };
 
+/// Appends a digest to out in lower-case hex.
+inline void append_hex(const std::array<std::uint8_t, 32>& digest, std::string& out) {
+  static constexpr char hex[] = "0123456789abcdef";
+  for (std::uint8_t b : digest) {
+    out += hex[b >> 4];
+    out += hex[b & 0xf];
+  }
+}
+
 /// Lower-case hex SHA-256 of data.
 inline std::string sha256_hex(std::string_view data) {
   Sha256 h;
   h.update(data);
-  auto digest = h.finish();
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out(64, '0');
-  for (int i = 0; i < 32; ++i) {
-    out[i * 2] = hex[digest[i] >> 4];
-    out[i * 2 + 1] = hex[digest[i] & 0xf];
-  }
+  std::string out;
+  out.reserve(64);
+  append_hex(h.finish(), out);
   return out;
 }
 

@@ -75,13 +75,6 @@ class Signer {
     m.update(record);
     return m.finish();
   }
-  static void append_hex(const Digest& d, std::string& out) {
-    static constexpr char digits[] = "0123456789abcdef";
-    for (std::uint8_t b : d) {
-      out += digits[b >> 4];
-      out += digits[b & 0xf];
-    }
-  }
 
   struct Key {
     std::string id;
