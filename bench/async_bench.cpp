@@ -176,7 +176,7 @@ struct Bench {
   }
   // n calls of cache.async_get(id) as a service makes them: each from the previous one's
   // completion handler, on the io thread (inside run(), where Asio recycles its handler
-  // memory); mean ns and heap allocations a call.
+  // memory): mean and median ns, and heap allocations a call.
   PerCall chained(Users& cache, int id, int n) {
     int left = n, wrong = 0;
     bool done = false;
