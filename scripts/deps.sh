@@ -8,7 +8,7 @@ CACHEASIDE_DEB_PACKAGES=(
   nlohmann-json3-dev catch2 libsqlite3-dev libbenchmark-dev
   python3 python3-pymemcache python3-fastapi python3-uvicorn wrk sqlite3 curl
   clang libclang-rt-14-dev
-  libboost1.81-dev
+  libboost1.81-dev libssl-dev openssl
   doxygen gnuplot-nox
 )
 

@@ -54,7 +54,10 @@ class AsyncMetaCore : public std::enable_shared_from_this<AsyncMetaCore> {
   using Strand = AsyncMetaConn::Strand;
 
   AsyncMetaCore(asio::any_io_executor ex, const MetaConfig& c, AsyncMetaStoreLimits limits)
-      : strand_(asio::make_strand(ex)), ring_(c.servers), poll_timeout_(c.poll_timeout) {
+      : strand_(asio::make_strand(ex)),
+        ring_(c.servers),
+        poll_timeout_(c.poll_timeout),
+        link_(MetaLinkSettings::from(c)) {
     MetaMuxLimits ml;
     ml.max_requests = limits.max_requests;
     std::size_t per_server = c.pool_max ? c.pool_max : 1;  // one, unless --POOL-MAX says more
@@ -64,7 +67,7 @@ class AsyncMetaCore : public std::enable_shared_from_this<AsyncMetaCore> {
       s->health.failure_limit = c.failure_limit;
       s->health.retry_timeout = c.retry_timeout;
       for (std::size_t i = 0; i < per_server; ++i)
-        s->conns.push_back(std::make_shared<AsyncMetaConn>(strand_, a, c.connect_timeout, ml,
+        s->conns.push_back(std::make_shared<AsyncMetaConn>(strand_, a, c.connect_timeout, ml, link_,
                                                            s->health, counters_));
       servers_.push_back(std::move(s));
     }
@@ -116,6 +119,8 @@ class AsyncMetaCore : public std::enable_shared_from_this<AsyncMetaCore> {
     });
   }
 
+  const MetaLinkStats& link_stats() const { return *link_.stats; }
+
   AsyncMetaStoreStats stats() const {
     auto r = [](const AsyncMetaCounters::N& n) { return n.load(std::memory_order_relaxed); };
     return {r(counters_.writes),   r(counters_.requests), r(counters_.refused),
@@ -140,6 +145,7 @@ class AsyncMetaCore : public std::enable_shared_from_this<AsyncMetaCore> {
   Strand strand_;
   MetaRing ring_;
   std::chrono::milliseconds poll_timeout_;
+  MetaLinkSettings link_;
   std::vector<std::unique_ptr<Server>> servers_;
   std::size_t pool_min_ = 0;
   AsyncMetaCounters counters_;
@@ -228,6 +234,13 @@ class AsyncMetaStore {
 
   /// Counters since construction: writes, requests, refusals, connects, losses, timeouts.
   AsyncMetaStoreStats stats() const { return core_->stats(); }
+
+  /// What connections went through before their first request: TLS handshakes
+  /// completed, and set-ups refused (TLS, authentication) with the last reason.
+  ConnectionStats connection_stats() const {
+    const detail::MetaLinkStats& s = core_->link_stats();
+    return {s.handshakes.load(), s.tls_failures.load(), s.auth_failures.load(), s.last_error()};
+  }
 
   /// Runs a batch of meta commands: every op gets a status, then the token's
   /// handler runs with `void()` on its own executor (never inside this call).

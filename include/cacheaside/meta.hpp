@@ -65,6 +65,13 @@ class MetaStore : public detail::MetaCommandStore, public LookupProtocolSource {
   /// each waits at most the poll timeout).
   int pool_waiters() const { return pipeline_.pool_waiters(); }
 
+  /// What connections went through before their first request: TLS handshakes
+  /// completed, and set-ups refused (TLS, authentication) with the last reason.
+  ConnectionStats connection_stats() const {
+    const detail::MetaLinkStats& s = pipeline_.link_stats();
+    return {s.handshakes.load(), s.tls_failures.load(), s.auth_failures.load(), s.last_error()};
+  }
+
   /// "host:port" of the server a key lives on.
   std::string server_of(std::string_view key) const { return pipeline_.server_of(key).name(); }
 

@@ -5,9 +5,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "error.hpp"
 
 namespace cacheaside {
 
@@ -28,6 +31,40 @@ struct StoreDefaults {
   }
 };
 
+/// What a store's connections went through before their first request.
+struct ConnectionStats {
+  std::uint64_t handshakes = 0;     ///< TLS handshakes completed
+  std::uint64_t tls_failures = 0;   ///< TLS handshakes refused or broken
+  std::uint64_t auth_failures = 0;  ///< credentials refused, or an unexpected answer
+  std::string last_error;           ///< why the last set-up failed, in words
+};
+
+/// TLS for every connection a MetaStore or AsyncMetaStore opens (the tls
+/// component: include <cacheaside/tls.hpp>, link cacheaside::tls). The server's
+/// certificate and name are verified unless insecure_no_verify says otherwise.
+struct TlsOptions {
+  /// Speak TLS (any field below set implies it).
+  bool enabled = false;
+  /// PEM file of the CA(s) the server's certificate must chain to; empty: the
+  /// system's trust store.
+  std::string ca_file;
+  /// Client certificate (PEM, chain allowed), for mutual TLS.
+  std::string cert_file;
+  /// The client certificate's private key (PEM).
+  std::string key_file;
+  /// Name the certificate must carry (DNS name or IP address); empty: the server's host.
+  std::string server_name;
+  /// Accept any certificate and name: encryption without authentication of the
+  /// server. For tests only.
+  bool insecure_no_verify = false;
+
+  /// Whether TLS is asked for at all.
+  bool on() const {
+    return enabled || !ca_file.empty() || !cert_file.empty() || !key_file.empty() ||
+           !server_name.empty() || insecure_no_verify;
+  }
+};
+
 /// Where the servers are and how long to wait for them: the typed form of the
 /// configuration string (`--SERVER=host:port --POOL-MAX=16 ...`). Unset fields
 /// keep StoreDefaults.
@@ -43,11 +80,28 @@ struct ServerOptions {
   std::chrono::milliseconds poll_timeout{0};
   /// Time before a failed server is tried again; 0: the default.
   std::chrono::seconds retry_timeout{0};
+  /// memcached's ASCII authentication (`memcached -Y`): a file whose first line
+  /// is `user:password` (the format of memcached's own file). Preferred to the
+  /// two fields below, which end up in the configuration string.
+  std::string auth_file;
+  /// Credentials given directly (no whitespace in either): the user name...
+  std::string username;
+  /// ...and its password.
+  std::string password;
+  /// TLS for every connection.
+  TlsOptions tls;
   /// More options in the configuration string syntax, appended as given.
   std::string extra;
 
-  /// The configuration string these options stand for.
+  /// The configuration string these options stand for. Throws Error for a
+  /// field with whitespace (it would split into two options).
   std::string to_config() const {
+    for (const std::string* f : {&auth_file, &username, &password, &tls.ca_file, &tls.cert_file,
+                                 &tls.key_file, &tls.server_name})
+      for (char ch : *f)
+        if (static_cast<unsigned char>(ch) <= ' ')
+          throw Error("cacheaside: ServerOptions: '" + std::string(f == &password ? "***" : *f) +
+                      "' has whitespace or a control character");
     std::string c;
     for (const auto& s : servers) c += "--SERVER=" + s + " ";
     if (pool_max) c += "--POOL-MAX=" + std::to_string(pool_max) + " ";
@@ -57,6 +111,15 @@ struct ServerOptions {
       c += "--POLL-TIMEOUT=" + std::to_string(poll_timeout.count()) + " ";
     if (retry_timeout.count() > 0)
       c += "--RETRY-TIMEOUT=" + std::to_string(retry_timeout.count()) + " ";
+    if (!auth_file.empty()) c += "--AUTH-FILE=" + auth_file + " ";
+    if (!username.empty()) c += "--USERNAME=" + username + " ";
+    if (!password.empty()) c += "--PASSWORD=" + password + " ";
+    if (tls.on()) c += "--TLS ";
+    if (!tls.ca_file.empty()) c += "--TLS-CA=" + tls.ca_file + " ";
+    if (!tls.cert_file.empty()) c += "--TLS-CERT=" + tls.cert_file + " ";
+    if (!tls.key_file.empty()) c += "--TLS-KEY=" + tls.key_file + " ";
+    if (!tls.server_name.empty()) c += "--TLS-SERVER-NAME=" + tls.server_name + " ";
+    if (tls.insecure_no_verify) c += "--TLS-INSECURE-NO-VERIFY ";
     c += extra;
     while (!c.empty() && c.back() == ' ') c.pop_back();
     return c;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -16,10 +17,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -87,29 +90,35 @@ inline std::string memcached_binary() {
 #endif
 }
 
-/// The pid the memcached on 127.0.0.1:port reports ("stats"), or -1.
-inline pid_t listening_pid(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  timeval tv{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  std::string reply;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::write(fd, "stats\r\n", 7) == 7) {
-    char buf[4096];
-    while (reply.find("END\r\n") == std::string::npos) {
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n <= 0) break;
-      reply.append(buf, static_cast<std::size_t>(n));
-    }
+/// Whether process `pid` holds the socket listening on 127.0.0.1:port (its
+/// inode in /proc/net/tcp among the process's descriptors). Asks memcached
+/// nothing, so it holds for servers that want TLS or credentials too.
+inline bool listens_on(pid_t pid, int port) {
+  std::ifstream tcp("/proc/net/tcp");
+  std::string line, inode;
+  char want[16];
+  std::snprintf(want, sizeof want, "0100007F:%04X", port);
+  std::getline(tcp, line);  // header
+  while (std::getline(tcp, line)) {
+    std::istringstream in(line);
+    std::string slot, local, remote, state, queues, timer, retr, uid, timeout;
+    in >> slot >> local >> remote >> state >> queues >> timer >> retr >> uid >> timeout >> inode;
+    if (local == want && state == "0A") break;
+    inode.clear();
   }
-  ::close(fd);
-  auto at = reply.find("STAT pid ");
-  return at == std::string::npos ? -1 : static_cast<pid_t>(std::atol(reply.c_str() + at + 9));
+  if (inode.empty()) return false;
+  std::string target = "socket:[" + inode + "]";
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return false;
+  bool found = false;
+  while (dirent* e = ::readdir(d)) {
+    char link[64];
+    ssize_t n = ::readlink((dir + "/" + e->d_name).c_str(), link, sizeof link - 1);
+    if (n > 0 && std::string(link, static_cast<std::size_t>(n)) == target) found = true;
+  }
+  ::closedir(d);
+  return found;
 }
 
 /// One memcached process on 127.0.0.1:<free port>.
@@ -184,7 +193,7 @@ class MemcachedProcess {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    if (listening_pid(port_) != pid_) {  // someone else's memcached answered
+    if (!listens_on(pid_, port_)) {  // someone else's memcached answered
       stop();
       throw PortTaken("memcached: port " + std::to_string(port_) + " was taken meanwhile");
     }

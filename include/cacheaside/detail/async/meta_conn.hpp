@@ -1,7 +1,8 @@
 // One multiplexed connection to a memcached server over Asio (internal): the
-// MetaMux's bytes moved by a socket, a read loop always running, one write at a
-// time carrying everything queued meanwhile, and one timer for the deadlines.
-// Everything here runs on the store's strand.
+// MetaMux's bytes moved by a socket (through its MetaLink: TLS, authentication),
+// a read while replies are due, one write at a time carrying everything queued
+// meanwhile, and one timer for the deadlines. Everything here runs on the
+// store's strand.
 #pragma once
 
 #include <atomic>
@@ -21,6 +22,7 @@
 
 #include "../../store.hpp"
 #include "../meta/config.hpp"
+#include "../meta/link.hpp"
 #include "../meta/mux.hpp"
 
 namespace cacheaside::detail {
@@ -94,9 +96,10 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
 
   AsyncMetaConn(Strand strand, const MetaServerAddress& address,
                 std::chrono::milliseconds connect_timeout, MetaMuxLimits limits,
-                AsyncMetaHealth& health, AsyncMetaCounters& counters)
+                const MetaLinkSettings& link, AsyncMetaHealth& health, AsyncMetaCounters& counters)
       : address_(address),
         connect_timeout_(connect_timeout),
+        link_settings_(link),
         socket_(strand),
         resolver_(strand),
         connect_timer_(strand),
@@ -183,10 +186,47 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
   }
 
   void opened() {
-    connect_timer_.cancel();
     boost::system::error_code ignored;
     socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
     socket_.non_blocking(true, ignored);  // alive() looks without waiting
+    link_.reset();
+    if (link_settings_.plain()) return ready();
+    link_ = std::make_unique<MetaLink>(link_settings_, address_.host);
+    setup_out_.clear();
+    set_up(gen_, link_->start(setup_out_));
+  }
+
+  // The link's exchange, under the connect timer: what it has to send, then the
+  // answer, until it is ready or refused.
+  void set_up(std::uint64_t gen, MetaLink::State s) {
+    if (!setup_out_.empty()) {
+      asio::async_write(
+          socket_, asio::buffer(setup_out_),
+          [self = shared_from_this(), gen, s](boost::system::error_code ec, std::size_t) {
+            if (gen != self->gen_ || self->state_ != State::connecting) return;
+            self->setup_out_.clear();
+            self->set_up(gen, ec ? self->link_->closed() : s);
+          });
+      return;
+    }
+    if (s == MetaLink::State::failed) return connect_failed(StoreStatus::unavailable);
+    if (s == MetaLink::State::ready) {
+      if (!link_->tls()) link_.reset();  // authenticated: plaintext from here on
+      return ready();
+    }
+    setup_in_.resize(4096);
+    socket_.async_read_some(asio::buffer(setup_in_), [self = shared_from_this(), gen](
+                                                         boost::system::error_code ec,
+                                                         std::size_t n) {
+      if (gen != self->gen_ || self->state_ != State::connecting) return;
+      self->set_up(gen, ec ? self->link_->closed()
+                           : self->link_->received(self->setup_in_.data(), n, self->setup_out_));
+    });
+  }
+
+  void ready() {
+    connect_timer_.cancel();
+    window_ = link_ ? link_settings_.write_window() : static_cast<std::size_t>(-1);
     state_ = State::open;
     AsyncMetaCounters::add(counters_.connects);
     write();
@@ -198,13 +238,22 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
   // look, not a wait: the socket is non-blocking.
   bool alive() {
     if (reading_ || mux_.awaiting() > 0) return true;  // replies due: the read finds out
-    char byte;
-    boost::system::error_code ec;
-    socket_.read_some(asio::buffer(&byte, 1), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) return true;
-    if (ec != asio::error::eof && ec != asio::error::connection_reset)
+    char buf[512];
+    for (;;) {
+      boost::system::error_code ec;
+      std::size_t n = socket_.read_some(asio::buffer(buf, link_ ? sizeof buf : 1), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) return true;
+      if (!ec && link_) {  // TLS: session tickets are not a reply; plaintext is
+        link_->tls()->feed(buf, n);
+        long got = link_->tls()->read(buf, sizeof buf);
+        if (got == 0) continue;
+        if (got < 0) return false;  // closed
+      } else if (ec == asio::error::eof || ec == asio::error::connection_reset) {
+        return false;
+      }
       health_.failed(std::chrono::steady_clock::now());
-    return false;
+      return false;
+    }
   }
 
   // Nothing queued can be sent: they fail to their callers' loaders.
@@ -221,19 +270,31 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
 
   void write() {
     if (writing_ || state_ != State::open || mux_.queued() == 0) return;
+    if (link_ && mux_.awaiting() > 0) return;  // TLS: a window at a time (MetaLinkSettings)
     if (!alive()) return drop(StoreStatus::unavailable, true);  // nothing written: reconnects
     out_.clear();
-    AsyncMetaCounters::add(counters_.requests, mux_.queued());
+    std::size_t before = mux_.queued();
+    mux_.take_write(out_, window_);
+    AsyncMetaCounters::add(counters_.requests, before - mux_.queued());
     AsyncMetaCounters::add(counters_.writes);
-    mux_.take_write(out_);
+    std::string* wire = &out_;
+    if (link_) {
+      wire_.clear();
+      if (!link_->tls()->write(out_.data(), out_.size())) return drop(StoreStatus::error, true);
+      link_->tls()->drain(wire_);
+      wire = &wire_;
+    }
     read();
     writing_ = true;
     asio::async_write(
-        socket_, asio::buffer(out_),
+        socket_, asio::buffer(*wire),
         [self = shared_from_this(), gen = gen_](boost::system::error_code ec, std::size_t) {
           if (gen != self->gen_) return;
           self->writing_ = false;
-          if (ec) return self->drop(StoreStatus::error, true);
+          if (ec) {
+            if (self->link_) self->link_->ended(true);
+            return self->drop(StoreStatus::error, true);
+          }
           self->write();
         });
   }
@@ -244,19 +305,46 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
     if (reading_ || mux_.awaiting() == 0) return;
     reading_ = true;
     std::size_t room = 0;
-    char* at = mux_.read_space(16384, room);
+    char* at = link_ ? nullptr : mux_.read_space(16384, room);
+    if (link_) {
+      cipher_.resize(16384 + 256);  // one TLS record
+      at = &cipher_[0];
+      room = cipher_.size();
+    }
     socket_.async_read_some(
         asio::buffer(at, room),
         [self = shared_from_this(), gen = gen_](boost::system::error_code ec, std::size_t n) {
           if (gen != self->gen_) return;
           self->reading_ = false;
-          if (ec) return self->drop(StoreStatus::error, true);
-          bool ok = self->mux_.received(n, self->done_);
+          if (ec) {
+            if (self->link_) self->link_->ended(true);
+            return self->drop(StoreStatus::error, true);
+          }
+          bool ok = self->link_ ? self->open_records(n) : self->mux_.received(n, self->done_);
           if (!self->done_.empty()) self->health_.succeeded();
           if (!ok) return self->drop(StoreStatus::error, true);  // out of step: nothing is trusted
           finish_meta_ops(self->done_);
-          if (gen == self->gen_) self->read();  // unless a caller's failure closed it meanwhile
+          if (gen != self->gen_) return;  // a caller's failure closed it meanwhile
+          self->read();
+          self->write();  // TLS: the next window, once every reply is in
         });
+  }
+
+  // TLS: n bytes from the wire, every byte of plaintext they hold to the mux.
+  bool open_records(std::size_t n) {
+    link_->tls()->feed(cipher_.data(), n);
+    for (;;) {
+      std::size_t room = 0;
+      char* at = mux_.read_space(16384, room);
+      long got = link_->tls()->read(at, room);
+      if (got < 0) {
+        link_->ended(false);
+        return false;
+      }
+      if (got == 0) return true;
+      link_->answered();
+      if (!mux_.received(static_cast<std::size_t>(got), done_)) return false;
+    }
   }
 
   // The connection is gone: what was written fails with st; what was not goes
@@ -308,6 +396,10 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
 
   MetaServerAddress address_;
   std::chrono::milliseconds connect_timeout_;
+  MetaLinkSettings link_settings_;
+  std::unique_ptr<MetaLink> link_;  // TLS: the session; plaintext: none
+  std::size_t window_ = static_cast<std::size_t>(-1);
+  std::string setup_out_, setup_in_, cipher_, wire_;
   asio::ip::tcp::socket socket_;
   asio::ip::tcp::resolver resolver_;
   std::vector<asio::ip::tcp::endpoint> resolved_;

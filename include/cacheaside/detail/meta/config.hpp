@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,11 @@ struct MetaConfig {
   std::chrono::milliseconds poll_timeout = StoreDefaults::poll_timeout;
   std::chrono::seconds retry_timeout = StoreDefaults::retry_timeout;
   int failure_limit = StoreDefaults::failure_limit;
+  std::string username;  ///< memcached -Y credentials; empty: none
+  std::string password;
+  TlsOptions tls;
+
+  bool authenticates() const { return !username.empty(); }
 
   /// Parses "--SERVER=host:port --POOL-MAX=n ..." or a bare "host:port".
   /// Throws Error naming what it does not support.
@@ -79,6 +85,24 @@ struct MetaConfig {
         c.retry_timeout = std::chrono::seconds(number(name, need(), 0, 86400));
       } else if (name == "--SERVER-FAILURE-LIMIT") {
         c.failure_limit = static_cast<int>(number(name, need(), 1, 1000));
+      } else if (name == "--USERNAME") {
+        c.username = need();
+      } else if (name == "--PASSWORD") {
+        c.password = need();
+      } else if (name == "--AUTH-FILE") {
+        read_auth_file(need(), c);
+      } else if (name == "--TLS") {
+        c.tls.enabled = true;
+      } else if (name == "--TLS-CA") {
+        c.tls.ca_file = need();
+      } else if (name == "--TLS-CERT") {
+        c.tls.cert_file = need();
+      } else if (name == "--TLS-KEY") {
+        c.tls.key_file = need();
+      } else if (name == "--TLS-SERVER-NAME") {
+        c.tls.server_name = need();
+      } else if (name == "--TLS-INSECURE-NO-VERIFY") {
+        c.tls.insecure_no_verify = true;
       } else if (name == "--TCP-NODELAY") {
         // always on
       } else if (name == "--DISTRIBUTION") {
@@ -92,14 +116,47 @@ struct MetaConfig {
             "cacheaside: MetaStore does not support " + name +
             " (supported: --SERVER, --POOL-MIN, --POOL-MAX, --CONNECT-TIMEOUT, --POLL-TIMEOUT, "
             "--RETRY-TIMEOUT, --SERVER-FAILURE-LIMIT, --TCP-NODELAY, "
-            "--DISTRIBUTION=consistent)");
+            "--DISTRIBUTION=consistent, --USERNAME, --PASSWORD, --AUTH-FILE, --TLS, --TLS-CA, "
+            "--TLS-CERT, --TLS-KEY, --TLS-SERVER-NAME, --TLS-INSECURE-NO-VERIFY)");
       }
     }
     if (c.servers.empty()) throw Error("cacheaside: no server in configuration '" + text + "'");
+    check_credential("username", c.username);
+    check_credential("password", c.password);
+    if (c.username.empty() != c.password.empty())
+      throw Error("cacheaside: MetaStore configuration: --USERNAME and --PASSWORD go together");
+    if (c.tls.cert_file.empty() != c.tls.key_file.empty())
+      throw Error("cacheaside: MetaStore configuration: --TLS-CERT and --TLS-KEY go together");
+    if (c.tls.on()) c.tls.enabled = true;
     return c;
   }
 
+  /// memcached's -Y file format: the first non-empty line is "user:password".
+  static void read_auth_file(const std::string& path, MetaConfig& c) {
+    std::ifstream f(path);
+    if (!f) throw Error("cacheaside: cannot read the auth file " + path);
+    std::string line;
+    while (std::getline(f, line)) {
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+      if (!line.empty()) break;
+    }
+    auto colon = line.find(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == line.size())
+      throw Error("cacheaside: the auth file " + path +
+                  " does not start with a user:password line");
+    c.username = line.substr(0, colon);
+    c.password = line.substr(colon + 1);
+  }
+
  private:
+  // memcached splits the credentials at the first space and ends them at "\r\n".
+  static void check_credential(const char* what, const std::string& v) {
+    for (char ch : v)
+      if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f)
+        throw Error(std::string("cacheaside: MetaStore configuration: the ") + what +
+                    " has whitespace or a control character");
+  }
+
   static std::int64_t number(const std::string& name, const std::string& v, std::int64_t lo,
                              std::int64_t hi) {
     std::int64_t n = 0;

@@ -1,5 +1,6 @@
 // One TCP connection to a memcached server: non-blocking POSIX socket, every
-// wait bounded by poll() against a deadline (internal).
+// wait bounded by poll() against a deadline, set up (TLS, authentication) by its
+// MetaLink before the first request (internal).
 #pragma once
 
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <string_view>
 
 #include "../../store.hpp"
+#include "link.hpp"
 
 namespace cacheaside::detail {
 
@@ -32,9 +34,11 @@ class MetaConnection {
     if (fd_ >= 0) ::close(fd_);
   }
 
-  /// Connects within `timeout`: ok, timeout, or unavailable (refused, unresolvable).
+  /// Connects and sets up within `timeout`: ok, timeout, or unavailable
+  /// (refused, unresolvable, TLS or authentication refused: link.stats says why).
   static std::unique_ptr<MetaConnection> open(const std::string& host, const std::string& port,
-                                              std::chrono::milliseconds timeout, StoreStatus& st) {
+                                              std::chrono::milliseconds timeout, StoreStatus& st,
+                                              const MetaLinkSettings* link = nullptr) {
     Deadline deadline = std::chrono::steady_clock::now() + timeout;
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
@@ -70,6 +74,10 @@ class MetaConnection {
       }
     }
     ::freeaddrinfo(res);
+    if (conn && link && !link->plain()) {
+      st = conn->set_up(*link, host, deadline);
+      if (st != StoreStatus::ok) conn.reset();
+    }
     return conn;
   }
 
@@ -79,27 +87,22 @@ class MetaConnection {
   /// Sends `out` whole. While the server does not take more, what it already
   /// answered is read aside, so a long pipeline cannot deadlock on full buffers.
   StoreStatus flush(Deadline deadline) {
-    std::size_t sent = 0;
-    while (sent < out.size()) {
-      ssize_t n = ::send(fd_, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
-      if (n > 0) {
-        sent += static_cast<std::size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        short ev = 0;
-        StoreStatus w = wait(fd_, POLLOUT | POLLIN, deadline, &ev);
-        if (w != StoreStatus::ok) return fail(w);
-        if ((ev & POLLIN) && fill() == StoreStatus::unavailable)
-          return fail(StoreStatus::unavailable);
-        continue;
-      }
-      return fail(StoreStatus::unavailable);
+    TlsSession* tls = link_ ? link_->tls() : nullptr;
+    if (!tls) {
+      StoreStatus st = send_all(out, deadline);
+      if (st == StoreStatus::ok) out.clear();
+      return st;
     }
-    out.clear();
-    return StoreStatus::ok;
+    wire_.clear();
+    if (!tls->write(out.data(), out.size())) return fail(StoreStatus::error);
+    tls->drain(wire_);
+    StoreStatus st = send_all(wire_, deadline);
+    if (st == StoreStatus::ok) out.clear();
+    return st;
   }
+
+  /// TLS: requests written before every reply to them is in (see MetaLinkSettings).
+  std::size_t write_window() const { return window_; }
 
   /// The next line, without "\r\n"; valid until the next read.
   StoreStatus read_line(std::string_view& line, Deadline deadline) {
@@ -150,7 +153,61 @@ class MetaConnection {
 
   StoreStatus fail(StoreStatus st) {
     broken_ = true;
+    if (st == StoreStatus::unavailable && link_ && link_->tls()) link_->ended(true);
     return st;
+  }
+
+  // Sends buf whole. While the server does not take more, what it already
+  // answered is read aside, so a long pipeline cannot deadlock on full buffers.
+  StoreStatus send_all(const std::string& buf, Deadline deadline) {
+    std::size_t sent = 0;
+    while (sent < buf.size()) {
+      ssize_t n = ::send(fd_, buf.data() + sent, buf.size() - sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        short ev = 0;
+        StoreStatus w = wait(fd_, POLLOUT | POLLIN, deadline, &ev);
+        if (w != StoreStatus::ok) return fail(w);
+        if ((ev & POLLIN) && fill() == StoreStatus::unavailable)
+          return fail(StoreStatus::unavailable);
+        continue;
+      }
+      return fail(StoreStatus::unavailable);
+    }
+    return StoreStatus::ok;
+  }
+
+  // The link's exchange before the first request, within the connect deadline.
+  StoreStatus set_up(const MetaLinkSettings& settings, const std::string& host, Deadline deadline) {
+    link_ = std::make_unique<MetaLink>(settings, host);
+    std::string wire;
+    MetaLink::State s = link_->start(wire);
+    char buf[4096];
+    for (;;) {
+      if (!wire.empty()) {
+        StoreStatus st = send_all(wire, deadline);
+        if (st != StoreStatus::ok) return st;
+        wire.clear();
+      }
+      if (s == MetaLink::State::ready) break;
+      if (s == MetaLink::State::failed) return StoreStatus::unavailable;
+      StoreStatus w = wait(fd_, POLLIN, deadline);
+      if (w != StoreStatus::ok) return w;
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+      s = n > 0 ? link_->received(buf, static_cast<std::size_t>(n), wire) : link_->closed();
+    }
+    if (link_->tls()) {
+      window_ = settings.write_window();
+      cipher_.resize(16384 + 256);  // one TLS record
+    } else {
+      link_.reset();  // authenticated: plaintext from here on
+    }
+    return StoreStatus::ok;
   }
 
   static StoreStatus wait(int fd, short events, Deadline deadline, short* got = nullptr) {
@@ -199,6 +256,7 @@ class MetaConnection {
     std::size_t old = in_.size();
     std::size_t room = old - pos_ < 16384 ? 16384 : old - pos_;
     in_.resize(old + room);
+    if (link_) return fill_tls(old, room);
     for (;;) {
       ssize_t n = ::recv(fd_, &in_[old], room, 0);
       if (n > 0) {
@@ -217,7 +275,40 @@ class MetaConnection {
     }
   }
 
+  // fill() over TLS: plaintext the session holds first, then what the socket has.
+  StoreStatus fill_tls(std::size_t old, std::size_t room) {
+    TlsSession& tls = *link_->tls();
+    long got = tls.read(&in_[old], room);
+    while (got == 0) {
+      ssize_t n = ::recv(fd_, &cipher_[0], cipher_.size(), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (n <= 0) {  // closed or reset: the session did not end, the socket did
+        in_.resize(old);
+        peer_closed_ = true;
+        return StoreStatus::unavailable;
+      }
+      tls.feed(cipher_.data(), static_cast<std::size_t>(n));
+      got = tls.read(&in_[old], room);
+    }
+    if (got > 0) {
+      in_.resize(old + static_cast<std::size_t>(got));
+      received_ = true;
+      link_->answered();
+      return StoreStatus::ok;
+    }
+    in_.resize(old);
+    if (got == 0) return StoreStatus::timeout;
+    link_->ended(false);
+    peer_closed_ = true;
+    return StoreStatus::unavailable;
+  }
+
   int fd_ = -1;
+  std::unique_ptr<MetaLink> link_;  // TLS: the session; plaintext: none
+  std::size_t window_ = static_cast<std::size_t>(-1);
+  std::string wire_;
+  std::string cipher_;  // TLS: bytes from the socket
   std::string in_;
   std::size_t pos_ = 0;   // first unread byte
   std::size_t scan_ = 0;  // where to look for the next "\r\n"

@@ -47,15 +47,18 @@ class MetaMux {
   std::size_t awaiting() const { return sent_.size(); }
   bool idle() const { return queued_.empty() && sent_.empty(); }
 
-  /// Appends every queued request to `out`; from now on they await replies.
-  void take_write(std::string& out) {
-    for (Entry& e : queued_) {
+  /// Appends queued requests to `out`, oldest first, until it holds `max_bytes`
+  /// (at least one request); from now on they await replies.
+  void take_write(std::string& out, std::size_t max_bytes = static_cast<std::size_t>(-1)) {
+    std::size_t start = out.size();
+    while (!queued_.empty() && (out.size() == start || out.size() - start < max_bytes)) {
+      Entry& e = queued_.front();
       e.opaque = next_opaque_++;
       encode_meta_op(out, *e.op, static_cast<std::size_t>(e.opaque));
       e.op->sent = true;
       sent_.push_back(e);
+      queued_.pop_front();
     }
-    queued_.clear();
   }
 
   /// Where the next read goes, room for at least `want` bytes (or the rest of a

@@ -13,6 +13,7 @@
 
 #include "command.hpp"
 #include "config.hpp"
+#include "link.hpp"
 #include "op.hpp"
 #include "pool.hpp"
 #include "reply.hpp"
@@ -29,6 +30,8 @@ class MetaPipeline {
     s.connect_timeout = c.connect_timeout;
     s.retry_timeout = c.retry_timeout;
     s.failure_limit = c.failure_limit;
+    s.link = MetaLinkSettings::from(c);
+    link_stats_ = s.link.stats;
     for (const auto& a : ring_.servers())
       servers_.push_back(std::make_unique<MetaServer>(a, s, pool_waiters_));
     // --POOL-MIN: connections opened now, so the pool does not grow under load later.
@@ -40,6 +43,9 @@ class MetaPipeline {
   }
 
   int pool_waiters() const { return pool_waiters_.load(std::memory_order_relaxed); }
+
+  /// Handshakes and set-up failures of every connection.
+  const MetaLinkStats& link_stats() const { return *link_stats_; }
 
   /// Every op gets a status. Never throws for I/O.
   void execute(MetaOp* ops, std::size_t n) {
@@ -71,7 +77,8 @@ class MetaPipeline {
     MetaServer* server = nullptr;
     std::vector<std::size_t> idx;  // empty: ops 0..n-1
     MetaLease lease;
-    Time deadline;  // for the server's replies
+    Time deadline;            // for the server's replies
+    std::size_t written = 0;  // ops written so far (a TLS window at a time)
     bool retried = false;
   };
 
@@ -83,14 +90,24 @@ class MetaPipeline {
     g.lease = g.server->acquire(pool_deadline, st);
     if (!g.lease.conn) return fail_all(g, ops, n, idx, st);
     g.deadline = std::chrono::steady_clock::now() + poll_timeout_;
-    for (std::size_t k = 0; k < n; ++k) {
-      encode_meta_op(g.lease.conn->out, ops[at(idx, k)], at(idx, k));
-      ops[at(idx, k)].sent = true;  // a failed flush may still have written part
-    }
-    st = g.lease.conn->flush(g.deadline);
+    g.written = 0;
+    st = write_more(g, ops, n, idx);
     if (st == StoreStatus::ok) return;
     if (retry_on_fresh(g)) return send(g, ops, n, idx, pool_deadline);
     fail_all(g, ops, n, idx, st);
+  }
+
+  // Writes the next ops: all of them, or over TLS a window's worth (at least one).
+  static StoreStatus write_more(Group& g, MetaOp* ops, std::size_t n, const std::size_t* idx) {
+    MetaConnection& c = *g.lease.conn;
+    std::size_t window = c.write_window();
+    std::size_t k = g.written;
+    do {
+      encode_meta_op(c.out, ops[at(idx, k)], at(idx, k));
+      ops[at(idx, k)].sent = true;  // a failed flush may still have written part
+    } while (++k < n && c.out.size() < window);
+    g.written = k;
+    return c.flush(g.deadline);
   }
 
   // Reads the group's replies in order and gives the connection back.
@@ -102,6 +119,14 @@ class MetaPipeline {
     for (std::size_t k = 0; k < n; ++k) {
       std::size_t i = at(idx, k);
       StoreStatus st = read_reply(c, ops[i], i, g.deadline);
+      if (!c.broken() && k + 1 == g.written && k + 1 < n) {  // the next window
+        StoreStatus w = write_more(g, ops, n, idx);
+        if (c.broken()) {
+          for (std::size_t r = k + 1; r < n; ++r) ops[at(idx, r)].status = w;
+          ok = false;
+          break;
+        }
+      }
       if (!c.broken()) continue;
       if (k == 0 && retry_on_fresh(g)) {
         send(g, ops, n, idx, pool_deadline);
@@ -156,6 +181,7 @@ class MetaPipeline {
   }
 
   MetaRing ring_;
+  std::shared_ptr<MetaLinkStats> link_stats_;
   std::atomic<int> pool_waiters_{0};
   std::vector<std::unique_ptr<MetaServer>> servers_;
   std::chrono::milliseconds poll_timeout_;

@@ -17,6 +17,7 @@
 #include "../../store.hpp"
 #include "config.hpp"
 #include "connection.hpp"
+#include "link.hpp"
 
 namespace cacheaside::detail {
 
@@ -25,6 +26,7 @@ struct MetaPoolSettings {
   std::chrono::milliseconds connect_timeout{StoreDefaults::connect_timeout};
   std::chrono::seconds retry_timeout{StoreDefaults::retry_timeout};
   int failure_limit = StoreDefaults::failure_limit;
+  MetaLinkSettings link;  ///< TLS and credentials of every new connection
 };
 
 /// A connection taken from a MetaServer, and how.
@@ -50,7 +52,8 @@ class MetaServer {
   void open_idle(std::size_t n) {
     for (std::size_t i = 0; i < std::min(n, settings_.pool_max); ++i) {
       StoreStatus st = StoreStatus::ok;
-      auto c = MetaConnection::open(address_.host, port_, settings_.connect_timeout, st);
+      auto c = MetaConnection::open(address_.host, port_, settings_.connect_timeout, st,
+                                    &settings_.link);
       if (!c) break;
       std::lock_guard<std::mutex> lock(mu_);
       idle_.push_back(std::move(c));
@@ -76,7 +79,8 @@ class MetaServer {
       if (open_ < settings_.pool_max) {
         ++open_;
         lock.unlock();
-        l.conn = MetaConnection::open(address_.host, port_, settings_.connect_timeout, st);
+        l.conn = MetaConnection::open(address_.host, port_, settings_.connect_timeout, st,
+                                      &settings_.link);
         if (!l.conn) {
           lock.lock();
           --open_;
