@@ -64,6 +64,11 @@ if("async" IN_LIST CACHEASIDE_COMPONENTS)
     "cacheaside: AsyncMetaStore, the meta protocol over Boost.Asio (Boost >= ${CACHEASIDE_BOOST_MIN})"
     REQUIRES "cacheaside-meta = ${PROJECT_VERSION}")
 endif()
+if("tls" IN_LIST CACHEASIDE_COMPONENTS)
+  cacheaside_pkgconfig(cacheaside-tls
+    "cacheaside: TLS for MetaStore and AsyncMetaStore (OpenSSL >= ${CACHEASIDE_OPENSSL_MIN})"
+    REQUIRES "cacheaside-meta = ${PROJECT_VERSION}" "libssl >= ${CACHEASIDE_OPENSSL_MIN}")
+endif()
 if("json" IN_LIST CACHEASIDE_COMPONENTS)
   cacheaside_pkgconfig(cacheaside-json "cacheaside: JSON and CBOR serializers (nlohmann_json)"
     REQUIRES "${_pc_core}" "nlohmann_json >= ${CACHEASIDE_NLOHMANN_JSON_MIN}")
@@ -87,6 +92,9 @@ if("memcached" IN_LIST CACHEASIDE_COMPONENTS OR "meta" IN_LIST CACHEASIDE_COMPON
 endif()
 if("async" IN_LIST CACHEASIDE_COMPONENTS)
   list(APPEND _deb_depends "libboost${CACHEASIDE_BOOST_MIN}-dev | libboost-dev (>= ${CACHEASIDE_BOOST_MIN})")
+endif()
+if("tls" IN_LIST CACHEASIDE_COMPONENTS)
+  list(APPEND _deb_depends "libssl-dev (>= ${CACHEASIDE_OPENSSL_MIN})")
 endif()
 if("json" IN_LIST CACHEASIDE_COMPONENTS)
   list(APPEND _deb_depends "nlohmann-json3-dev (>= ${CACHEASIDE_NLOHMANN_JSON_MIN})")

@@ -61,6 +61,12 @@ TEST_CASE("auth: wrong or missing credentials are a clear error; the loader answ
   AuthServer srv;
   Options o;
   o.name = "auth";
+  std::mutex mu;
+  std::vector<std::string> reasons;
+  o.on_event = [&](const Event& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (e.type == EventType::cache_error) reasons.emplace_back(e.reason);
+  };
   MetaStore wrong_store(
       srv.config("--USERNAME=alice --PASSWORD=wrong --SERVER-FAILURE-LIMIT=2 "
                  "--RETRY-TIMEOUT=60"));
@@ -80,6 +86,9 @@ TEST_CASE("auth: wrong or missing credentials are a clear error; the loader answ
   // no connection per call.
   CHECK(cs.auth_failures == 2);
   CHECK(cs.last_error.find("refused the credentials") != std::string::npos);
+  // The cache's events say why, as far as a call knows: refused, then skipped.
+  REQUIRE(!reasons.empty());
+  CHECK(reasons.front() == "memcached refused the credentials: unavailable");
 
   MetaStore none(srv.process.config());  // no credentials: memcached refuses every command
   StoreItem item;

@@ -12,12 +12,15 @@
 #include <cacheaside/async.hpp>
 #include <cacheaside/libmemcached.hpp>
 #include <cacheaside/meta.hpp>
+#include <cacheaside/tls.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +30,7 @@
 #include "http_server.hpp"
 #include "io_threads.hpp"
 #include "outbox_relay.hpp"
+#include "private_file.hpp"
 #include "repository.hpp"
 #include "signing_keys.hpp"
 #include "users.hpp"
@@ -52,6 +56,8 @@ struct Flags {
   int relay_ms = 50;                     // outbox relay interval; 0: no relay
   bool crash_after_commit = false;       // test-only fault point
   std::string signing_keys;              // a file of signing keys (see signing_keys.hpp)
+  std::string memcached_auth_file;       // "user:password" (memcached -Y's format)
+  cacheaside::TlsOptions memcached_tls;  // TLS to memcached (AsyncMetaStore)
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& problem) {
@@ -62,6 +68,9 @@ struct Flags {
          "       [--threads N] [--db-threads N] [--no-cache] [--quiet] [--spool-dir DIR]\n"
          "       [--near-ms N] [--protocol meta|classic] [--max-body BYTES] [--relay-ms N]\n"
          "       [--signing-keys FILE (lines '<id> <secret>'; or USER_SERVICE_SIGNING_KEYS)]\n"
+         "       [--memcached-auth-file FILE ('user:password'; or USER_SERVICE_MEMCACHED_AUTH)]\n"
+         "       [--memcached-tls-ca FILE] [--memcached-tls-cert FILE --memcached-tls-key FILE]\n"
+         "       [--memcached-tls-name NAME]\n"
          "       [--crash-after-commit (tests only: dies after each write's commit)]\n";
   std::exit(2);
 }
@@ -110,6 +119,16 @@ Flags parse_flags(int argc, char** argv) {
       f.spool_dir = value();
     else if (a == "--signing-keys")
       f.signing_keys = value();
+    else if (a == "--memcached-auth-file")
+      f.memcached_auth_file = value();
+    else if (a == "--memcached-tls-ca")
+      f.memcached_tls.ca_file = value();
+    else if (a == "--memcached-tls-cert")
+      f.memcached_tls.cert_file = value();
+    else if (a == "--memcached-tls-key")
+      f.memcached_tls.key_file = value();
+    else if (a == "--memcached-tls-name")
+      f.memcached_tls.server_name = value();
     else if (a == "--no-cache")
       f.no_cache = true;
     else if (a == "--quiet")
@@ -128,11 +147,16 @@ Flags parse_flags(int argc, char** argv) {
   if (f.max_body < 64) usage(argv[0], "--max-body must be at least 64 bytes");
   if (f.protocol != "meta" && f.protocol != "classic")
     usage(argv[0], "--protocol is meta or classic, not '" + f.protocol + "'");
+  if (f.protocol == "classic" && (f.memcached_tls.on() || !f.memcached_auth_file.empty() ||
+                                  std::getenv("USER_SERVICE_MEMCACHED_AUTH")))
+    usage(argv[0], "TLS and memcached credentials need --protocol meta (libmemcached has neither)");
   return f;
 }
 
 // The --memcached configuration: a plain "host:port", or a libmemcached string (its
 // options win over ours).
+// TLS and credentials come from files (the key and the credentials only their owner
+// may read) or the environment, never from a flag's value, which `ps` shows.
 cacheaside::ServerOptions server_options(const Flags& flags, std::size_t pool) {
   cacheaside::ServerOptions so;
   so.pool_max = pool;
@@ -140,6 +164,20 @@ cacheaside::ServerOptions server_options(const Flags& flags, std::size_t pool) {
     so.servers.push_back(flags.memcached);
   else
     so.extra = flags.memcached;
+  so.tls = flags.memcached_tls;
+  if (!so.tls.key_file.empty())
+    user_service::check_private_file("--memcached-tls-key", so.tls.key_file);
+  if (!flags.memcached_auth_file.empty()) {
+    user_service::check_private_file("--memcached-auth-file", flags.memcached_auth_file);
+    so.auth_file = flags.memcached_auth_file;
+  } else if (const char* env = std::getenv("USER_SERVICE_MEMCACHED_AUTH")) {
+    std::string creds = env;  // "user:password"
+    auto colon = creds.find(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == creds.size())
+      throw std::runtime_error("USER_SERVICE_MEMCACHED_AUTH: expected 'user:password'");
+    so.username = creds.substr(0, colon);
+    so.password = creds.substr(colon + 1);
+  }
   return so;
 }
 
@@ -224,6 +262,7 @@ int main(int argc, char** argv) {
     });
     std::signal(SIGPIPE, SIG_IGN);
     std::string cache = flags.no_cache ? "no cache" : flags.memcached + ", " + flags.protocol;
+    if (!flags.no_cache && flags.memcached_tls.on()) cache += ", TLS";
     if (!flags.no_cache && !settings.signing_keys.empty())
       cache += ", values signed with key " + settings.signing_keys.front().id;
     std::printf("listening on http://%s:%d (%s, %d io threads, %d database threads)\n",

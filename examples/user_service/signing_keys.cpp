@@ -1,12 +1,12 @@
 #include "signing_keys.hpp"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include "private_file.hpp"
 
 namespace user_service {
 
@@ -33,12 +33,7 @@ std::vector<cacheaside::SigningKey> parse_signing_keys(const std::string& text,
 
 std::vector<cacheaside::SigningKey> load_signing_keys(const std::string& file) {
   if (!file.empty()) {
-    struct stat st {};
-    if (::stat(file.c_str(), &st) != 0)
-      throw std::runtime_error("--signing-keys: cannot read " + file);
-    if (st.st_mode & (S_IRWXG | S_IRWXO))
-      throw std::runtime_error("--signing-keys: " + file +
-                               " may be read by group or others (chmod 600 it)");
+    check_private_file("--signing-keys", file);
     std::ifstream in(file);
     std::stringstream text;
     text << in.rdbuf();

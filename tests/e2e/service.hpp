@@ -45,6 +45,7 @@ struct Setup {
   std::string memcached;                // empty: its own memcached
   std::string dir;                      // empty: a fresh directory (and database), removed after
   std::vector<std::string> extra = {};  // more flags
+  std::vector<std::string> memcached_args = {};  // for its own memcached (TLS, -Y)
 };
 
 // memcached + user_service on free ports, with a fresh database.
@@ -52,7 +53,8 @@ class Service {
  public:
   explicit Service(int seed = 20, bool quiet = true) : Service(Setup{seed, quiet, "", ""}) {}
   explicit Service(const Setup& setup) {
-    if (setup.memcached.empty()) own_memcached_ = std::make_unique<MemcachedProcess>();
+    if (setup.memcached.empty())
+      own_memcached_ = std::make_unique<MemcachedProcess>(setup.memcached_args);
     if (setup.dir.empty()) {
       char dir[] = "/tmp/cacheaside_e2eXXXXXX";
       REQUIRE(::mkdtemp(dir));

@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "e2e/service.hpp"
+#include "support/tls_files.hpp"
 
 using namespace cacheaside_test;
 
@@ -96,4 +97,37 @@ TEST_CASE("a key file others may read, or a short secret, stops the service with
     CHECK(ss.str().find(why) != std::string::npos);
     CHECK(std::system(("rm -rf " + std::string(d)).c_str()) == 0);
   }
+}
+
+TEST_CASE("the service over TLS with memcached credentials and signed values", "[e2e][meta]") {
+  const TlsFiles& tls = TlsFiles::get();
+  KeyFile keys(key_line);
+  KeyFile creds("svc:an-auth-secret-of-some-length\n");       // mode 600: the service's copy
+  std::string server_creds = tls.path("memcached_e2e.auth");  // memcached may read it as nobody
+  std::ofstream(server_creds) << "svc:an-auth-secret-of-some-length\n";
+  REQUIRE(::chmod(server_creds.c_str(), 0644) == 0);
+  Setup s;
+  s.memcached_args = tls.server_args();
+  s.memcached_args.push_back("-Y");
+  s.memcached_args.push_back(server_creds);
+  s.extra = {"--signing-keys",        keys.path, "--memcached-tls-ca", tls.ca(),
+             "--memcached-auth-file", creds.path};
+  {
+    Service svc(s);
+    auto c = svc.client();
+    for (int i = 0; i < 3; ++i) CHECK(call(c, "GET", "/users/5").status == 200);
+    CHECK(svc.metric("loads", "user") == 1);  // then hits, through TLS and authenticated
+    CHECK(call(c, "PUT", "/users/5", R"({"name":"five","email":"5@example.com"})").status == 200);
+    CHECK(call(c, "GET", "/users/5").body == R"({"id":5,"name":"five","email":"5@example.com"})");
+    CHECK(svc.metric("cache_errors", "user") == 0);
+    CHECK(svc.log().find("TLS") != std::string::npos);
+  }
+
+  // Without the credentials the service still answers, from the database.
+  Setup no_creds = s;
+  no_creds.extra = {"--memcached-tls-ca", tls.ca()};
+  Service svc(no_creds);
+  auto c = svc.client();
+  CHECK(call(c, "GET", "/users/5").status == 200);
+  CHECK(svc.metric("cache_errors", "user") >= 1);
 }

@@ -41,17 +41,26 @@ std::string auth_file(const std::string& line) {
 struct CountingCache {
   int loads = 0;
   CacheAside<std::string, std::string, StringSerializer> cache;
-  CountingCache(std::shared_ptr<Store> store)
-      : cache(std::move(store), [this](const std::string& k) -> std::optional<std::string> {
-          ++loads;
-          return "row " + k;
-        }) {}
+  explicit CountingCache(std::shared_ptr<Store> store, Options o = {})
+      : cache(
+            std::move(store),
+            [this](const std::string& k) -> std::optional<std::string> {
+              ++loads;
+              return "row " + k;
+            },
+            std::move(o)) {}
 };
 
 void check_refused(const std::string& config, const std::string& why) {
   auto store = std::make_shared<MetaStore>(config);
-  CountingCache c(store);
+  std::string reason;
+  Options o;
+  o.on_event = [&](const Event& e) {
+    if (e.type == EventType::cache_error && reason.empty()) reason = e.reason;
+  };
+  CountingCache c(store, o);
   CHECK(c.cache.get("k") == "row k");
+  CHECK(reason == "connection refused at TLS set-up: unavailable");
   CHECK(c.cache.get("k") == "row k");
   CHECK(c.loads == 2);
   ConnectionStats cs = store->connection_stats();

@@ -209,7 +209,8 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
           });
       return;
     }
-    if (s == MetaLink::State::failed) return connect_failed(StoreStatus::unavailable);
+    if (s == MetaLink::State::failed)
+      return connect_failed(StoreStatus::unavailable, link_->failure());
     if (s == MetaLink::State::ready) {
       if (!link_->tls()) link_.reset();  // authenticated: plaintext from here on
       return ready();
@@ -257,14 +258,14 @@ class AsyncMetaConn : public std::enable_shared_from_this<AsyncMetaConn> {
   }
 
   // Nothing queued can be sent: they fail to their callers' loaders.
-  void connect_failed(StoreStatus st) {
+  void connect_failed(StoreStatus st, const char* why = nullptr) {
     boost::system::error_code ignored;
     socket_.close(ignored);
     connect_timer_.cancel();
     state_ = State::closed;
     ++gen_;
     health_.failed(std::chrono::steady_clock::now());
-    mux_.fail_queued(st, done_);
+    mux_.fail_queued(st, done_, why);
     finish_meta_ops(done_);
   }
 

@@ -55,7 +55,7 @@ class MetaLookups {
       // server runs it on waking), and nobody would load under it. One never
       // written leaves nothing behind.
       if (lease && op.sent) orphans_.add_after(key, floor);
-      fail_lookup(l, op.status, lease ? "mg lease" : "mg");
+      fail_lookup(l, op.status, op.why ? op.why : lease ? "mg lease" : "mg");
       return 0;
     }
     l.present = true;

@@ -38,7 +38,8 @@ class MetaConnection {
   /// (refused, unresolvable, TLS or authentication refused: link.stats says why).
   static std::unique_ptr<MetaConnection> open(const std::string& host, const std::string& port,
                                               std::chrono::milliseconds timeout, StoreStatus& st,
-                                              const MetaLinkSettings* link = nullptr) {
+                                              const MetaLinkSettings* link = nullptr,
+                                              const char** why = nullptr) {
     Deadline deadline = std::chrono::steady_clock::now() + timeout;
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
@@ -76,7 +77,10 @@ class MetaConnection {
     ::freeaddrinfo(res);
     if (conn && link && !link->plain()) {
       st = conn->set_up(*link, host, deadline);
-      if (st != StoreStatus::ok) conn.reset();
+      if (st != StoreStatus::ok) {
+        if (why) *why = conn->link_->failure();
+        conn.reset();
+      }
     }
     return conn;
   }

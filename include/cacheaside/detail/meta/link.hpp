@@ -127,6 +127,8 @@ class MetaLink {
 
   State state() const { return state_; }
   const std::string& error() const { return error_; }
+  /// What failed, for a cache's event (the details are in MetaLinkStats).
+  const char* failure() const { return failure_; }
 
   /// TLS: the session for the data path (null in plaintext).
   TlsSession* tls() { return tls_.get(); }
@@ -197,6 +199,7 @@ class MetaLink {
 
   State fail(bool tls, std::string why) {
     error_ = std::move(why);
+    failure_ = tls ? "connection refused at TLS set-up" : "memcached refused the credentials";
     stats_->failed(tls, error_);
     return state_ = State::failed;
   }
@@ -209,6 +212,7 @@ class MetaLink {
   bool answered_ = false;
   std::string reply_;
   std::string error_;
+  const char* failure_ = nullptr;
 };
 
 }  // namespace cacheaside::detail

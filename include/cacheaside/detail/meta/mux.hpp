@@ -39,6 +39,7 @@ class MetaMux {
   /// taken. op (its key, value and item) must stay valid until it is handed back.
   bool submit(MetaOp& op, Tag tag, Time deadline) {
     if (queued_.size() + sent_.size() >= limits_.max_requests) return false;
+    op.why = nullptr;
     queued_.push_back(Entry{&op, tag, 0, deadline});
     return true;
   }
@@ -125,10 +126,12 @@ class MetaMux {
     pos_ = end_ = value_left_ = 0;
   }
 
-  /// Fails every queued op (the server cannot be reached) with `st`.
-  void fail_queued(StoreStatus st, std::vector<Tag>& done) {
+  /// Fails every queued op (the server cannot be reached) with `st` (and `why`,
+  /// MetaOp::why).
+  void fail_queued(StoreStatus st, std::vector<Tag>& done, const char* why = nullptr) {
     for (Entry& e : queued_) {
       e.op->status = st;
+      e.op->why = why;
       done.push_back(e.tag);
     }
     queued_.clear();

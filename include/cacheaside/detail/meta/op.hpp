@@ -34,6 +34,9 @@ struct MetaOp {
   std::uint64_t initial = 0;  ///< incr
 
   StoreStatus status = StoreStatus::error;
+  /// Where the store knows more than the status (a connection refused at TLS or
+  /// authentication): a static description for the cache's event; else null.
+  const char* why = nullptr;
   bool sent = false;          ///< written to a server: it may have run, answered or not
   StoreItem* item = nullptr;  ///< get: where the value goes (required for get)
   bool won = false;           ///< get: W, this caller may load and store the key

@@ -50,6 +50,7 @@ class MetaPipeline {
   /// Every op gets a status. Never throws for I/O.
   void execute(MetaOp* ops, std::size_t n) {
     if (n == 0) return;
+    for (std::size_t i = 0; i < n; ++i) ops[i].why = nullptr;
     Time pool_deadline = std::chrono::steady_clock::now() + poll_timeout_;
     if (servers_.size() == 1 || n == 1) {
       Group g;
@@ -154,7 +155,10 @@ class MetaPipeline {
   }
 
   void fail_all(Group& g, MetaOp* ops, std::size_t n, const std::size_t* idx, StoreStatus st) {
-    for (std::size_t k = 0; k < n; ++k) ops[at(idx, k)].status = st;
+    for (std::size_t k = 0; k < n; ++k) {
+      ops[at(idx, k)].status = st;
+      ops[at(idx, k)].why = g.lease.why;
+    }
     if (g.lease.conn) g.server->release(std::move(g.lease.conn));
     if (!g.lease.pool_full && !g.server->skipped()) g.server->failed();
   }

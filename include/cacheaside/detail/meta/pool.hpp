@@ -32,8 +32,9 @@ struct MetaPoolSettings {
 /// A connection taken from a MetaServer, and how.
 struct MetaLease {
   std::unique_ptr<MetaConnection> conn;
-  bool reused = false;     ///< from the pool: it may have died while idle
-  bool pool_full = false;  ///< none was free: not the server's failure
+  bool reused = false;        ///< from the pool: it may have died while idle
+  bool pool_full = false;     ///< none was free: not the server's failure
+  const char* why = nullptr;  ///< a new connection refused at set-up (MetaOp::why)
 };
 
 class MetaServer {
@@ -80,7 +81,7 @@ class MetaServer {
         ++open_;
         lock.unlock();
         l.conn = MetaConnection::open(address_.host, port_, settings_.connect_timeout, st,
-                                      &settings_.link);
+                                      &settings_.link, &l.why);
         if (!l.conn) {
           lock.lock();
           --open_;
