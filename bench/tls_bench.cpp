@@ -24,7 +24,7 @@
 
 using namespace cacheaside;
 using Cache = CacheAside<std::string, std::string, StringSerializer>;
-using Clock = std::chrono::steady_clock;
+using Steady = std::chrono::steady_clock;
 
 namespace {
 
@@ -37,7 +37,7 @@ bool pin(int cpu) {
 
 // Nanoseconds per hit over `ops` hits of a 1 KiB value.
 double hit_ns(Cache& cache, int ops) {
-  auto start = Clock::now();
+  auto start = Steady::now();
   for (int i = 0; i < ops; ++i) {
     std::optional<std::string> v = cache.get("k");
     if (!v || v->size() != 1024) {
@@ -45,7 +45,7 @@ double hit_ns(Cache& cache, int ops) {
       std::exit(1);
     }
   }
-  return std::chrono::duration<double, std::nano>(Clock::now() - start).count() / ops;
+  return std::chrono::duration<double, std::nano>(Steady::now() - start).count() / ops;
 }
 
 double median(std::vector<double> v) {
