@@ -47,7 +47,7 @@ mkdir -p data/tls
   [[ -s data/signing.keys ]] ||
     printf 'k1 %s\n' "$(head -c 32 /dev/urandom | base64 -w0)" >data/signing.keys
 )
-mc_args=(-l 127.0.0.1 -p "$mc_port" -U 0 -m 64 -Y data/memcached.auth
+mc_args=(-l 127.0.0.1 -p "$mc_port" -U 0 -m 64 -F -X -W -Y data/memcached.auth
   -Z -o "ssl_chain_cert=data/tls/server.pem,ssl_key=data/tls/server.key")
 if ((EUID == 0)); then
   # memcached reads its files as the user it runs as.

@@ -314,3 +314,26 @@ TEST_CASE(
   CHECK(b.stats().near_log_gaps == 1);
   CHECK(b.get(1)->name == "v1");
 }
+
+TEST_CASE(
+    "signed values: a genuine value replayed under its own key after its logical expiry is "
+    "not served; the loader is called once",
+    "[signing]") {
+  Server srv;
+  RawClient raw(srv.process.port());
+  auto clock = std::make_shared<ManualClock>();
+  Options o = signing({{"k1", secret_a}});
+  o.clock = clock;
+  o.ttl_jitter = 0;
+  SignedUsers u(srv.store, o);
+  CHECK(u.cache.get(5) == make_user(5));
+  auto old = raw.get("sig_5");  // what an attacker with access to memcached keeps
+  REQUIRE(old);
+  clock->advance(std::chrono::seconds(61));           // its expiry, inside the tag, has passed
+  REQUIRE(raw.set("sig_5", old->value, old->flags));  // written back, memcached TTL 0
+  CHECK(u.cache.get(5) == make_user(5));
+  CHECK(u.loaded(5) == 2);  // not served: loaded once and stored anew
+  CHECK(u.cache.get(5) == make_user(5));
+  CHECK(u.loaded(5) == 2);
+  CHECK(raw.get("sig_5")->value != old->value);
+}

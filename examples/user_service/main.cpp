@@ -12,7 +12,9 @@
 #include <cacheaside/async.hpp>
 #include <cacheaside/libmemcached.hpp>
 #include <cacheaside/meta.hpp>
-#include <cacheaside/tls.hpp>
+#ifdef USER_SERVICE_WITH_TLS
+#include <cacheaside/tls.hpp>  // lets --memcached-tls-* work
+#endif
 #include <chrono>
 #include <csignal>
 #include <cstdio>

@@ -99,6 +99,7 @@ TEST_CASE("a key file others may read, or a short secret, stops the service with
   }
 }
 
+#ifdef CACHEASIDE_TEST_WITH_TLS
 TEST_CASE("the service over TLS with memcached credentials and signed values", "[e2e][meta]") {
   const TlsFiles& tls = TlsFiles::get();
   KeyFile keys(key_line);
@@ -131,3 +132,4 @@ TEST_CASE("the service over TLS with memcached credentials and signed values", "
   CHECK(call(c, "GET", "/users/5").status == 200);
   CHECK(svc.metric("cache_errors", "user") >= 1);
 }
+#endif  // CACHEASIDE_TEST_WITH_TLS
