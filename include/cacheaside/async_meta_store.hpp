@@ -237,10 +237,7 @@ class AsyncMetaStore {
 
   /// What connections went through before their first request: TLS handshakes
   /// completed, and set-ups refused (TLS, authentication) with the last reason.
-  ConnectionStats connection_stats() const {
-    const detail::MetaLinkStats& s = core_->link_stats();
-    return {s.handshakes.load(), s.tls_failures.load(), s.auth_failures.load(), s.last_error()};
-  }
+  ConnectionStats connection_stats() const { return core_->link_stats().snapshot(); }
 
   /// Runs a batch of meta commands: every op gets a status, then the token's
   /// handler runs with `void()` on its own executor (never inside this call).

@@ -67,10 +67,7 @@ class MetaStore : public detail::MetaCommandStore, public LookupProtocolSource {
 
   /// What connections went through before their first request: TLS handshakes
   /// completed, and set-ups refused (TLS, authentication) with the last reason.
-  ConnectionStats connection_stats() const {
-    const detail::MetaLinkStats& s = pipeline_.link_stats();
-    return {s.handshakes.load(), s.tls_failures.load(), s.auth_failures.load(), s.last_error()};
-  }
+  ConnectionStats connection_stats() const { return pipeline_.link_stats().snapshot(); }
 
   /// "host:port" of the server a key lives on.
   std::string server_of(std::string_view key) const { return pipeline_.server_of(key).name(); }

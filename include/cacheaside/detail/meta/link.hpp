@@ -35,6 +35,10 @@ struct MetaLinkStats {
     std::lock_guard<std::mutex> lock(mu_);
     return last_error_;
   }
+  /// The public form (MetaStore's and AsyncMetaStore's connection_stats()).
+  ConnectionStats snapshot() const {
+    return {handshakes.load(), tls_failures.load(), auth_failures.load(), last_error()};
+  }
 
  private:
   mutable std::mutex mu_;
