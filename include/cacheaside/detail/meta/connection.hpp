@@ -91,16 +91,14 @@ class MetaConnection {
   /// Sends `out` whole. While the server does not take more, what it already
   /// answered is read aside, so a long pipeline cannot deadlock on full buffers.
   StoreStatus flush(Deadline deadline) {
-    TlsSession* tls = link_ ? link_->tls() : nullptr;
-    if (!tls) {
-      StoreStatus st = send_all(out, deadline);
-      if (st == StoreStatus::ok) out.clear();
-      return st;
+    const std::string* bytes = &out;
+    if (TlsSession* tls = link_ ? link_->tls() : nullptr) {
+      wire_.clear();
+      if (!tls->write(out.data(), out.size())) return fail(StoreStatus::error);
+      tls->drain(wire_);
+      bytes = &wire_;
     }
-    wire_.clear();
-    if (!tls->write(out.data(), out.size())) return fail(StoreStatus::error);
-    tls->drain(wire_);
-    StoreStatus st = send_all(wire_, deadline);
+    StoreStatus st = send_all(*bytes, deadline);
     if (st == StoreStatus::ok) out.clear();
     return st;
   }

@@ -179,17 +179,12 @@ class MetaLink {
   }
 
   // The answer to the credentials: STORED and nothing else.
+  // Called in the auth step only: before it, received() has returned.
   State judge() {
-    if (step_ != Step::auth) {
-      if (!reply_.empty()) return fail(false, "memcached sent bytes nobody asked for");
-      return state_;
-    }
     std::size_t eol = reply_.find("\r\n");
     if (eol == std::string::npos) {
       if (reply_.size() > 1024)
-        return fail(false,
-                    "memcached's answer to authentication is "
-                    "not a line");
+        return fail(false, "memcached's answer to authentication is not a line");
       return state_;
     }
     std::string_view line(reply_.data(), eol);
