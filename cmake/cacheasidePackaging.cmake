@@ -67,7 +67,8 @@ endif()
 if("tls" IN_LIST CACHEASIDE_COMPONENTS)
   cacheaside_pkgconfig(cacheaside-tls
     "cacheaside: TLS for MetaStore and AsyncMetaStore (OpenSSL >= ${CACHEASIDE_OPENSSL_MIN})"
-    REQUIRES "cacheaside-meta = ${PROJECT_VERSION}" "libssl >= ${CACHEASIDE_OPENSSL_MIN}")
+    REQUIRES "cacheaside-meta = ${PROJECT_VERSION}" "libssl >= ${CACHEASIDE_OPENSSL_MIN}"
+      "libcrypto >= ${CACHEASIDE_OPENSSL_MIN}")  # tls.hpp calls libcrypto too (ERR_*, X509_*)
 endif()
 if("json" IN_LIST CACHEASIDE_COMPONENTS)
   cacheaside_pkgconfig(cacheaside-json "cacheaside: JSON and CBOR serializers (nlohmann_json)"

@@ -3,8 +3,9 @@
 # (cacheaside vs raw libmemcached in the same run) RUNS times, the async benchmark
 # (AsyncCacheAside vs raw libmemcached, the blocking cache, a plain pipelined client and
 # Asio's own cost, median of RUNS) and the example service's load test (beside the
-# lesson's FastAPI service), writes the figures as CSV into docs/bench/ and draws the
-# charts into docs/img/ (gnuplot), then prints one summary table.
+# lesson's FastAPI service), writes the figures as CSV into docs/bench/, the docs' tables
+# from them (bench/figures.py docs) and the charts into docs/img/ (gnuplot), then prints
+# one summary table.
 #   scripts/bench.sh                      everything (RUNS=3, DURATION=5s: ~10 minutes)
 #   RUNS=1 DURATION=2s scripts/bench.sh   a quick look
 #   SKIP_SERVICE=1 scripts/bench.sh       micro-benchmarks only (the service charts stay)
@@ -62,14 +63,16 @@ if ((service)); then
   step_done ok "median of $runs runs per cell"
 fi
 
-step "figures as CSV (docs/bench/)"
+step "figures as CSV (docs/bench/), and the docs' tables from them"
 python3 bench/figures.py micro "$data" "$work"/micro-*.csv >"$work/summary-micro.md" ||
   fail "figures.py micro"
+python3 bench/figures.py async "$data" "$work/async.md" || fail "figures.py async"
 if ((service)); then
   cp "$work/service.csv" "$data/service.csv"
   python3 bench/figures.py service "$data" "$work/service.csv" >"$work/summary-service.md" ||
     fail "figures.py service"
 fi
+python3 bench/figures.py docs "$data" || fail "figures.py docs"
 step_done ok "$(ls "$data" | tr '\n' ' ')"
 
 step "charts (docs/img/, gnuplot)"

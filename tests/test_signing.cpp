@@ -316,6 +316,60 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "signed near log: a counter set back after a writer's increment does not hide the "
+    "invalidation; a counter that stays short of a record found past it is a gap",
+    "[signing]") {
+  Server srv;
+  RawClient raw(srv.process.port());
+  std::atomic<int> version{0};
+  auto loader = [&](const int& id) -> std::optional<User> {
+    User u = make_user(id);
+    u.name = "v" + std::to_string(version.load());
+    return u;
+  };
+  Options o = signing({{"k1", secret_a}});
+  o.near_ttl = std::chrono::seconds(60);
+  o.near_sync = std::chrono::seconds(60);  // read only when the test says so
+  TestCache<int, User, JsonSerializer<User>> a(srv.store, loader, o), b(srv.store, loader, o);
+  const std::string counter =
+      encode_key("near_log:" + o.name + ":" + o.key_prefix, max_key_length - 16) + "%c";
+  // Right after a writer's increment, the attacker sets the counter back by one.
+  auto invalidate_then_set_back = [&](int id) {
+    REQUIRE(a.invalidate(id));
+    auto c = raw.get(counter);
+    REQUIRE(c);
+    REQUIRE(raw.set(counter, std::to_string(std::stoull(c->value) - 1), 0));
+  };
+  for (int id : {1, 2, 3}) {
+    CHECK(b.get(id)->name == "v0");
+    CHECK(b.get(id)->name == "v0");  // read back from memcached: kept near
+  }
+  CHECK(b.usage().near == 3);
+
+  version = 1;
+  invalidate_then_set_back(1);
+  b.sync_near();  // "nothing new", but the slot past the counter holds user 1's record
+  CHECK(b.get(1)->name == "v1");
+  CHECK(b.stats().near_log_gaps == 0);
+
+  // The next writer gets the same number and reuses the slot: its record is read too.
+  REQUIRE(a.invalidate(2));
+  b.sync_near();
+  CHECK(b.get(2)->name == "v1");
+  CHECK(b.stats().near_log_gaps == 0);
+
+  // Set back and left there: the record past it is taken at once, and the next read,
+  // finding the counter still short of it, drops everything (a writer may have
+  // reused a slot unseen).
+  invalidate_then_set_back(3);
+  b.sync_near();
+  CHECK(b.get(3)->name == "v1");
+  b.sync_near();
+  CHECK(b.stats().near_log_gaps == 1);
+  CHECK(b.usage().near == 0);
+}
+
+TEST_CASE(
     "signed values: a genuine value replayed under its own key after its logical expiry is "
     "not served; the loader is called once",
     "[signing]") {

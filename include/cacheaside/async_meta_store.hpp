@@ -181,6 +181,12 @@ class AsyncMetaBatchOp final : public AsyncMetaBatch {
 
 }  // namespace detail
 
+class AsyncMetaStore;
+namespace detail {
+/// The configuration a store was made from, secrets included: for a twin MetaStore.
+inline const std::string& unmasked_config(const AsyncMetaStore& store);
+}  // namespace detail
+
 /// memcached's meta protocol without blocking: every caller's requests to a
 /// server share one connection (`--POOL-MAX=n`: n), queued requests go out in
 /// one write, replies are matched in order and each is checked against its O
@@ -202,6 +208,7 @@ class AsyncMetaStore {
   /// From a configuration string (see MetaStore). Throws Error for an unknown option.
   AsyncMetaStore(executor_type ex, const std::string& config, AsyncMetaStoreLimits limits = {})
       : config_(config),
+        shown_config_(redact_config(config)),
         core_(std::make_shared<detail::AsyncMetaCore>(std::move(ex),
                                                       detail::MetaConfig::parse(config), limits)) {
     core_->warm();
@@ -223,8 +230,9 @@ class AsyncMetaStore {
   /// The executor given (its strand runs the connections; callers' work runs here).
   executor_type get_executor() const { return core_->strand().get_inner_executor(); }
 
-  /// The configuration string the store was made from.
-  const std::string& config() const { return config_; }
+  /// The configuration string the store was made from, passwords masked
+  /// (redact_config).
+  const std::string& config() const { return shown_config_; }
 
   /// "host:port" of the server a key lives on.
   std::string server_of(std::string_view key) const {
@@ -262,8 +270,14 @@ class AsyncMetaStore {
   const std::shared_ptr<detail::AsyncMetaCore>& core() const { return core_; }
 
  private:
-  std::string config_;
+  friend const std::string& detail::unmasked_config(const AsyncMetaStore&);
+  std::string config_;  // with its secrets: a twin store is made from it
+  std::string shown_config_;
   std::shared_ptr<detail::AsyncMetaCore> core_;
 };
+
+namespace detail {
+inline const std::string& unmasked_config(const AsyncMetaStore& store) { return store.config_; }
+}  // namespace detail
 
 }  // namespace cacheaside

@@ -56,14 +56,16 @@ class MemcachedStore : public Store {
     char err[512] = {};
     if (libmemcached_check_configuration(user.data(), user.size(), err, sizeof err) !=
         MEMCACHED_SUCCESS) {
-      throw Error("cacheaside: bad libmemcached configuration '" + user + "': " + err);
+      throw Error("cacheaside: bad libmemcached configuration '" + redact_config(user) +
+                  "': " + detail::scrub(err, user));
     }
     std::uint32_t servers = 0;
     if (memcached_st* probe = memcached(user.data(), user.size())) {
       servers = memcached_server_count(probe);
       memcached_free(probe);
     }
-    if (servers == 0) throw Error("cacheaside: no server in configuration '" + user + "'");
+    if (servers == 0)
+      throw Error("cacheaside: no server in configuration '" + redact_config(user) + "'");
     if (has_option(user, "--BINARY-PROTOCOL"))
       throw Error(
           "cacheaside: the binary protocol is not supported "
@@ -84,9 +86,9 @@ class MemcachedStore : public Store {
       def("--REMOVE-FAILED-SERVERS", "=1");
     }
     full += user;
-    config_ = full;
+    config_ = redact_config(full);
     pool_ = memcached_pool(full.data(), full.size());
-    if (!pool_) throw Error("cacheaside: could not create a pool from '" + full + "'");
+    if (!pool_) throw Error("cacheaside: could not create a pool from '" + config_ + "'");
     memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
     // Not expressible in the configuration string.
     memcached_pool_behavior_set(pool_, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT,
@@ -108,7 +110,8 @@ class MemcachedStore : public Store {
     if (pool_) memcached_pool_destroy(pool_);
   }
 
-  /// The configuration string in effect (defaults + yours).
+  /// The configuration string in effect (defaults + yours), passwords masked
+  /// (redact_config).
   const std::string& config() const { return config_; }
 
   /// Callers waiting for a free pooled connection now (a gauge of pool contention:

@@ -34,8 +34,10 @@ namespace cacheaside {
 /// `--SERVER=host:port` (repeated), `--POOL-MAX` (connections per server),
 /// `--POOL-MIN` (connections opened by the constructor, per server),
 /// `--CONNECT-TIMEOUT` (ms), `--POLL-TIMEOUT` (ms), `--RETRY-TIMEOUT` (s),
-/// `--SERVER-FAILURE-LIMIT`, `--TCP-NODELAY`, `--DISTRIBUTION=consistent`; the
-/// constructor throws `cacheaside::Error` for anything else. Defaults:
+/// `--TCP-NODELAY`, `--DISTRIBUTION=consistent`; and options of its own:
+/// `--SERVER-FAILURE-LIMIT`, the TLS and authentication options (docs/security.md).
+/// The constructor throws `cacheaside::Error` for anything else, and for
+/// contradictions (`--TLS-INSECURE-NO-VERIFY` beside `--TLS-CA`, ...). Defaults:
 /// StoreDefaults, as MemcachedStore's. Several servers: keys go to the same server as
 /// under MemcachedStore (libmemcached's ketama), so the two can share a cluster.
 ///
@@ -53,12 +55,12 @@ class MetaStore : public detail::MetaCommandStore, public LookupProtocolSource {
 
   /// From a configuration string ("host:port" alone is accepted too).
   explicit MetaStore(const std::string& config)
-      : config_(config), pipeline_(detail::MetaConfig::parse(config)) {}
+      : config_(redact_config(config)), pipeline_(detail::MetaConfig::parse(config)) {}
 
   MetaStore(const MetaStore&) = delete;
   MetaStore& operator=(const MetaStore&) = delete;
 
-  /// The configuration string as given.
+  /// The configuration string as given, passwords masked (redact_config).
   const std::string& config() const { return config_; }
 
   /// Callers waiting for a free pooled connection now (a gauge of pool contention:

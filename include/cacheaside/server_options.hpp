@@ -3,10 +3,12 @@
 #pragma once
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -65,6 +67,76 @@ struct TlsOptions {
   }
 };
 
+namespace detail {
+
+/// A configuration string's words (split at whitespace, as both parsers do).
+inline std::vector<std::string> config_words(std::string_view text) {
+  std::vector<std::string> words;
+  std::string w;
+  for (char ch : text) {
+    if (std::isspace(static_cast<unsigned char>(ch))) {
+      if (!w.empty()) words.push_back(std::move(w));
+      w.clear();
+    } else {
+      w += ch;
+    }
+  }
+  if (!w.empty()) words.push_back(std::move(w));
+  return words;
+}
+
+/// Whether words[i] is, or may be part of, a password: a `--PASSWORD=` word, and each
+/// word after it that is no option (a password with whitespace splits into words).
+inline bool secret_word(const std::vector<std::string>& words, std::size_t i) {
+  auto password = [](const std::string& w) {
+    if (w.size() < 10) return false;
+    for (std::size_t k = 0; k < 10; ++k)
+      if (std::toupper(static_cast<unsigned char>(w[k])) != "--PASSWORD"[k]) return false;
+    return w.size() == 10 || w[10] == '=';
+  };
+  for (std::size_t k = i + 1; k-- > 0;) {
+    if (password(words[k])) return true;
+    if (words[k].rfind("--", 0) == 0) return false;
+  }
+  return false;
+}
+
+/// text with every occurrence of each secret word of config replaced by `***`: for
+/// messages that quote what a library said about the configuration.
+inline std::string scrub(std::string text, std::string_view config) {
+  std::vector<std::string> words = config_words(config);
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    if (!secret_word(words, i)) continue;
+    std::string_view w = words[i];
+    if (auto eq = w.find('='); eq != std::string_view::npos && w.rfind("--", 0) == 0)
+      w.remove_prefix(eq + 1);
+    if (w.empty()) continue;
+    for (std::size_t at = text.find(w); at != std::string::npos; at = text.find(w, at + 3))
+      text.replace(at, w.size(), "***");
+  }
+  return text;
+}
+
+}  // namespace detail
+
+/// A configuration string as it may be shown (in errors, logs, `config()`): every
+/// password, and any word that may be part of one, replaced by `***`.
+inline std::string redact_config(std::string_view config) {
+  std::vector<std::string> words = detail::config_words(config);
+  std::string out;
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    if (!out.empty()) out += ' ';
+    if (!detail::secret_word(words, i)) {
+      out += words[i];
+    } else if (words[i].rfind("--", 0) == 0) {
+      out += words[i].substr(0, words[i].find('=')) + "=***";
+    } else {
+      out += "***";
+    }
+  }
+  return out;
+}
+
 /// Where the servers are and how long to wait for them: the typed form of the
 /// configuration string (`--SERVER=host:port --POOL-MAX=16 ...`). Unset fields
 /// keep StoreDefaults.
@@ -94,14 +166,24 @@ struct ServerOptions {
   std::string extra;
 
   /// The configuration string these options stand for. Throws Error for a
-  /// field with whitespace (it would split into two options).
+  /// field with whitespace (it would split into two options: `servers` too), or a
+  /// server that starts like an option.
   std::string to_config() const {
-    for (const std::string* f : {&auth_file, &username, &password, &tls.ca_file, &tls.cert_file,
-                                 &tls.key_file, &tls.server_name})
-      for (char ch : *f)
-        if (static_cast<unsigned char>(ch) <= ' ')
-          throw Error("cacheaside: ServerOptions: '" + std::string(f == &password ? "***" : *f) +
+    auto check = [](const std::string& f, bool secret) {
+      for (char ch : f)
+        if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f)
+          throw Error("cacheaside: ServerOptions: '" + (secret ? std::string("***") : f) +
                       "' has whitespace or a control character");
+    };
+    for (const std::string& s : servers) {
+      check(s, false);
+      if (s.empty() || s[0] == '-')
+        throw Error("cacheaside: ServerOptions: '" + s + "' is not a host:port");
+    }
+    for (const std::string* f :
+         {&auth_file, &username, &tls.ca_file, &tls.cert_file, &tls.key_file, &tls.server_name})
+      check(*f, false);
+    check(password, true);
     std::string c;
     for (const auto& s : servers) c += "--SERVER=" + s + " ";
     if (pool_max) c += "--POOL-MAX=" + std::to_string(pool_max) + " ";

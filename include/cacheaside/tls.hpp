@@ -44,8 +44,12 @@ class OpenSslSession final : public TlsSession {
     X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
     if (X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) != 1) {  // not an address: a name
       ERR_clear_error();
-      SSL_set_tlsext_host_name(ssl_, name.c_str());
-      if (verify) SSL_set1_host(ssl_, name.c_str());
+      // Either refused (a name SNI cannot carry, no memory) fails the session before it
+      // starts: without the name set, the handshake would check the chain but not whom.
+      if (SSL_set_tlsext_host_name(ssl_, name.c_str()) != 1 ||
+          (verify && SSL_set1_host(ssl_, name.c_str()) != 1))
+        refused_ = "the server name '" + name +
+                   "' cannot be checked: " + openssl_error("OpenSSL refused it");
     }
   }
   ~OpenSslSession() override { SSL_free(ssl_); }
@@ -63,6 +67,10 @@ class OpenSslSession final : public TlsSession {
   }
 
   Progress handshake() override {
+    if (!refused_.empty()) {
+      error_ = refused_;
+      return Progress::failed;
+    }
     ERR_clear_error();
     int rc = SSL_do_handshake(ssl_);
     if (rc == 1) return Progress::done;
@@ -123,6 +131,7 @@ class OpenSslSession final : public TlsSession {
   BIO* in_ = nullptr;   // from the server
   BIO* out_ = nullptr;  // to the server
   std::string error_;
+  std::string refused_;  // set-up failed: no handshake
 };
 
 /// The sessions of one store: its CA, client certificate and verification.

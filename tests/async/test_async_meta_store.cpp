@@ -371,3 +371,17 @@ TEST_CASE("async meta store: an impostor's replies are never taken") {
   CHECK(a.value.empty());
   CHECK(store.stats().lost == 1);
 }
+
+TEST_CASE("async meta store: config() masks the password; the cache's own twin store keeps it") {
+  asio::io_context io;
+  AsyncMetaStore s(io.get_executor(), "--SERVER=127.0.0.1:1 --USERNAME=alice --PASSWORD=hunter2");
+  CHECK(s.config() == "--SERVER=127.0.0.1:1 --USERNAME=alice --PASSWORD=***");
+  CHECK(detail::unmasked_config(s).find("hunter2") != std::string::npos);
+  try {
+    AsyncMetaStore bad(io.get_executor(), "--USERNAME=alice --PASSWORD=hunter2 half");
+    FAIL("no server: refused");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("hunter2") == std::string::npos);
+    CHECK(std::string(e.what()).find("half") == std::string::npos);
+  }
+}

@@ -79,7 +79,7 @@ struct AsyncCore {
         report(opt.name, opt.on_event),
         codec(std::move(serializer), opt, detail::negative_ttl(opt), *clock, report),
         lookups(detail::lookup_policy(opt, Serializer::codec, clock, report)),
-        background(std::make_shared<MetaStore>(store->config())),
+        background(std::make_shared<MetaStore>(detail::unmasked_config(*store))),
         retry_protocol(*background, detail::lookup_policy(opt, Serializer::codec, clock, report)),
         group(background, detail::group_counter_key(opt), opt.group_cache, clock),
         near(detail::make_near<Value>(opt, background, clock, report, NearReading::on_demand)),

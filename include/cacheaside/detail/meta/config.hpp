@@ -40,19 +40,15 @@ struct MetaConfig {
   /// Throws Error naming what it does not support.
   static MetaConfig parse(const std::string& text) {
     MetaConfig c;
-    std::vector<std::string> tokens;
-    std::string tok;
-    for (char ch : text + " ") {
-      if (std::isspace(static_cast<unsigned char>(ch))) {
-        if (!tok.empty()) tokens.push_back(tok);
-        tok.clear();
-      } else {
-        tok += ch;
-      }
-    }
+    const std::vector<std::string> tokens = config_words(text);
     if (tokens.empty()) throw Error("cacheaside: empty MetaStore configuration");
-    for (const std::string& t : tokens) {
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      const std::string& t = tokens[i];
       if (t.rfind("--", 0) != 0) {
+        if (secret_word(tokens, i))  // never quoted: it may be the rest of a password
+          throw Error(
+              "cacheaside: MetaStore configuration: a word after --PASSWORD is not an option "
+              "(whitespace in a password? use --AUTH-FILE)");
         if (tokens.size() != 1)
           throw Error("cacheaside: MetaStore configuration: '" + t + "' is not an option");
         c.servers.push_back(address(t));  // "host:port" alone
@@ -113,20 +109,38 @@ struct MetaConfig {
                       value + ")");
       } else {
         throw Error(
-            "cacheaside: MetaStore does not support " + name +
+            "cacheaside: MetaStore does not support " +
+            (i > 0 && secret_word(tokens, i - 1) ? "an option after --PASSWORD" : name) +
             " (supported: --SERVER, --POOL-MIN, --POOL-MAX, --CONNECT-TIMEOUT, --POLL-TIMEOUT, "
             "--RETRY-TIMEOUT, --SERVER-FAILURE-LIMIT, --TCP-NODELAY, "
             "--DISTRIBUTION=consistent, --USERNAME, --PASSWORD, --AUTH-FILE, --TLS, --TLS-CA, "
             "--TLS-CERT, --TLS-KEY, --TLS-SERVER-NAME, --TLS-INSECURE-NO-VERIFY)");
       }
     }
-    if (c.servers.empty()) throw Error("cacheaside: no server in configuration '" + text + "'");
+    if (c.servers.empty())
+      throw Error("cacheaside: no server in configuration '" + redact_config(text) + "'");
     check_credential("username", c.username);
     check_credential("password", c.password);
     if (c.username.empty() != c.password.empty())
       throw Error("cacheaside: MetaStore configuration: --USERNAME and --PASSWORD go together");
     if (c.tls.cert_file.empty() != c.tls.key_file.empty())
       throw Error("cacheaside: MetaStore configuration: --TLS-CERT and --TLS-KEY go together");
+    if (c.tls.insecure_no_verify) {
+      // Verification off beside what only verification uses: a contradiction, refused
+      // rather than one of the two silently winning.
+      for (const char* o : {c.tls.ca_file.empty() ? nullptr : "--TLS-CA",
+                            c.tls.server_name.empty() ? nullptr : "--TLS-SERVER-NAME",
+                            c.tls.cert_file.empty() ? nullptr : "--TLS-CERT"})
+        if (o)
+          throw Error(std::string("cacheaside: MetaStore configuration: --TLS-INSECURE-NO-VERIFY "
+                                  "contradicts ") +
+                      o + " (verification off ignores it)");
+      if (c.authenticates())
+        throw Error(
+            "cacheaside: MetaStore configuration: credentials are not sent over TLS that does "
+            "not verify the server (--TLS-INSECURE-NO-VERIFY): anyone in the path could take "
+            "them");
+    }
     if (c.tls.on()) c.tls.enabled = true;
     return c;
   }

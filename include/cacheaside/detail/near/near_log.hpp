@@ -10,7 +10,12 @@
 // or overwritten) is a gap: the reader drops its whole near cache. With signing
 // keys each record ends with " <key id> <hex HMAC>" (over the log's base and the
 // record), and a record without a valid one counts as missing: a forged or moved
-// slot drops the near cache, it never hides an invalidation.
+// slot drops the near cache. Each read also looks one slot past the counter: a
+// record there means the counter was set back after a writer's increment (or a
+// writer is in between): its key is dropped at once, and if the next read finds
+// the counter still short of it, that is a gap. What no reader can see is a
+// record deleted after the counter was set back: against a writer with access to
+// memcached, near_ttl is the bound (docs/security.md).
 #pragma once
 
 #include <cstddef>
@@ -76,11 +81,12 @@ class NearLog {
   /// The slots a read gets once it has the counter.
   struct Slots {
     std::uint64_t first = 0, now = 0;  // records first..now
-    std::vector<std::string> keys;     // each record's slot, then its 0.2 form
+    std::vector<std::string> keys;     // each record's slot, then its 0.2 form; then now + 1's
   };
 
-  /// Reads what was appended since the last read (one round trip, two when
-  /// there is something new). Not thread-safe: one reader per log.
+  /// Reads what was appended since the last read (two round trips: the counter,
+  /// then the new records' slots and the one past them). Not thread-safe: one
+  /// reader per log.
   Read read() {
     Read r;
     Slots s;
@@ -110,20 +116,21 @@ class NearLog {
       r.ok = true;
       return false;
     }
-    if (now == last_) {
-      r.ok = true;
-      return false;
-    }
-    if (now < last_ || now - last_ > ring_) {
+    // A record was found past the counter at the last read, and the counter has not
+    // reached it since: it was set back, and what a writer numbered after it may have
+    // reused a slot unseen.
+    bool set_back = ahead_ != 0 && now < ahead_;
+    ahead_ = 0;
+    if (set_back || now < last_ || now - last_ > ring_) {
       gap(r, now);
       return false;
     }
     // Each record's slot, then its slot in the 0.2 form (a writer of 0.2 may
-    // still be running beside this one).
+    // still be running beside this one); then the slot past the counter.
     s.first = last_ + 1;
     s.now = now;
     s.keys.clear();
-    for (std::uint64_t q = s.first; q <= now; ++q) {
+    for (std::uint64_t q = s.first; q <= now + 1; ++q) {
       s.keys.push_back(slot(q));
       s.keys.push_back(legacy_slot(q));
     }
@@ -136,7 +143,7 @@ class NearLog {
     // Another read moved the log on meanwhile: these records are its to apply.
     if (st != StoreStatus::ok || last_ + 1 != slots.first) return;
     const std::uint64_t now = slots.now, first = slots.first;  // last_ moves on below
-    for (std::size_t i = 0; i < slots.keys.size() / 2; ++i) {
+    for (std::size_t i = 0; i + 1 < slots.keys.size() / 2; ++i) {
       std::uint64_t s = first + i;
       std::string key;
       if (!record_of(items[2 * i], found[2 * i], s, key) &&
@@ -155,6 +162,13 @@ class NearLog {
       last_ = s;
     }
     missing_ = 0;
+    std::string key;
+    std::size_t past = slots.keys.size() - 2;
+    if (record_of(items[past], found[past], now + 1, key) ||
+        record_of(items[past + 1], found[past + 1], now + 1, key)) {
+      r.keys.push_back(std::move(key));  // dropping early is never stale
+      ahead_ = now + 1;
+    }
     r.ok = true;
   }
 
@@ -216,6 +230,7 @@ class NearLog {
   bool started_ = false;
   std::uint64_t last_ = 0;
   std::uint64_t missing_ = 0;
+  std::uint64_t ahead_ = 0;  // a record found past the counter: the counter must reach it
   std::optional<Signer> signer_;
 };
 
