@@ -6,7 +6,8 @@
 //       random get / get_many / update-then-invalidate against versions kept in a shared
 //       file; mode: leases | noleases | nosingleflight | near (near cache on: a
 //       read may miss another process's invalidation for near_sync, none of its own);
-//       prints "<ops> <loads> <reads> <stale reads>"
+//       judged by support/floors.hpp; waits for its pending invalidations to apply, then
+//       prints "<ops> <loads> <reads> <stale reads> <unconfirmed> <never applied>"
 //   worker observe <config> <key> <want> <deadline_ms>
 //       gets key (the loader answers want) every 2 ms until it answers want; prints
 //       the unix ms it first did, or -1 at the deadline
@@ -35,6 +36,7 @@
 #include <vector>
 
 #include "support/coherence.hpp"
+#include "support/floors.hpp"
 #include "support/store_choice.hpp"
 
 using namespace cacheaside;
@@ -109,8 +111,9 @@ static int checker(char** argv) {
   if (fd < 0) return 2;
   int keys = std::stoi(argv[4]);
   // versions[k]: the source of truth; invalidated[k]: highest version whose invalidation
-  // has returned. A read that starts after that must not return anything older.
-  // settled[k] (near mode): highest version whose invalidation returned near_sync ago.
+  // is a floor for every process (support/floors.hpp says when). A read that starts
+  // after that must not return anything older. settled[k] (near mode): the same,
+  // near_sync later.
   auto* versions = static_cast<std::atomic<std::uint64_t>*>(
       ::mmap(nullptr, 3 * sizeof(std::uint64_t) * keys, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
   if (versions == MAP_FAILED) return 2;
@@ -139,10 +142,9 @@ static int checker(char** argv) {
     o.near_ttl = std::chrono::seconds(60);
     o.near_sync = std::chrono::milliseconds(100);
   }
-  // Near mode: this process's own invalidations must be seen at once (own[k]),
+  // Near mode: this process's own invalidations must be seen at once (floors.own),
   // other processes' within near_sync: a settler raises settled[k] to a version
-  // near_sync after its invalidation returned (late is lenient, never strict).
-  std::vector<std::atomic<std::uint64_t>> own(static_cast<std::size_t>(keys));
+  // near_sync after it became a floor for them (late is lenient, never strict).
   std::mutex settle_mu;
   std::deque<std::tuple<std::chrono::steady_clock::time_point, int, std::uint64_t>> to_settle;
   std::atomic<bool> done{false};
@@ -154,14 +156,18 @@ static int checker(char** argv) {
              std::get<0>(to_settle.front()) <= std::chrono::steady_clock::now()) {
         auto [due, k, v] = to_settle.front();
         to_settle.pop_front();
-        std::uint64_t cur = settled[k].load();
-        while (cur < v && !settled[k].compare_exchange_weak(cur, v)) {
-        }
+        cacheaside_test::InvalidationFloors::raise(settled[k], v);
       }
     }
   });
+  cacheaside_test::InvalidationFloors floors(keys, [&](int k, std::uint64_t v) {
+    cacheaside_test::InvalidationFloors::raise(invalidated[k], v);
+    if (!near) return;
+    std::lock_guard<std::mutex> lock(settle_mu);
+    to_settle.emplace_back(std::chrono::steady_clock::now() + o.near_sync, k, v);
+  });
   auto floor_of = [&](int k) {
-    return near ? std::max(own[k].load(), settled[k].load()) : invalidated[k].load();
+    return std::max(floors.own(k), near ? settled[k].load() : invalidated[k].load());
   };
   Cache c(
       store, [&](const int& k) -> std::optional<std::string> { return load(k); },
@@ -171,6 +177,10 @@ static int checker(char** argv) {
         return out;
       },
       o);
+  auto settle = [&] {
+    floors.settle([&] { return c.usage().pending; },
+                  [&] { return c.stats().invalidations_dropped; });
+  };
   std::atomic<int> stale_reads{0}, reads{0};
   auto check = [&](const std::optional<std::string>& v, std::uint64_t floor) {
     ++reads;
@@ -195,24 +205,22 @@ static int checker(char** argv) {
           for (std::size_t j = 0; j < ks.size(); ++j) check(vs[j], floors[j]);
         } else {
           std::uint64_t v = versions[k].fetch_add(1) + 1;  // write the source, then invalidate
-          c.invalidate(k);
-          std::uint64_t cur = invalidated[k].load();
-          while (cur < v && !invalidated[k].compare_exchange_weak(cur, v)) {
-          }
-          if (near) {
-            cur = own[k].load();
-            while (cur < v && !own[k].compare_exchange_weak(cur, v)) {
-            }
-            std::lock_guard<std::mutex> lock(settle_mu);
-            to_settle.emplace_back(std::chrono::steady_clock::now() + o.near_sync, k, v);
-          }
+          floors.returned(k, v, c.invalidate(k));
         }
+        settle();
       }
     });
   for (auto& t : ts) t.join();
+  // What is still pending is retried in the background: wait for it (bounded), so the
+  // test's check of what is cached at the end judges applied invalidations only.
+  wait_until([&] {
+    settle();
+    return floors.unapplied() == 0;
+  });
   done = true;
   settler.join();
-  std::printf("%d %d %d %d\n", threads * ops, loads.load(), reads.load(), stale_reads.load());
+  std::printf("%d %d %d %d %d %d\n", threads * ops, loads.load(), reads.load(), stale_reads.load(),
+              floors.unconfirmed(), floors.unapplied());
   return 0;
 }
 

@@ -3,8 +3,8 @@
 //   async_worker checker <config> <versions_file> <keys> <tasks> <ops> <mode> <seed>
 //       as tests/worker.cpp's checker (the same shared file, keys and options, so its
 //       blocking processes and these share every key): random get / get_many /
-//       update-then-invalidate; mode: leases | noleases; prints
-//       "<ops> <loads> <reads> <stale reads>"
+//       update-then-invalidate; mode: leases | noleases; judged by support/floors.hpp;
+//       prints "<ops> <loads> <reads> <stale reads> <unconfirmed> <never applied>"
 //   async_worker stampede <config> <key> <coroutines> <sync_file> <processes>
 //       every process's coroutines get key at once (the file holds two shared counters);
 //       prints "<loader calls> <wrong values> <lease timeouts + 1 if not all settled>
@@ -30,6 +30,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include "support/floors.hpp"
 
 using namespace cacheaside;
 namespace asio = boost::asio;
@@ -59,17 +61,12 @@ asio::awaitable<bool> eventually(std::function<bool()> cond) {
   co_return cond();
 }
 
-void raise_to(std::atomic<std::uint64_t>& a, std::uint64_t v) {
-  std::uint64_t cur = a.load();
-  while (cur < v && !a.compare_exchange_weak(cur, v)) {
-  }
-}
-
 int checker(char** argv) {
   asio::io_context io;
   auto store = std::make_shared<AsyncMetaStore>(io.get_executor(), argv[2]);
   int keys = std::stoi(argv[4]);
-  // As tests/worker.cpp: versions, then the highest version whose invalidation returned.
+  // As tests/worker.cpp: versions, then the highest version whose invalidation is a
+  // floor for every process.
   auto* versions = shared_words<std::atomic<std::uint64_t>>(argv[3], 3 * std::size_t(keys));
   if (!versions) return 2;
   auto* invalidated = versions + keys;
@@ -99,6 +96,14 @@ int checker(char** argv) {
         co_return out;
       }),
       o);
+  cacheaside_test::InvalidationFloors floors(keys, [&](int k, std::uint64_t v) {
+    cacheaside_test::InvalidationFloors::raise(invalidated[k], v);
+  });
+  auto floor_of = [&](int k) { return std::max(floors.own(k), invalidated[k].load()); };
+  auto settle = [&] {
+    floors.settle([&] { return c.usage().pending; },
+                  [&] { return c.stats().invalidations_dropped; });
+  };
   int reads = 0, stale = 0, finished = 0;
   auto check = [&](const Got& v, std::uint64_t floor) {
     ++reads;
@@ -114,26 +119,30 @@ int checker(char** argv) {
             int k = any_key();
             unsigned op = rng() % 10;
             if (op < 5) {
-              std::uint64_t floor = invalidated[k].load();
+              std::uint64_t floor = floor_of(k);
               check(co_await c.async_get(k, asio::use_awaitable), floor);
             } else if (op < 7) {  // get_many of three keys (duplicates allowed)
               std::vector<int> ks = {k, any_key(), any_key()};
-              std::vector<std::uint64_t> floors;
-              for (int x : ks) floors.push_back(invalidated[x].load());
+              std::vector<std::uint64_t> floor_at;
+              for (int x : ks) floor_at.push_back(floor_of(x));
               auto vs = co_await c.async_get_many(ks, asio::use_awaitable);
-              for (std::size_t j = 0; j < ks.size(); ++j) check(vs[j], floors[j]);
+              for (std::size_t j = 0; j < ks.size(); ++j) check(vs[j], floor_at[j]);
             } else {  // write the source, then invalidate
               std::uint64_t v = versions[k].fetch_add(1) + 1;
-              co_await c.async_invalidate(k, asio::use_awaitable);
-              raise_to(invalidated[k], v);
+              floors.returned(k, v, co_await c.async_invalidate(k, asio::use_awaitable));
             }
+            settle();
           }
           ++finished;
         },
         asio::detached);
-  io.run();  // returns once every coroutine is done: the cache holds no work of its own
+  // Returns once every coroutine is done and every pending invalidation applied: the
+  // cache holds no other work of its own.
+  io.run();
   if (finished != tasks) return 3;
-  std::printf("%d %d %d %d\n", tasks * ops, loads, reads, stale);
+  settle();
+  std::printf("%d %d %d %d %d %d\n", tasks * ops, loads, reads, stale, floors.unconfirmed(),
+              floors.unapplied());
   return 0;
 }
 
