@@ -70,6 +70,11 @@ if("tls" IN_LIST CACHEASIDE_COMPONENTS)
     REQUIRES "cacheaside-meta = ${PROJECT_VERSION}" "libssl >= ${CACHEASIDE_OPENSSL_MIN}"
       "libcrypto >= ${CACHEASIDE_OPENSSL_MIN}")  # tls.hpp calls libcrypto too (ERR_*, X509_*)
 endif()
+if("postgres" IN_LIST CACHEASIDE_COMPONENTS)
+  cacheaside_pkgconfig(cacheaside-postgres
+    "cacheaside: PostgreSQL outbox hooks and relay (libpq >= ${CACHEASIDE_LIBPQ_MIN})"
+    REQUIRES "cacheaside-async = ${PROJECT_VERSION}" "libpq >= ${CACHEASIDE_LIBPQ_MIN}")
+endif()
 if("json" IN_LIST CACHEASIDE_COMPONENTS)
   cacheaside_pkgconfig(cacheaside-json "cacheaside: JSON and CBOR serializers (nlohmann_json)"
     REQUIRES "${_pc_core}" "nlohmann_json >= ${CACHEASIDE_NLOHMANN_JSON_MIN}")
@@ -96,6 +101,9 @@ if("async" IN_LIST CACHEASIDE_COMPONENTS)
 endif()
 if("tls" IN_LIST CACHEASIDE_COMPONENTS)
   list(APPEND _deb_depends "libssl-dev (>= ${CACHEASIDE_OPENSSL_MIN})")
+endif()
+if("postgres" IN_LIST CACHEASIDE_COMPONENTS)
+  list(APPEND _deb_depends "libpq-dev (>= ${CACHEASIDE_LIBPQ_MIN})")
 endif()
 if("json" IN_LIST CACHEASIDE_COMPONENTS)
   list(APPEND _deb_depends "nlohmann-json3-dev (>= ${CACHEASIDE_NLOHMANN_JSON_MIN})")

@@ -9,6 +9,7 @@ CACHEASIDE_DEB_PACKAGES=(
   python3 python3-pymemcache python3-fastapi python3-uvicorn wrk sqlite3 curl
   clang libclang-rt-14-dev
   libboost1.81-dev libssl-dev openssl
+  postgresql libpq-dev
   doxygen gnuplot-nox
 )
 

@@ -2,9 +2,6 @@
 
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <cstdio>
 #include <exception>
 #include <utility>
@@ -15,11 +12,61 @@
 namespace user_service {
 
 namespace asio = boost::asio;
-using asio::use_awaitable;
 
-namespace {
-constexpr std::chrono::milliseconds kMaxWait(1000);
-}
+// The SQLite outbox as the relay's source: reads and removals on the pool. SQLite has
+// no row locks to claim with: instances relaying one file may both take a row, and
+// invalidate it twice (harmless).
+class OutboxRelay::SqliteOutbox final : public cacheaside::OutboxSource<long long> {
+ public:
+  SqliteOutbox(UserRepository& repo, asio::any_io_executor pool, bool& failing)
+      : repo_(repo), pool_(std::move(pool)), failing_(failing) {}
+
+  void async_claim(std::size_t limit,
+                   std::function<void(std::exception_ptr, Rows)> handler) override {
+    async_on_pool(
+        pool_, [this, limit] { return repo_.changes(static_cast<int>(limit)); },
+        [this, handler = std::move(handler)](std::exception_ptr e,
+                                             std::vector<UserRepository::Change> changes) {
+          Rows rows;
+          rows.reserve(changes.size());
+          for (const auto& c : changes) rows.push_back({c.seq, c.user_id});
+          claimed_ = rows.size();
+          handler(e, std::move(rows));
+        });
+  }
+
+  void async_finish(
+      std::vector<std::int64_t> done,
+      std::function<void(std::exception_ptr, cacheaside::OutboxDepth)> handler) override {
+    auto& counters = OutboxCounters::instance();
+    counters.relayed += done.size();
+    counters.unconfirmed += claimed_ - done.size();
+    if (done.empty()) {  // nothing to remove
+      if (claimed_ == 0) counters.rows = 0;
+      return handler(nullptr, {});
+    }
+    std::vector<long long> seqs(done.begin(), done.end());
+    async_on_pool(
+        pool_,
+        [this, seqs = std::move(seqs)] {
+          repo_.remove_changes(seqs);
+          return repo_.outbox_size();
+        },
+        [this, handler = std::move(handler)](std::exception_ptr e, long long rows) {
+          if (!e) {
+            OutboxCounters::instance().rows = rows;
+            failing_ = false;  // a later failure is told again
+          }
+          handler(e, cacheaside::OutboxDepth{static_cast<std::uint64_t>(rows < 0 ? 0 : rows), {}});
+        });
+  }
+
+ private:
+  UserRepository& repo_;
+  asio::any_io_executor pool_;
+  bool& failing_;
+  std::size_t claimed_ = 0;
+};
 
 OutboxRelay::OutboxRelay(UserRepository& repo, AsyncUsers& users, asio::any_io_executor pool,
                          std::chrono::milliseconds interval, bool quiet)
@@ -27,63 +74,26 @@ OutboxRelay::OutboxRelay(UserRepository& repo, AsyncUsers& users, asio::any_io_e
   OutboxCounters::instance().rows = 0;
 }
 
+OutboxRelay::~OutboxRelay() = default;
+
 void OutboxRelay::start(asio::any_io_executor io, std::function<void()> ready) {
-  asio::co_spawn(io, run(std::move(ready)), asio::detached);
-}
-
-Task<void> OutboxRelay::run(std::function<void()> ready) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  auto& counters = OutboxCounters::instance();
-  auto wait = interval_;
-  bool failing = false;
-  for (;;) {
-    Pass p;
-    try {
-      p = co_await pass();
-      failing = false;
-    } catch (const std::exception& e) {  // the database: tried again next time
-      ++counters.failed_passes;
-      if (!failing && !quiet_) std::fprintf(stderr, "outbox relay: %s\n", e.what());
-      failing = true;
-    }
-    if (p.done == kBatch) continue;  // a full batch applied: more may wait
-    if (ready) std::exchange(ready, nullptr)();
-    // While memcached confirms nothing, the caches retry their pending deletes
-    // themselves: the relay backs off to 1 s instead of adding a batch every interval.
-    wait = p.done < p.read || failing ? std::min(2 * wait, kMaxWait) : interval_;
-    timer.expires_after(std::max(wait, interval_));
-    co_await timer.async_wait(use_awaitable);
-  }
-}
-
-Task<OutboxRelay::Pass> OutboxRelay::pass() {
-  auto& counters = OutboxCounters::instance();
-  // (The pool's functions capture by reference: see async_cached_users.cpp.)
-  auto rows = co_await async_on_pool(
-      pool_, [&] { return repo_.changes(static_cast<int>(kBatch)); }, use_awaitable);
-  if (rows.empty()) {
-    counters.rows = 0;
-    co_return Pass{};
-  }
-  std::vector<long long> ids;
-  ids.reserve(rows.size());
-  for (const auto& r : rows) ids.push_back(r.user_id);
-  std::vector<bool> confirmed = co_await users_.apply_changes(ids);
-  std::vector<long long> done;
-  for (std::size_t i = 0; i < rows.size(); ++i)
-    if (confirmed[i]) done.push_back(rows[i].seq);
-  // Only confirmed rows go: the others are pending in the caches too, and stay here
-  // for the next pass (and for the other instances).
-  counters.rows = co_await async_on_pool(
-      pool_,
-      [&] {
-        repo_.remove_changes(done);
-        return repo_.outbox_size();
-      },
-      use_awaitable);
-  counters.relayed += done.size();
-  counters.unconfirmed += rows.size() - done.size();
-  co_return Pass{rows.size(), done.size()};
+  cacheaside::OutboxRelayOptions o;
+  o.interval = interval_;
+  // While memcached confirms nothing, the caches retry their pending deletes
+  // themselves: the relay backs off to 1 s instead of adding a batch every interval.
+  o.max_backoff = std::max(interval_, std::chrono::milliseconds(1000));
+  o.on_error = [this](const std::string& why) {
+    ++OutboxCounters::instance().failed_passes;
+    if (!failing_ && !quiet_) std::fprintf(stderr, "outbox relay: %s\n", why.c_str());
+    failing_ = true;  // said once, until a pass succeeds
+  };
+  auto apply = [this, io](std::vector<long long> ids,
+                          std::function<void(std::exception_ptr, std::vector<bool>)> done) {
+    asio::co_spawn(io, users_.apply_changes(std::move(ids)), std::move(done));
+  };
+  relay_ = std::make_unique<cacheaside::OutboxRelay<long long>>(
+      io, std::make_shared<SqliteOutbox>(repo_, pool_, failing_), apply, std::move(o));
+  relay_->start(std::move(ready));
 }
 
 }  // namespace user_service

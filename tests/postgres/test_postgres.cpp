@@ -1,0 +1,264 @@
+// The PostgreSQL hooks against a real PostgreSQL cluster and a real memcached, both
+// started by the test process: the install SQL (idempotent; inserts, updates, key
+// moves and deletes recorded in the writer's transaction, nothing on rollback), and
+// OutboxRelay over PgOutbox (rows removed once memcached confirmed them, kept while
+// it does not, NOTIFY waking it long before its backstop, several relays sharing one
+// outbox, a terminated session replaced and drained).
+#include <boost/asio/io_context.hpp>
+#include <cacheaside/async.hpp>
+#include <cacheaside/meta.hpp>
+#include <cacheaside/outbox_relay.hpp>
+#include <cacheaside/postgres.hpp>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "support/memcached_process.hpp"
+#include "support/postgres_process.hpp"
+
+using namespace cacheaside;
+using namespace cacheaside_test;
+namespace asio = boost::asio;
+using Steady = std::chrono::steady_clock;
+
+namespace {
+
+PostgresProcess& pg() {
+  static PostgresProcess cluster;  // one per test process: initdb once
+  return cluster;
+}
+
+// A fresh database per test: no test sees another's rows.
+std::string fresh_database() {
+  static int n = 0;
+  std::string db = "t" + std::to_string(++n);
+  pg().exec("DROP DATABASE IF EXISTS " + db);
+  pg().exec("CREATE DATABASE " + db);
+  return db;
+}
+
+// A session on one database (blocking: the test's own writes).
+struct Db {
+  std::string name = fresh_database();
+  PGconn* c = PQconnectdb(conninfo().c_str());
+  Db() {
+    REQUIRE(PQstatus(c) == CONNECTION_OK);
+    PQsetNoticeProcessor(
+        c, [](void*, const char*) {}, nullptr);  // "... skipping"
+    exec("CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL)");
+  }
+  ~Db() { PQfinish(c); }
+  std::string conninfo(const std::string& extra = "") const {
+    return pg().conninfo("dbname=" + name + (extra.empty() ? "" : " " + extra));
+  }
+  std::vector<std::vector<std::string>> exec(const std::string& sql) {
+    PGresult* r = PQexec(c, sql.c_str());
+    ExecStatusType st = PQresultStatus(r);
+    std::string err = PQresultErrorMessage(r);
+    std::vector<std::vector<std::string>> rows;
+    for (int i = 0; i < PQntuples(r); ++i) {
+      rows.emplace_back();
+      for (int j = 0; j < PQnfields(r); ++j) rows.back().emplace_back(PQgetvalue(r, i, j));
+    }
+    PQclear(r);
+    INFO(sql << ": " << err);
+    REQUIRE((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK));
+    return rows;
+  }
+  // The outbox as "table:key" in order.
+  std::vector<std::string> outbox() {
+    std::vector<std::string> out;
+    for (auto& r : exec("SELECT source_table, key FROM cacheaside_outbox ORDER BY id"))
+      out.push_back(r[0] + ":" + r[1]);
+    return out;
+  }
+  std::size_t depth() { return std::stoul(exec("SELECT count(*) FROM cacheaside_outbox")[0][0]); }
+};
+
+// Runs io until done() holds, or fails after `limit`.
+template <class Pred>
+void run_until(asio::io_context& io, Pred done,
+               std::chrono::seconds limit = std::chrono::seconds(20)) {
+  auto end = Steady::now() + limit;
+  io.restart();
+  while (!done() && Steady::now() < end) io.run_for(std::chrono::milliseconds(10));
+  REQUIRE(done());
+}
+
+// memcached, the caches the users table feeds (user_<id>, users_all) and a fanout.
+struct Caches {
+  MemcachedProcess mc;
+  asio::io_context io;
+  std::shared_ptr<AsyncMetaStore> store =
+      std::make_shared<AsyncMetaStore>(io.get_executor(), mc.config());
+  MetaStore direct{mc.config()};  // the test's own view of memcached
+  Options by_id_options() {
+    Options o;
+    o.key_prefix = "user_";
+    return o;
+  }
+  AsyncCacheAside<std::string, std::string, StringSerializer> by_id{
+      store, [](const std::string& k, LoadHandler<std::string> h) { h(nullptr, "row " + k); },
+      by_id_options()};
+  AsyncCacheAside<std::string, std::string, StringSerializer> lists{
+      store, [](const std::string&, LoadHandler<std::string> h) { h(nullptr, "all"); }, Options{}};
+  AsyncInvalidationFanout<PgChange> fanout{by_id, [](const PgChange& c) { return c.key; }};
+  Caches() {
+    fanout.add(lists, [](const PgChange&) { return std::string("users_all"); });
+  }
+  void cache(const std::string& key) { REQUIRE(direct.set(key, "old", 0, 300) == StoreStatus::ok); }
+  bool cached(const std::string& key) {
+    StoreItem item;
+    return direct.get(key, item) == StoreStatus::ok;
+  }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "postgres: pg_install_sql is idempotent and records every change in the writer's "
+    "transaction",
+    "[postgres]") {
+  Db db;
+  db.exec(pg_install_sql("users", "id"));
+  db.exec(pg_install_sql("users", "id"));  // again: no error, one trigger
+  CHECK(db.exec("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'users'::regclass AND NOT "
+                "tgisinternal")[0][0] == "1");
+  db.exec("INSERT INTO users VALUES (1, 'a'), (2, 'b')");
+  db.exec("UPDATE users SET name = 'c' WHERE id = 1");
+  db.exec("UPDATE users SET id = 3 WHERE id = 2");  // the key moves: both ids
+  db.exec("DELETE FROM users WHERE id = 1");
+  db.exec("BEGIN; INSERT INTO users VALUES (9, 'z'); ROLLBACK");  // leaves nothing
+  CHECK(db.outbox() ==
+        std::vector<std::string>{"users:1", "users:2", "users:1", "users:2", "users:3", "users:1"});
+}
+
+TEST_CASE("postgres: names that are not plain identifiers are refused", "[postgres]") {
+  CHECK_THROWS_WITH(pg_install_sql("users; DROP TABLE x", "id"), Catch::Contains("identifier"));
+  CHECK_THROWS_WITH(pg_install_sql("users", "id'"), Catch::Contains("identifier"));
+  PgOutboxOptions o;
+  o.channel = "Wake Up";
+  CHECK_THROWS_WITH(pg_install_sql("users", "id", o), Catch::Contains("identifier"));
+  o.channel = "app_wake";
+  o.outbox = "app.cache_outbox";
+  CHECK(pg_install_sql("users", "id", o).find("INSERT INTO app.cache_outbox") != std::string::npos);
+}
+
+TEST_CASE("postgres relay: committed changes invalidate memcached; rows go once confirmed",
+          "[postgres]") {
+  Db db;
+  db.exec(pg_install_sql("users", "id"));
+  Caches c;
+  for (const char* k : {"user_1", "user_2", "users_all"}) c.cache(k);
+  db.exec("INSERT INTO users VALUES (1, 'a'), (2, 'b')");
+  auto source = std::make_shared<PgOutbox>(c.io.get_executor(), db.conninfo());
+  OutboxRelayOptions o;
+  o.interval = std::chrono::milliseconds(200);
+  OutboxRelay<PgChange> relay(c.io.get_executor(), source, c.fanout, o);
+  relay.start();
+  run_until(c.io, [&] { return relay.stats().relayed == 2; });
+  CHECK(db.depth() == 0);
+  CHECK_FALSE(c.cached("user_1"));
+  CHECK_FALSE(c.cached("user_2"));
+  CHECK_FALSE(c.cached("users_all"));
+  CHECK(relay.stats().unconfirmed == 0);
+  relay.close();
+  c.io.restart();
+  c.io.run_for(std::chrono::milliseconds(50));
+}
+
+TEST_CASE("postgres relay: while memcached confirms nothing the rows stay; then they drain",
+          "[postgres]") {
+  Db db;
+  db.exec(pg_install_sql("users", "id"));
+  Caches c;
+  auto source = std::make_shared<PgOutbox>(c.io.get_executor(), db.conninfo());
+  OutboxRelayOptions o;
+  o.interval = std::chrono::milliseconds(100);
+  o.max_backoff = std::chrono::milliseconds(400);
+  OutboxRelay<PgChange> relay(c.io.get_executor(), source, c.fanout, o);
+  c.mc.pause();  // memcached answers nothing: every invalidation times out
+  db.exec("INSERT INTO users VALUES (5, 'a')");
+  relay.start();
+  run_until(c.io, [&] { return relay.stats().unconfirmed >= 2; });
+  CHECK(relay.stats().relayed == 0);
+  CHECK(db.depth() == 1);  // not confirmed: kept
+  c.mc.resume();
+  run_until(c.io, [&] { return relay.stats().relayed == 1; });
+  CHECK(db.depth() == 0);
+  relay.close();
+}
+
+TEST_CASE("postgres relay: NOTIFY wakes it at commit, long before its backstop", "[postgres]") {
+  Db db;
+  db.exec(pg_install_sql("users", "id"));
+  Caches c;
+  auto source = std::make_shared<PgOutbox>(c.io.get_executor(), db.conninfo());
+  OutboxRelayOptions o;
+  o.interval = std::chrono::seconds(600);  // the backstop never comes within the test
+  OutboxRelay<PgChange> relay(c.io.get_executor(), source, c.fanout, o);
+  relay.start();
+  run_until(c.io, [&] { return source->stats().connects == 1 && relay.stats().passes >= 1; });
+  c.io.run_for(std::chrono::milliseconds(50));  // the first pass ends: the relay sleeps
+  c.cache("user_7");
+  auto t0 = Steady::now();
+  db.exec("INSERT INTO users VALUES (7, 'a')");
+  run_until(
+      c.io, [&] { return !c.cached("user_7"); }, std::chrono::seconds(10));
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Steady::now() - t0);
+  CHECK(source->stats().notifications >= 1);
+  CHECK(relay.stats().wakeups >= 1);
+  INFO("served within " << took.count() << " ms");
+  CHECK(took < std::chrono::seconds(10));
+  relay.close();
+}
+
+TEST_CASE("postgres relay: two relays share one outbox; each row is relayed once", "[postgres]") {
+  Db db;
+  db.exec(pg_install_sql("users", "id"));
+  Caches c;
+  db.exec("INSERT INTO users SELECT g, 'u' FROM generate_series(1, 300) g");
+  REQUIRE(db.depth() == 300);
+  OutboxRelayOptions o;
+  o.interval = std::chrono::milliseconds(100);
+  o.batch = 20;  // many claims each: they interleave
+  auto a_src = std::make_shared<PgOutbox>(c.io.get_executor(), db.conninfo());
+  auto b_src = std::make_shared<PgOutbox>(c.io.get_executor(), db.conninfo());
+  OutboxRelay<PgChange> a(c.io.get_executor(), a_src, c.fanout, o),
+      b(c.io.get_executor(), b_src, c.fanout, o);
+  a.start();
+  b.start();
+  run_until(c.io, [&] { return a.stats().relayed + b.stats().relayed == 300; });
+  c.io.run_for(std::chrono::milliseconds(300));  // a second claim of a row would show now
+  CHECK(a.stats().relayed + b.stats().relayed == 300);
+  CHECK(a.stats().relayed > 0);
+  CHECK(b.stats().relayed > 0);
+  CHECK(db.depth() == 0);
+}
+
+TEST_CASE("postgres relay: its session terminated, it reconnects, LISTENs again and drains",
+          "[postgres]") {
+  Db db;
+  db.exec(pg_install_sql("users", "id"));
+  Caches c;
+  auto source =
+      std::make_shared<PgOutbox>(c.io.get_executor(), db.conninfo("application_name=relay_t"));
+  OutboxRelayOptions o;
+  o.interval = std::chrono::seconds(600);  // only wake-ups: the loss and NOTIFY
+  OutboxRelay<PgChange> relay(c.io.get_executor(), source, c.fanout, o);
+  relay.start();
+  run_until(c.io, [&] { return source->stats().connects == 1 && relay.stats().passes >= 1; });
+  db.exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+      "'relay_t'");
+  run_until(c.io, [&] { return source->stats().reconnects == 1; });
+  c.io.run_for(std::chrono::milliseconds(50));
+  c.cache("user_8");
+  db.exec("INSERT INTO users VALUES (8, 'a')");  // heard on the new session
+  run_until(
+      c.io, [&] { return !c.cached("user_8"); }, std::chrono::seconds(10));
+  CHECK(db.depth() == 0);
+  relay.close();
+}
