@@ -162,6 +162,11 @@ class AsyncCacheAside {
   /// requests from the near cache: it skips the completion's post.
   bool try_get_near(const Key& key, std::optional<Value>& out) { return core_->near_get(key, out); }
 
+  /// Drops key's near copy in this process at once, without I/O: for a change heard
+  /// of before the near log says so (a database's notification). memcached keeps
+  /// its value: invalidate for that. No-op without a near cache.
+  void drop_near(const Key& key) { core_->near_drop(key); }
+
   /// Values for keys, in input order (duplicates allowed); completes with
   /// `void(std::exception_ptr, std::vector<std::optional<Value>>)`. One round
   /// trip for all hits; misses go to the bulk loader in one call if one is set,

@@ -42,6 +42,9 @@ class AsyncInvalidationFanout {
   /// See InvalidationFanout::add.
   template <class K, class V, class S, class KeysOf>
   AsyncInvalidationFanout& add(AsyncCacheAside<K, V, S>& cache, KeysOf keys_of) {
+    near_targets_.push_back([&cache, keys_of](const std::vector<Change>& changes) {
+      for (const K& k : detail::plan_fanout<K>(changes, keys_of).keys) cache.drop_near(k);
+    });
     targets_.push_back([&cache, keys_of = std::move(keys_of)](const std::vector<Change>& changes,
                                                               const std::shared_ptr<Join>& join) {
       auto plan = std::make_shared<detail::FanoutPlan<K>>(detail::plan_fanout<K>(changes, keys_of));
@@ -53,6 +56,13 @@ class AsyncInvalidationFanout {
       }
     });
     return *this;
+  }
+
+  /// Drops the near copies of every key the changes map to, in this process, at
+  /// once and without I/O (async_apply does the work in memcached): for changes
+  /// heard of first through a database's notification.
+  void drop_near(const std::vector<Change>& changes) const {
+    for (const auto& t : near_targets_) t(changes);
   }
 
   /// As InvalidationFanout::apply; completes with `void(std::exception_ptr,
@@ -105,6 +115,7 @@ class AsyncInvalidationFanout {
   asio::any_io_executor ex_;
   std::vector<std::function<void(const std::vector<Change>&, const std::shared_ptr<Join>&)>>
       targets_;
+  std::vector<std::function<void(const std::vector<Change>&)>> near_targets_;
 };
 
 }  // namespace cacheaside

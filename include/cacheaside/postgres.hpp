@@ -20,10 +20,17 @@
 #include <vector>
 
 #include "detail/postgres/connection.hpp"
+#include "detail/postgres/notification.hpp"
 #include "error.hpp"
 #include "outbox_relay.hpp"
 
 namespace cacheaside {
+
+/// One changed row: its table and its key column's value, as text.
+struct PgChange {
+  std::string table;
+  std::string key;
+};
 
 /// Where a table's changes go, and how the relay talks to the database.
 struct PgOutboxOptions {
@@ -39,12 +46,11 @@ struct PgOutboxOptions {
   /// The relay's session: a claim held this long with nothing sent (a frozen
   /// relay) ends its session, so its rows go back to the other relays.
   std::chrono::milliseconds idle_in_transaction_timeout{10000};
-};
-
-/// One changed row: its table and its key column's value, as text.
-struct PgChange {
-  std::string table;
-  std::string key;
+  /// The changes a notification names (every instance listening hears each one,
+  /// though only one relay claims its rows): e.g. `fanout.drop_near(changes)`, so
+  /// no instance's near cache serves them until its near log says so. On the
+  /// relay's executor.
+  std::function<void(const std::vector<PgChange>&)> on_notified;
 };
 
 namespace detail {
@@ -236,8 +242,14 @@ class PgOutbox : public OutboxSource<PgChange> {
     in_claim_ = false;
     conn_ = std::make_shared<detail::PgConnection>(ex_, conninfo_, opt_.timeout);
     std::weak_ptr<detail::PgConnection> weak = conn_;
-    conn_->on_notify([this](const std::string&, const std::string&) {
+    conn_->on_notify([this](const std::string&, const std::string& payload) {
       count([](PgOutboxStats& s) { ++s.notifications; });
+      detail::PgNotification n;
+      if (opt_.on_notified && detail::PgPayloadParser(payload).parse(n)) {
+        std::vector<PgChange> changes;
+        for (auto& k : n.keys) changes.push_back({n.table, std::move(k)});
+        opt_.on_notified(changes);
+      }
       if (wake_) wake_();
     });
     conn_->on_lost([this](const std::string& why) {

@@ -150,6 +150,20 @@ struct AsyncCore {
     return !invalidations.pending().holds(mkey) && ctx.near_hit(mkey, out, true);
   }
 
+  // Drops k's near copy (all of them when the group's generation is not known here).
+  void near_drop(const Key& k) {
+    if (!near) return;
+    Gen gen;
+    if (group.enabled()) {
+      auto g = group.cached();
+      if (!g) return near->drop_all();
+      gen = Gen{true, *g};
+    }
+    std::string mkey;
+    key_of(k, gen, mkey);
+    near->drop(mkey);
+  }
+
   std::string cache_key(const Key& key) {
     Gen gen;
     if (group.enabled()) {
