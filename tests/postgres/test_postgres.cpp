@@ -4,6 +4,8 @@
 // OutboxRelay over PgOutbox (rows removed once memcached confirmed them, kept while
 // it does not, NOTIFY waking it long before its backstop, several relays sharing one
 // outbox, a terminated session replaced and drained).
+#include <signal.h>
+
 #include <boost/asio/io_context.hpp>
 #include <cacheaside/async.hpp>
 #include <cacheaside/meta.hpp>
@@ -16,8 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "support/fault_proxy.hpp"
 #include "support/memcached_process.hpp"
 #include "support/postgres_process.hpp"
+#include "support/processes.hpp"
 
 using namespace cacheaside;
 using namespace cacheaside_test;
@@ -344,4 +348,98 @@ TEST_CASE(
   CHECK(a.outbox->stats().notifications >= 1);
   CHECK(b.outbox->stats().notifications >= 1);
   CHECK(db.depth() == 0);
+}
+
+namespace {
+
+// An instance's relay in a process of its own (tests/postgres/relay_worker.cpp), whose
+// memcached traffic goes through a proxy the test controls.
+struct WorkerRelay {
+  FaultProxy proxy;
+  Child child;
+  WorkerRelay(Caches& c, const Db& db, const std::string& poll_timeout_ms,
+              const std::string& idle_ms)
+      : proxy(c.mc.port()),
+        child({CACHEASIDE_RELAY_WORKER,
+               proxy.config("--POLL-TIMEOUT=" + poll_timeout_ms + " --RETRY-TIMEOUT=60"),
+               db.conninfo(), idle_ms}) {}
+  // Waits for the line that starts with `prefix`; returns it.
+  std::string wait_for(const std::string& prefix) {
+    for (std::string l = child.line(); !l.empty(); l = child.line())
+      if (l.rfind(prefix, 0) == 0) return l;
+    FAIL("the relay worker ended before '" << prefix << "'");
+    return "";
+  }
+};
+
+// The rows a worker held, relayed by this process's own relay: the keys gone from
+// memcached, the outbox empty.
+void drained_here(Caches& c, Db& db, const std::vector<std::string>& keys) {
+  auto source = std::make_shared<PgOutbox>(c.io.get_executor(), db.conninfo());
+  OutboxRelayOptions o;
+  o.interval = std::chrono::milliseconds(100);
+  OutboxRelay<PgChange> relay(c.io.get_executor(), source, c.fanout, o);
+  relay.start();
+  run_until(c.io, [&] {
+    for (const auto& k : keys)
+      if (c.cached(k)) return false;
+    return db.depth() == 0;
+  });
+  relay.close();
+}
+
+const std::vector<std::string> held_keys = {"user_1", "user_2", "user_3", "users_all"};
+
+void cache_and_write(Caches& c, Db& db) {
+  for (const auto& k : held_keys) c.cache(k);
+  db.exec("INSERT INTO users VALUES (1, 'a'), (2, 'b'), (3, 'c')");
+}
+
+}  // namespace
+
+TEST_CASE("postgres relay crash: a relay killed while it holds a claim; another relays its rows",
+          "[postgres]") {
+  Db db;
+  db.exec(pg_install_sql("users", "id"));
+  Caches c;
+  cache_and_write(c, db);
+  WorkerRelay w(c, db, "60000", "60000");
+  w.proxy.drop();  // its invalidations never arrive: it holds the claim, waiting
+  CHECK(w.wait_for("claimed ") == "claimed 3");
+  w.child.kill();  // SIGKILL: its session ends, its transaction with it
+  drained_here(c, db, held_keys);
+}
+
+TEST_CASE(
+    "postgres relay crash: a relay frozen while it holds a claim; its session times out "
+    "and another relays its rows",
+    "[postgres]") {
+  Db db;
+  db.exec(pg_install_sql("users", "id"));
+  Caches c;
+  cache_and_write(c, db);
+  WorkerRelay w(c, db, "60000", "1000");  // idle in transaction: 1 s
+  w.proxy.drop();
+  CHECK(w.wait_for("claimed ") == "claimed 3");
+  w.child.signal(SIGSTOP);
+  auto t0 = Steady::now();
+  drained_here(c, db, held_keys);
+  CHECK(Steady::now() - t0 >= std::chrono::milliseconds(900));  // not before the timeout
+}
+
+TEST_CASE(
+    "postgres relay crash: rows memcached did not confirm stay in the outbox, so a relay "
+    "that dies after its pass loses nothing",
+    "[postgres]") {
+  Db db;
+  db.exec(pg_install_sql("users", "id"));
+  Caches c;
+  cache_and_write(c, db);
+  WorkerRelay w(c, db, "200", "60000");
+  w.proxy.drop();  // its invalidations time out: none confirmed
+  CHECK(w.wait_for("confirmed ") == "confirmed 0 of 3");
+  CHECK(w.wait_for("finished ") == "finished 0");  // its transaction ended: nothing removed
+  w.child.kill();                                  // with it go the caches' own pending retries
+  CHECK(db.depth() == 3);
+  drained_here(c, db, held_keys);
 }

@@ -69,6 +69,10 @@ class Child {
     for (int c; (c = std::fgetc(out_)) != EOF && c != '\n';) s.push_back(static_cast<char>(c));
     return s;
   }
+  /// Sends sig (SIGSTOP, SIGCONT, ...): the process stays, to be killed later.
+  void signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
   /// SIGKILL and reap.
   void kill() {
     if (pid_ <= 0) return;
