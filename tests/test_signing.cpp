@@ -4,6 +4,7 @@
 #include <cacheaside/detail/integrity/signer.hpp>
 #include <cacheaside/json.hpp>
 #include <catch2/catch.hpp>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -276,29 +277,49 @@ TEST_CASE(
   CHECK(rotated.loaded(1) == 2);
 }
 
+// Two signing caches with near caches over one memcached (a writes, b reads near),
+// their log read only when a test says so; the loader answers "v<version>".
+struct SignedNearPair {
+  Server srv;
+  RawClient raw{srv.process.port()};
+  std::atomic<int> version{0};
+  Options o = options();
+  TestCache<int, User, JsonSerializer<User>> a{srv.store, loader(), o}, b{srv.store, loader(), o};
+
+  static Options options() {
+    Options o = signing({{"k1", secret_a}});
+    o.near_ttl = std::chrono::seconds(60);
+    o.near_sync = std::chrono::seconds(60);  // read only when the test says so
+    return o;
+  }
+  std::function<std::optional<User>(const int&)> loader() {
+    return [this](const int& id) -> std::optional<User> {
+      User u = make_user(id);
+      u.name = "v" + std::to_string(version.load());
+      return u;
+    };
+  }
+  // The near log's base key.
+  std::string base() const {
+    return encode_key("near_log:" + o.name + ":" + o.key_prefix, max_key_length - 16);
+  }
+};
+
 TEST_CASE(
     "signed near log: a slot rewritten to name another key is not taken; the near cache is "
     "dropped, never served stale",
     "[signing]") {
-  Server srv;
-  RawClient raw(srv.process.port());
-  std::atomic<int> version{0};
-  auto loader = [&](const int& id) -> std::optional<User> {
-    User u = make_user(id);
-    u.name = "v" + std::to_string(version.load());
-    return u;
-  };
-  Options o = signing({{"k1", secret_a}});
-  o.near_ttl = std::chrono::seconds(60);
-  o.near_sync = std::chrono::seconds(60);  // read only when the test says so
-  TestCache<int, User, JsonSerializer<User>> a(srv.store, loader, o), b(srv.store, loader, o);
+  SignedNearPair p;
+  auto& raw = p.raw;
+  auto &a = p.a, &b = p.b;
+  auto& version = p.version;
   CHECK(b.get(1)->name == "v0");
   CHECK(b.get(1)->name == "v0");  // kept near
   CHECK(b.usage().near == 1);
 
   version = 1;
   CHECK(a.invalidate(1));
-  std::string base = encode_key("near_log:" + o.name + ":" + o.key_prefix, max_key_length - 16);
+  std::string base = p.base();
   auto counter = raw.get(base + "%c");
   REQUIRE(counter);
   std::uint64_t seq = std::stoull(counter->value);
@@ -319,20 +340,11 @@ TEST_CASE(
     "signed near log: a counter set back after a writer's increment does not hide the "
     "invalidation; a counter that stays short of a record found past it is a gap",
     "[signing]") {
-  Server srv;
-  RawClient raw(srv.process.port());
-  std::atomic<int> version{0};
-  auto loader = [&](const int& id) -> std::optional<User> {
-    User u = make_user(id);
-    u.name = "v" + std::to_string(version.load());
-    return u;
-  };
-  Options o = signing({{"k1", secret_a}});
-  o.near_ttl = std::chrono::seconds(60);
-  o.near_sync = std::chrono::seconds(60);  // read only when the test says so
-  TestCache<int, User, JsonSerializer<User>> a(srv.store, loader, o), b(srv.store, loader, o);
-  const std::string counter =
-      encode_key("near_log:" + o.name + ":" + o.key_prefix, max_key_length - 16) + "%c";
+  SignedNearPair p;
+  auto& raw = p.raw;
+  auto &a = p.a, &b = p.b;
+  auto& version = p.version;
+  const std::string counter = p.base() + "%c";
   // Right after a writer's increment, the attacker sets the counter back by one.
   auto invalidate_then_set_back = [&](int id) {
     REQUIRE(a.invalidate(id));

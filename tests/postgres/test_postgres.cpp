@@ -352,17 +352,20 @@ TEST_CASE(
 
 namespace {
 
-// An instance's relay in a process of its own (tests/postgres/relay_worker.cpp), whose
-// memcached traffic goes through a proxy the test controls.
+// An instance's relay in a process of its own (tests/postgres/relay_worker.cpp), cut
+// off from memcached from the start (a proxy that drops its bytes), so it holds what it
+// claims until its poll timeout.
 struct WorkerRelay {
   FaultProxy proxy;
   Child child;
   WorkerRelay(Caches& c, const Db& db, const std::string& poll_timeout_ms,
               const std::string& idle_ms)
       : proxy(c.mc.port()),
-        child({CACHEASIDE_RELAY_WORKER,
-               proxy.config("--POLL-TIMEOUT=" + poll_timeout_ms + " --RETRY-TIMEOUT=60"),
-               db.conninfo(), idle_ms}) {}
+        child({CACHEASIDE_RELAY_WORKER, cut_off(proxy, poll_timeout_ms), db.conninfo(), idle_ms}) {}
+  static std::string cut_off(FaultProxy& p, const std::string& poll_timeout_ms) {
+    p.drop();
+    return p.config("--POLL-TIMEOUT=" + poll_timeout_ms + " --RETRY-TIMEOUT=60");
+  }
   // Waits for the line that starts with `prefix`; returns it.
   std::string wait_for(const std::string& prefix) {
     for (std::string l = child.line(); !l.empty(); l = child.line())
@@ -372,58 +375,55 @@ struct WorkerRelay {
   }
 };
 
-// The rows a worker held, relayed by this process's own relay: the keys gone from
-// memcached, the outbox empty.
-void drained_here(Caches& c, Db& db, const std::vector<std::string>& keys) {
-  auto source = std::make_shared<PgOutbox>(c.io.get_executor(), db.conninfo());
-  OutboxRelayOptions o;
-  o.interval = std::chrono::milliseconds(100);
-  OutboxRelay<PgChange> relay(c.io.get_executor(), source, c.fanout, o);
-  relay.start();
-  run_until(c.io, [&] {
-    for (const auto& k : keys)
-      if (c.cached(k)) return false;
-    return db.depth() == 0;
-  });
-  relay.close();
-}
-
-const std::vector<std::string> held_keys = {"user_1", "user_2", "user_3", "users_all"};
-
-void cache_and_write(Caches& c, Db& db) {
-  for (const auto& k : held_keys) c.cache(k);
-  db.exec("INSERT INTO users VALUES (1, 'a'), (2, 'b'), (3, 'c')");
-}
+// Users 1 to 3 written, their keys (and users_all) cached, and a worker relay cut off
+// from memcached.
+struct Crash {
+  Db db;
+  Caches c;
+  std::optional<WorkerRelay> w;
+  Crash(const std::string& poll_timeout_ms, const std::string& idle_ms) {
+    db.exec(pg_install_sql("users", "id"));
+    for (const auto& k : keys) c.cache(k);
+    db.exec("INSERT INTO users VALUES (1, 'a'), (2, 'b'), (3, 'c')");
+    w.emplace(c, db, poll_timeout_ms, idle_ms);
+  }
+  // The rows the worker held, relayed by this process's own relay: the keys gone
+  // from memcached, the outbox empty.
+  void drained_here() {
+    auto source = std::make_shared<PgOutbox>(c.io.get_executor(), db.conninfo());
+    OutboxRelayOptions o;
+    o.interval = std::chrono::milliseconds(100);
+    OutboxRelay<PgChange> relay(c.io.get_executor(), source, c.fanout, o);
+    relay.start();
+    run_until(c.io, [&] {
+      for (const auto& k : keys)
+        if (c.cached(k)) return false;
+      return db.depth() == 0;
+    });
+    relay.close();
+  }
+  const std::vector<std::string> keys = {"user_1", "user_2", "user_3", "users_all"};
+};
 
 }  // namespace
 
 TEST_CASE("postgres relay crash: a relay killed while it holds a claim; another relays its rows",
           "[postgres]") {
-  Db db;
-  db.exec(pg_install_sql("users", "id"));
-  Caches c;
-  cache_and_write(c, db);
-  WorkerRelay w(c, db, "60000", "60000");
-  w.proxy.drop();  // its invalidations never arrive: it holds the claim, waiting
-  CHECK(w.wait_for("claimed ") == "claimed 3");
-  w.child.kill();  // SIGKILL: its session ends, its transaction with it
-  drained_here(c, db, held_keys);
+  Crash t("60000", "60000");  // its invalidations never arrive: it holds the claim, waiting
+  CHECK(t.w->wait_for("claimed ") == "claimed 3");
+  t.w->child.kill();  // SIGKILL: its session ends, its transaction with it
+  t.drained_here();
 }
 
 TEST_CASE(
     "postgres relay crash: a relay frozen while it holds a claim; its session times out "
     "and another relays its rows",
     "[postgres]") {
-  Db db;
-  db.exec(pg_install_sql("users", "id"));
-  Caches c;
-  cache_and_write(c, db);
-  WorkerRelay w(c, db, "60000", "1000");  // idle in transaction: 1 s
-  w.proxy.drop();
-  CHECK(w.wait_for("claimed ") == "claimed 3");
-  w.child.signal(SIGSTOP);
+  Crash t("60000", "1000");  // idle in transaction: 1 s
+  CHECK(t.w->wait_for("claimed ") == "claimed 3");
+  t.w->child.signal(SIGSTOP);
   auto t0 = Steady::now();
-  drained_here(c, db, held_keys);
+  t.drained_here();
   CHECK(Steady::now() - t0 >= std::chrono::milliseconds(900));  // not before the timeout
 }
 
@@ -431,15 +431,10 @@ TEST_CASE(
     "postgres relay crash: rows memcached did not confirm stay in the outbox, so a relay "
     "that dies after its pass loses nothing",
     "[postgres]") {
-  Db db;
-  db.exec(pg_install_sql("users", "id"));
-  Caches c;
-  cache_and_write(c, db);
-  WorkerRelay w(c, db, "200", "60000");
-  w.proxy.drop();  // its invalidations time out: none confirmed
-  CHECK(w.wait_for("confirmed ") == "confirmed 0 of 3");
-  CHECK(w.wait_for("finished ") == "finished 0");  // its transaction ended: nothing removed
-  w.child.kill();                                  // with it go the caches' own pending retries
-  CHECK(db.depth() == 3);
-  drained_here(c, db, held_keys);
+  Crash t("200", "60000");  // its invalidations time out: none confirmed
+  CHECK(t.w->wait_for("confirmed ") == "confirmed 0 of 3");
+  CHECK(t.w->wait_for("finished ") == "finished 0");  // its transaction ended: nothing removed
+  t.w->child.kill();                                  // with it go the caches' own pending retries
+  CHECK(t.db.depth() == 3);
+  t.drained_here();
 }
