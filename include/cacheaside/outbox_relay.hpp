@@ -28,8 +28,8 @@ namespace cacheaside {
 /// One row of an outbox: its id there, and the change it records.
 template <class Change>
 struct OutboxRow {
-  std::int64_t id = 0;
-  Change change{};
+  std::int64_t id = 0;  ///< the row's id in the outbox (what async_finish removes)
+  Change change{};      ///< what changed
 };
 
 /// How deep an outbox is, as a source last saw it.
@@ -45,6 +45,7 @@ struct OutboxDepth {
 template <class Change>
 class OutboxSource {
  public:
+  /// A claimed batch, oldest first.
   using Rows = std::vector<OutboxRow<Change>>;
   virtual ~OutboxSource() = default;
 

@@ -28,8 +28,8 @@ namespace cacheaside {
 
 /// One changed row: its table and its key column's value, as text.
 struct PgChange {
-  std::string table;
-  std::string key;
+  std::string table;  ///< the table the trigger is on
+  std::string key;    ///< the key column's value (old or new), as text
 };
 
 /// Where a table's changes go, and how the relay talks to the database.
@@ -166,6 +166,8 @@ struct PgOutboxStats {
 /// Calls from the relay only (one at a time, on `ex`); stats() from any thread.
 class PgOutbox : public OutboxSource<PgChange> {
  public:
+  /// Connects on the first claim, not here. Throws Error for an outbox or channel
+  /// name that is not a plain identifier.
   PgOutbox(asio::any_io_executor ex, std::string conninfo, PgOutboxOptions options = {})
       : ex_(std::move(ex)), conninfo_(std::move(conninfo)), opt_(std::move(options)) {
     detail::check_identifier("outbox", opt_.outbox);
