@@ -121,7 +121,13 @@ class OutboxRelay {
                                    std::move(options))) {}
   OutboxRelay(const OutboxRelay&) = delete;
   OutboxRelay& operator=(const OutboxRelay&) = delete;
-  ~OutboxRelay() { close(); }
+  /// Closes it at once (like Asio's own objects: destroy it where its handlers do
+  /// not run meanwhile, its executor's thread or with the executor stopped), so a
+  /// call in flight ends its source's part now, not in a handler that may never run.
+  ~OutboxRelay() {
+    s_->closed = true;
+    State::shut(s_);
+  }
 
   /// Starts the loop: a claim at once (drains what waits), then on every wake-up
   /// and at least every interval. drained() is called once, when that first drain
@@ -142,10 +148,7 @@ class OutboxRelay {
   void close() {
     auto s = s_;
     if (s->closed.exchange(true)) return;
-    asio::dispatch(s->ex, [s] {
-      s->timer.cancel();
-      s->source->close();
-    });
+    asio::dispatch(s->ex, [s] { State::shut(s); });
   }
 
   /// Counters since start().
@@ -191,6 +194,12 @@ class OutboxRelay {
           s->timer.cancel();  // the sleeping loop claims at once
         }
       });
+    }
+
+    // Ends what the relay keeps running (twice is harmless).
+    static void shut(const std::shared_ptr<State>& s) {
+      s->timer.cancel();
+      s->source->close();
     }
 
     template <class F>
