@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "async_invalidation_fanout.hpp"
+#include "detail/miss/load_result.hpp"
 
 namespace cacheaside {
 
@@ -213,16 +214,6 @@ class OutboxRelay {
       if (opt.on_error) opt.on_error(why);
     }
 
-    static std::string what(const std::exception_ptr& e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        return x.what();
-      } catch (...) {
-        return "unknown error";
-      }
-    }
-
     // Claim, fan out, finish; then the next pass at once or after a wait.
     static void pass(const std::shared_ptr<State>& s) {
       if (s->closed) return;
@@ -233,7 +224,7 @@ class OutboxRelay {
                              [s](std::exception_ptr e, std::vector<OutboxRow<Change>> rows) {
                                asio::dispatch(s->ex, [s, e, rows = std::move(rows)]() mutable {
                                  if (e) {
-                                   s->failed("outbox claim: " + what(e));
+                                   s->failed("outbox claim: " + detail::exception_text(e));
                                    return ended(s, 0, 0, true);
                                  }
                                  claimed(s, std::move(rows));
@@ -249,7 +240,7 @@ class OutboxRelay {
       auto held = std::make_shared<std::vector<OutboxRow<Change>>>(std::move(rows));
       s->apply(std::move(changes), [s, held](std::exception_ptr e, std::vector<bool> confirmed) {
         asio::dispatch(s->ex, [s, held, e, confirmed = std::move(confirmed)] {
-          if (e) s->failed("outbox invalidation: " + what(e));
+          if (e) s->failed("outbox invalidation: " + detail::exception_text(e));
           std::vector<std::int64_t> done;
           for (std::size_t i = 0; i < held->size(); ++i)
             if (!e && i < confirmed.size() && confirmed[i]) done.push_back((*held)[i].id);
@@ -268,7 +259,7 @@ class OutboxRelay {
                                     // The rows stay claimed until the source lets them go (its
                                     // transaction ends with its connection): a later pass, here or
                                     // elsewhere, has them.
-                                    s->failed("outbox finish: " + what(e));
+                                    s->failed("outbox finish: " + detail::exception_text(e));
                                     return ended(s, claimed, 0, true);
                                   }
                                   s->count([&](OutboxRelayStats& st) {

@@ -14,8 +14,8 @@
 
 namespace cacheaside::detail {
 
-/// The message of a loader's exception, for its event.
-inline std::string loader_error_text(const std::exception_ptr& e) {
+/// The message of an exception (a loader's, for its event; a relay's source's).
+inline std::string exception_text(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& ex) {
@@ -30,7 +30,7 @@ template <class M, class V>
 void take_load(M& m, std::optional<V> v, std::exception_ptr error, Duration d,
                const Reporter& report) {
   if (error) {
-    report.load_failed(m.mkey, d, loader_error_text(error));
+    report.load_failed(m.mkey, d, exception_text(error));
     m.error = std::move(error);
     return;
   }
